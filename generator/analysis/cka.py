@@ -1,0 +1,100 @@
+"""Linear CKA between two sets of features of the same positions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .pca import check_fmap
+
+__all__ = ["linear_cka", "resize_map"]
+
+
+def _check_rows(a: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must be (N, D) with N, D >= 1, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise ValueError(f"{name} must be finite, got {bad} non-finite values")
+    return arr
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Linear centred kernel alignment (Kornblith et al. 2019).
+
+    Parameters
+    ----------
+    x : (N, D1) array_like, finite
+    y : (N, D2) array_like, finite
+        Row i of both describes the same sample (e.g. the same position).
+
+    Returns
+    -------
+    float in [0, 1]
+        ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with column-centred
+        Xc, Yc, in float64. Evaluated via N x N Gram matrices when N is small
+        relative to D1, D2, else in feature space (same value). If either input
+        is constant (all rows equal, so zero after centring) the result is 0.0.
+    """
+    a = _check_rows(x, "x")
+    b = _check_rows(y, "y")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"x and y must have the same N, got {a.shape[0]} and {b.shape[0]}")
+    n, d1 = a.shape
+    d2 = b.shape[1]
+    a -= a.mean(axis=0)
+    b -= b.mean(axis=0)
+    if n * (d1 + d2) < d1 * d2 + d1 * d1 + d2 * d2:
+        k = a @ a.T
+        l = b @ b.T
+        num = float(np.sum(k * l))
+        den = float(np.linalg.norm(k) * np.linalg.norm(l))
+    else:
+        num = float(np.linalg.norm(b.T @ a) ** 2)
+        den = float(np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b))
+    if den == 0.0:
+        return 0.0
+    return float(min(max(num / den, 0.0), 1.0))
+
+
+def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Half-pixel centres, as PyTorch's interpolate(align_corners=False).
+    pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.clip(pos, 0.0, n_in - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, pos - i0
+
+
+def resize_map(fmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a feature map spatially so two maps can be compared position by position.
+
+    Parameters
+    ----------
+    fmap : (C, H, W) array_like, finite
+    shape : (h, w) positive ints
+
+    Returns
+    -------
+    (C, h, w) ndarray of float32
+        If h divides H and w divides W: mean over each (H/h) x (W/w) block (area
+        averaging). Otherwise bilinear with half-pixel centres and edge clamping
+        (PyTorch ``align_corners=False``, no antialias). Same shape: a copy.
+    """
+    fm = check_fmap(fmap)
+    if (len(tuple(shape)) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                                     or s < 1 for s in shape)):
+        raise ValueError(f"shape must be two positive ints, got {shape!r}")
+    h, w = int(shape[0]), int(shape[1])
+    c, hi, wi = fm.shape
+    if (h, w) == (hi, wi):
+        return fm.copy()
+    x = fm.astype(np.float64)
+    if hi % h == 0 and wi % w == 0:
+        return x.reshape(c, h, hi // h, w, wi // w).mean(axis=(2, 4)).astype(np.float32)
+    r0, r1, rt = _bilinear_axis(hi, h)
+    c0, c1, ct = _bilinear_axis(wi, w)
+    rows = x[:, r0, :] * (1 - rt)[None, :, None] + x[:, r1, :] * rt[None, :, None]
+    out = rows[:, :, c0] * (1 - ct)[None, None, :] + rows[:, :, c1] * ct[None, None, :]
+    return out.astype(np.float32)

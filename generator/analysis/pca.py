@@ -1,0 +1,260 @@
+"""Within-image PCA of one feature map, and the min-max scaling used to colour it.
+
+All functions are pure: arrays in, arrays/dataclasses out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PCAResult", "check_fmap", "pca_within", "minmax", "to_rgb"]
+
+
+def check_fmap(x: np.ndarray, name: str = "fmap") -> np.ndarray:
+    """Validate a single feature map and return it as float32.
+
+    Parameters
+    ----------
+    x : (C, H, W) array_like, real
+        One image's feature map: C channels on an H x W grid.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    (C, H, W) ndarray of float32
+        The same values (a view when `x` is already float32).
+
+    Raises
+    ------
+    ValueError
+        If `x` is not 3-D, has C == 0 or H * W == 0, is not real-valued,
+        or holds NaN/inf (the message gives how many).
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be (C, H, W), got shape {arr.shape}")
+    c, h, w = arr.shape
+    if c < 1 or h * w < 1:
+        raise ValueError(f"{name} must have C >= 1 and H * W >= 1, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or arr.dtype == np.bool_):
+        raise ValueError(f"{name} must be real-valued, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32, copy=False)
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise ValueError(f"{name} must be finite, got {bad} non-finite values of {arr.size}")
+    return arr
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def _orient_rows(components: np.ndarray) -> np.ndarray:
+    """Flip each row so that its entry of largest absolute value is positive.
+
+    Zero rows stay zero. Ties go to the first such entry (np.argmax).
+    """
+    out = components.copy()
+    if out.size == 0:
+        return out
+    idx = np.argmax(np.abs(out), axis=1)
+    signs = np.sign(out[np.arange(out.shape[0]), idx])
+    signs[signs == 0] = 1.0
+    return out * signs[:, None]
+
+
+def rounding_floor(n_rows: int, dim: int, max_abs: float, dtype: np.dtype) -> float:
+    """Upper bound on the scatter that storage rounding alone can put in any direction.
+
+    Each stored entry is off by at most half an ulp, ``eps / 2 * |x|``; the
+    total squared error over all ``n_rows * dim`` entries bounds the scatter
+    along any single direction.
+    """
+    eps = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else 0.0
+    return n_rows * dim * (0.5 * eps * max_abs) ** 2
+
+
+def _top_components(scatter_eigvals: np.ndarray, vecs: np.ndarray, k: int, dim: int,
+                    floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Pick the k largest variance directions, zeroing numerically absent ones.
+
+    Parameters
+    ----------
+    scatter_eigvals : (m,) float64, descending, >= 0 after clipping
+    vecs : (m, D) float64 unit rows matching `scatter_eigvals`
+    floor : float
+        Scatter at or below this (e.g. :func:`rounding_floor`) counts as absent.
+    """
+    total = float(scatter_eigvals.sum())
+    comps = np.zeros((k, dim), dtype=np.float64)
+    ratio = np.zeros(k, dtype=np.float64)
+    if total <= 0.0:
+        return comps, ratio
+    # Eigenvalues at rounding level belong to the null space; their vectors
+    # are arbitrary, so they are reported as absent (zero) rather than noise.
+    tol = max(scatter_eigvals[0], 0.0) * max(dim, scatter_eigvals.size) * np.finfo(np.float64).eps
+    tol = max(tol, floor)
+    m = min(k, scatter_eigvals.size)
+    keep = scatter_eigvals[:m] > tol
+    comps[:m][keep] = vecs[:m][keep]
+    ratio[:m][keep] = scatter_eigvals[:m][keep] / total
+    return _orient_rows(comps), ratio
+
+
+def pca_decompose(x: np.ndarray, k: int, floor: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact PCA of a float64 (N, D) matrix: (mean, components, ratio).
+
+    SVD of the centred data when N <= D, else eigh of the D x D scatter matrix.
+    Directions with scatter <= `floor` are reported absent.
+    """
+    n, d = x.shape
+    mean = x.mean(axis=0)
+    xc = x - mean
+    if n <= d:
+        _, s, vt = np.linalg.svd(xc, full_matrices=False)
+        ev = s * s
+        order = np.argsort(-ev, kind="stable")
+        ev, vt = ev[order], vt[order]
+    else:
+        w, v = np.linalg.eigh(xc.T @ xc)
+        w = np.clip(w[::-1], 0.0, None)
+        ev, vt = w, v[:, ::-1].T
+    comps, ratio = _top_components(ev, vt, k, d, floor)
+    return mean, comps, ratio
+
+
+@dataclass(frozen=True)
+class PCAResult:
+    """Within-image PCA of one feature map.
+
+    Attributes
+    ----------
+    proj : (k, H, W) ndarray of float32
+        Projection of every centred pixel onto each component (feature units).
+    explained_variance_ratio : (k,) ndarray of float64
+        Share of the total variance (sum over all channels) per component; 0 for
+        components that do not exist (rank < k).
+    components : (k, C) ndarray of float64
+        Unit principal directions (rows), or zero rows where rank < k. Sign rule:
+        the entry of largest absolute value is positive.
+    mean : (C,) ndarray of float64
+        Per-channel mean over the H * W pixels.
+    """
+
+    proj: np.ndarray
+    explained_variance_ratio: np.ndarray
+    components: np.ndarray
+    mean: np.ndarray
+
+
+def pca_within(fmap: np.ndarray, k: int = 3) -> PCAResult:
+    """Exact PCA of one feature map, treating its pixels as samples.
+
+    Parameters
+    ----------
+    fmap : (C, H, W) array_like, finite
+        Feature map; pixels become the rows of an (H * W, C) matrix.
+    k : int
+        Number of components, >= 1. May exceed the rank: missing components
+        are zero rows with ratio 0 and a zero projection. A direction whose
+        variance is within float32 storage rounding of the input counts as
+        missing (see :func:`rounding_floor`).
+
+    Returns
+    -------
+    PCAResult
+        See :class:`PCAResult`. Matches ``sklearn.decomposition.PCA(k,
+        svd_solver='full')`` up to the sign of each component. A constant map
+        gives all-zero components, ratios and projections.
+
+    Raises
+    ------
+    ValueError
+        From :func:`check_fmap`, or if `k` is not an integer >= 1.
+    """
+    fm = check_fmap(fmap)
+    k = _check_k(k)
+    c, h, w = fm.shape
+    x = fm.reshape(c, h * w).T.astype(np.float64)
+    floor = rounding_floor(h * w, c, float(np.abs(fm).max()), np.dtype(np.float32))
+    mean, comps, ratio = pca_decompose(x, k, floor)
+    proj = ((x - mean) @ comps.T).T.reshape(k, h, w).astype(np.float32)
+    return PCAResult(proj=proj, explained_variance_ratio=ratio, components=comps, mean=mean)
+
+
+def minmax(x: np.ndarray, axis_channels: bool = True) -> np.ndarray:
+    """Min-max scale to [0, 1].
+
+    Parameters
+    ----------
+    x : (k, H, W) array_like when `axis_channels`, else any non-empty shape
+        Values to scale. NaN marks a missing value: it is ignored when finding
+        the range and stays NaN in the output. +-inf is an error.
+    axis_channels : bool
+        True: each channel ``x[i]`` is scaled by its own min and max.
+        False: one min and max over the whole array.
+
+    Returns
+    -------
+    ndarray of float32, same shape as `x`
+        ``(x - min) / (max - min)``. A constant (or all-NaN but for one value)
+        channel maps to 0.5; an all-NaN channel stays NaN.
+
+    Raises
+    ------
+    ValueError
+        If the shape is wrong, the array is empty, or it holds +-inf.
+    """
+    arr = np.asarray(x)
+    if axis_channels and arr.ndim != 3:
+        raise ValueError(f"minmax with axis_channels=True needs (k, H, W), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"minmax needs a non-empty array, got shape {arr.shape}")
+    a = arr.astype(np.float64)
+    n_inf = int(np.count_nonzero(np.isinf(a)))
+    if n_inf:
+        raise ValueError(f"minmax input must not hold inf, got {n_inf} infinite values")
+    flat = a.reshape(a.shape[0], -1) if axis_channels else a.reshape(1, -1)
+    valid = ~np.isnan(flat)
+    has = valid.any(axis=1)
+    lo = np.where(has, np.min(np.where(valid, flat, np.inf), axis=1), 0.0)
+    hi = np.where(has, np.max(np.where(valid, flat, -np.inf), axis=1), 0.0)
+    span = hi - lo
+    const = span == 0
+    # Constant channels would divide by zero; mid-grey says "no contrast".
+    scaled = (flat - lo[:, None]) / np.where(const, 1.0, span)[:, None]
+    scaled[const] = 0.5
+    scaled[~valid] = np.nan
+    return np.clip(scaled, 0.0, 1.0).reshape(arr.shape).astype(np.float32)
+
+
+def to_rgb(proj: np.ndarray) -> np.ndarray:
+    """Colour the first three projections of one image.
+
+    Parameters
+    ----------
+    proj : (k, H, W) array_like with k >= 3
+        E.g. ``PCAResult.proj``.
+
+    Returns
+    -------
+    (H, W, 3) ndarray of float32 in [0, 1]
+        Channels 0, 1, 2 -> R, G, B, each min-max scaled over this image
+        (constant channel -> 0.5).
+
+    Raises
+    ------
+    ValueError
+        If `proj` is not 3-D with at least 3 channels, or holds inf.
+    """
+    arr = np.asarray(proj)
+    if arr.ndim != 3 or arr.shape[0] < 3:
+        raise ValueError(f"proj must be (k >= 3, H, W), got shape {arr.shape}")
+    return np.ascontiguousarray(np.moveaxis(minmax(arr[:3]), 0, -1))

@@ -1,0 +1,191 @@
+"""The ``dinoreport`` command line: parses flags and calls the pipeline, nothing else."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .pipeline import PROJECT_ROOT
+
+app = typer.Typer(
+    help="Build a blog-style report of what timm vision backbones see: PCA maps, channels, "
+         "statistics and more, as a static site plus one self-contained HTML file.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+images_app = typer.Typer(help="List or download the images of the manifest.", no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+DEFAULT_CONFIG = PROJECT_ROOT / "site_src" / "report.toml"
+ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The report config (TOML).")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    raise typer.Exit(code)
+
+
+def _load(config: Path, images: Optional[Path] = None):
+    from .config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        _fail(str(e))
+    if images is not None:
+        if not images.is_dir():
+            _fail(f"--images {images}: not a folder")
+        cfg = cfg.with_images_dir(images)
+    return cfg
+
+
+@app.command()
+def build(
+    config: Path = ConfigOpt,
+    out: Path = typer.Option(Path("site"), "--out", "-o", help="Output folder; replaced atomically."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Build from this folder of images "
+                                          "instead of the config's [images] (file names are ids; "
+                                          "the part before the first '_' is the group)."),
+    random_init: bool = typer.Option(False, "--random-init", help="Seeded random weights instead of "
+                                     "pretrained ones: works offline, every page says so."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, or bf16 (autocast) for faster extraction."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Skip images that cannot be decoded "
+                                    "(listed in the terminal and the report) instead of stopping."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Build the report: site/index.html, site/report.html and site/data/*.json."""
+    from .config import ConfigError
+    from .images import ImageError
+    from .pipeline import BuildError, BuildOptions
+    from .pipeline import build as run_build
+    from .weights import WeightsError
+
+    cfg = _load(config, images)
+    opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
+                        keep_going=keep_going)
+    try:
+        summary = run_build(cfg, opts)
+    except (ConfigError, ImageError, BuildError, WeightsError, ValueError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; the previous site (if any) is unchanged", code=130)
+    except OSError as e:
+        _fail(f"could not write the report ({e.strerror or e}: {e.filename or ''}); "
+              "check free disk space and permissions — the previous site is unchanged")
+    if not quiet:
+        typer.echo(summary.line(), err=True)
+
+
+@images_app.command("list")
+def images_list(config: Path = ConfigOpt,
+                images: Optional[Path] = typer.Option(None, "--images", help="A folder instead of the manifest.")) -> None:
+    """Each image: id, groups, license, and whether it is available offline."""
+    from .images import ImageError, available
+    from .pipeline import load_image_set
+
+    cfg = _load(config, images)
+    try:
+        iset = load_image_set(cfg)
+    except ImageError as e:
+        _fail(str(e))
+    for e in iset.entries:
+        state = "ok" if available(e) else "not fetched"
+        typer.echo(f"{e.id:<22} {','.join(e.groups) or '-':<12} {e.license:<16} {state}")
+
+
+@images_app.command("fetch")
+def images_fetch(config: Path = ConfigOpt, timeout: float = typer.Option(20.0, help="Seconds per download.")) -> None:
+    """Download the manifest's URL images into the cache (sha256 verified when known)."""
+    from .images import ImageError, fetch
+    from .pipeline import load_image_set
+
+    cfg = _load(config)
+    try:
+        iset = load_image_set(cfg)
+    except ImageError as e:
+        _fail(str(e))
+    results = fetch(iset.entries, timeout=timeout, progress=lambda s: typer.echo(s, err=True))
+    failed = [(i, s) for i, s in results if s.startswith("failed")]
+    for i, s in results:
+        typer.echo(f"{i:<22} {s}")
+    if failed:
+        _fail(f"{len(failed)} image(s) could not be fetched (see above)", code=1)
+
+
+@app.command()
+def models(config: Path = ConfigOpt) -> None:
+    """Each model of the config: its stages and whether its weights are available here."""
+    from .backbones import stage_infos
+    from .weights import resolve_weights
+    import timm
+
+    cfg = _load(config)
+    for spec in cfg.models:
+        net = timm.create_model(spec.timm, pretrained=False, num_classes=0)
+        stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in stage_infos(net))
+        w = resolve_weights(spec, online=False)
+        where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
+        typer.echo(f"{spec.id}\n  timm:    {spec.timm}\n  label:   {spec.label}\n  stages:  {stages}\n  weights: {where}")
+
+
+@app.command()
+def serve(
+    config: Path = ConfigOpt,
+    port: int = typer.Option(8000, help="Port on 127.0.0.1."),
+    random_init: bool = typer.Option(False, "--random-init", help="As for build."),
+    images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
+) -> None:
+    """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or templates/ change."""
+    from .serve import serve_forever
+
+    cfg = _load(config, images)
+    serve_forever(cfg, port=port, random_init=random_init)
+
+
+@app.command()
+def publish(
+    site: Path = typer.Option(Path("site"), "--site", help="The built site to publish."),
+    remote: str = typer.Option("origin", help="Git remote (name or URL) to push to."),
+    branch: str = typer.Option("gh-pages", help="Branch to commit the site to."),
+    message: str = typer.Option("Publish report", "--message", "-m"),
+) -> None:
+    """Commit the built site to a gh-pages branch and push it."""
+    from .publish import PublishError, publish_site
+
+    try:
+        sha = publish_site(site, remote=remote, branch=branch, message=message)
+    except PublishError as e:
+        _fail(str(e))
+    typer.echo(f"published {site} as {sha[:12]} to {remote} {branch}")
+
+
+@app.command()
+def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+    """Empty the cache (features and fetched images)."""
+    import shutil
+
+    from .images import cache_dir
+
+    root = cache_dir()
+    if not root.exists():
+        typer.echo(f"nothing to clean: {root} does not exist")
+        return
+    if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete {root}?"):
+        raise typer.Exit(1)
+    shutil.rmtree(root)
+    typer.echo(f"removed {root}")
+
+
+@app.command("analyses")
+def analyses() -> None:
+    """The registered analyses, in report order."""
+    from .registry import list_analyses
+
+    for name in list_analyses():
+        typer.echo(name)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,277 @@
+"""``site_src/report.toml`` -> frozen dataclasses, validated with errors that name the key.
+
+Relative paths resolve against the config file's folder (as MkDocs does). Every problem
+is reported with its dotted key, e.g. ``models.dinov3_vits16.timm``.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "ModelSpec",
+    "ImagesConfig",
+    "AnalysisConfig",
+    "ReportConfig",
+    "load_config",
+    "closest",
+]
+
+
+class ConfigError(ValueError):
+    """A problem in report.toml; the message starts with the file and the dotted key."""
+
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One backbone of the report.
+
+    id : short name used in files, JSON and captions (``[a-z0-9_]+``).
+    timm : timm model name with pretrained tag (``convnext_tiny.dinov3_lvd1689m``).
+    label : human label for captions.
+    weights : optional local weights file (safetensors or a torch checkpoint).
+    convnext_c5_norm : apply the head LayerNorm to C5 per position (ConvNeXt only).
+    """
+
+    id: str
+    timm: str
+    label: str
+    weights: Path | None = None
+    convnext_c5_norm: bool = False
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    manifest: Path | None
+    dir: Path | None
+    featured: tuple[str, ...]
+    max_pixels: int = 64_000_000
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Knobs of the analyses (defaults follow DESIGN.md)."""
+
+    mask_threshold: float = 0.0
+    random_channels: int = 5
+    hist_bins: int = 100
+    explorer_dims: int = 64
+    highres: tuple[int, ...] = (448, 896)
+    highres_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    path: Path
+    title: str
+    author: str
+    resolution: int
+    seed: int
+    batch_size: int
+    models: tuple[ModelSpec, ...]
+    images: ImagesConfig
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def with_images_dir(self, folder: Path) -> "ReportConfig":
+        """The same config reading images from ``folder`` (``--images DIR``)."""
+        return replace(
+            self, images=replace(self.images, manifest=None, dir=folder.resolve(), featured=()),
+            groups={},
+        )
+
+
+def closest(name: str, candidates: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
+    """Names from ``candidates`` that look like ``name`` (best first)."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+def _did_you_mean(name: str, candidates) -> str:
+    hits = closest(name, sorted(candidates), n=1)
+    return f" — did you mean '{hits[0]}'?" if hits else f" (valid keys: {', '.join(sorted(candidates))})"
+
+
+class _Reader:
+    """Reads one TOML table, remembering its dotted key for messages."""
+
+    def __init__(self, path: Path, table: Any, key: str):
+        self.path, self.key = path, key
+        if not isinstance(table, dict):
+            self.fail(key, f"must be a table, got {type(table).__name__}")
+        self.table = table
+
+    def fail(self, key: str, what: str):
+        raise ConfigError(f"{self.path}: {key}: {what}")
+
+    def dotted(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for name in sorted(self.table):
+            if name not in allowed:
+                self.fail(self.dotted(name), "unknown key" + _did_you_mean(name, allowed))
+
+    def get(self, name: str, typ: type | tuple, default: Any = ..., *, required: bool = False):
+        if name not in self.table:
+            if required or default is ...:
+                self.fail(self.dotted(name), "is required")
+            return default
+        value = self.table[name]
+        # bool is an int in Python; a flag given as 1 is a mistake worth naming.
+        bad_bool = isinstance(value, bool) and typ in (int, float)
+        if bad_bool or not isinstance(value, typ):
+            want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            self.fail(self.dotted(name), f"must be {want}, got {type(value).__name__} {value!r}")
+        return value
+
+    def str_list(self, name: str, default: tuple = ()) -> tuple[str, ...]:
+        value = self.get(name, list, list(default))
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fail(f"{self.dotted(name)}[{i}]", f"must be a string, got {item!r}")
+        return tuple(value)
+
+    def file_path(self, name: str, root: Path) -> Path | None:
+        value = self.get(name, str, None)
+        return None if value is None else (root / value).resolve()
+
+
+def _known_timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models(pretrained=True)
+
+
+def check_timm_name(name: str, key: str, path: Path) -> None:
+    """Raise ConfigError for a timm name that timm does not know, with the closest real names."""
+    import timm
+
+    arch = name.split(".", 1)[0]
+    if timm.is_model(arch) and ("." not in name or name in set(_known_timm_names())):
+        return
+    if timm.is_model(arch) and "." in name:
+        tags = [n for n in _known_timm_names() if n.startswith(arch + ".")]
+        hint = closest(name, tags) or tags[:5]
+    else:
+        hint = closest(name, _known_timm_names())
+    hint_s = f" — closest timm names: {', '.join(hint)}" if hint else ""
+    raise ConfigError(f"{path}: {key}: unknown timm model '{name}'{hint_s}")
+
+
+def _models(path: Path, raw: Any, root: Path) -> tuple[ModelSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: models: give at least one [[models]] table")
+    out: list[ModelSpec] = []
+    seen: set[str] = set()
+    for i, table in enumerate(raw):
+        r = _Reader(path, table, f"models[{i}]")
+        mid = r.get("id", str, required=True)
+        r.key = f"models.{mid}"
+        r.check_keys({"id", "timm", "label", "weights", "convnext_c5_norm"})
+        if not ID_RE.match(mid):
+            r.fail(r.key, "id must be lowercase letters, digits and '_' (e.g. dinov3_vits16)")
+        if mid in seen:
+            r.fail(r.key, "duplicate model id")
+        seen.add(mid)
+        name = r.get("timm", str, required=True)
+        check_timm_name(name, r.dotted("timm"), path)
+        weights = r.file_path("weights", root)
+        if weights is not None and not weights.is_file():
+            r.fail(r.dotted("weights"), f"file not found: {weights}")
+        out.append(
+            ModelSpec(
+                id=mid,
+                timm=name,
+                label=r.get("label", str, mid),
+                weights=weights,
+                convnext_c5_norm=r.get("convnext_c5_norm", bool, False),
+            )
+        )
+    return tuple(out)
+
+
+def load_config(path: Path) -> ReportConfig:
+    """Read and validate ``report.toml``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the dotted key, and what to do.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (pass --config FILE)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    root = path.parent
+    top = _Reader(path, raw, "")
+    top.check_keys(
+        {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis"}
+    )
+    resolution = top.get("resolution", int, 448)
+    if resolution < 32 or resolution % 32:
+        top.fail("resolution", f"must be a positive multiple of 32, got {resolution}")
+    batch_size = top.get("batch_size", int, 4)
+    if batch_size < 1:
+        top.fail("batch_size", f"must be >= 1, got {batch_size}")
+
+    im = _Reader(path, top.get("images", dict, {}), "images")
+    im.check_keys({"manifest", "dir", "featured", "max_pixels"})
+    manifest, folder = im.file_path("manifest", root), im.file_path("dir", root)
+    if manifest is not None and folder is not None:
+        im.fail("images", "give either 'manifest' or 'dir', not both")
+    if manifest is None and folder is None:
+        im.fail("images.manifest", "is required (or images.dir)")
+    max_pixels = im.get("max_pixels", int, 64_000_000)
+    if max_pixels < 1:
+        im.fail("images.max_pixels", f"must be >= 1, got {max_pixels}")
+    images = ImagesConfig(manifest, folder, im.str_list("featured"), max_pixels)
+
+    gr = _Reader(path, top.get("groups", dict, {}), "groups")
+    groups = {name: gr.str_list(name) for name in sorted(gr.table)}
+
+    an = _Reader(path, top.get("analysis", dict, {}), "analysis")
+    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models"})
+    highres = tuple(an.get("highres", list, [448, 896]))
+    for i, r in enumerate(highres):
+        if isinstance(r, bool) or not isinstance(r, int) or r < 32 or r % 32:
+            an.fail(f"analysis.highres[{i}]", f"must be a positive multiple of 32, got {r!r}")
+    analysis = AnalysisConfig(
+        mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
+        random_channels=an.get("random_channels", int, 5),
+        hist_bins=an.get("hist_bins", int, 100),
+        explorer_dims=an.get("explorer_dims", int, 64),
+        highres=highres,
+        highres_models=an.str_list("highres_models"),
+    )
+    models = _models(path, raw.get("models"), root)
+    ids = {m.id for m in models}
+    for i, mid in enumerate(analysis.highres_models):
+        if mid not in ids:
+            an.fail(f"analysis.highres_models[{i}]", f"unknown model id '{mid}'" + _did_you_mean(mid, ids))
+    return ReportConfig(
+        path=path,
+        title=top.get("title", str, "Feature maps"),
+        author=top.get("author", str, ""),
+        resolution=resolution,
+        seed=top.get("seed", int, 0),
+        batch_size=batch_size,
+        models=models,
+        images=images,
+        groups=groups,
+        analysis=analysis,
+    )

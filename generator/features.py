@@ -1,0 +1,204 @@
+"""Batched feature extraction and the content-addressed on-disk feature cache.
+
+A cache entry holds every stage of one (model, image) pair as a safetensors file. Its key
+is the sha256 of everything the numbers depend on: timm name, weights identity (file sha256
+or the random-init seed), C5 norm, the preprocessed pixels, normalisation, dtype and the
+torch/timm versions. The file's metadata carries a sha256 of its tensor bytes, so a
+truncated or altered entry is detected on read and recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .backbones import Backbone
+
+__all__ = ["FeatureCache", "entry_key", "extract_all", "pick_device", "CacheStats", "load_stage"]
+
+FORMAT = "dinoreport-features-1"
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible to torch (use --device cpu or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: MPS is not available here (use --device cpu or auto)")
+    if name not in {"cpu", "cuda", "mps"}:
+        raise ValueError(f"--device must be auto, cpu, cuda or mps, got {name!r}")
+    return torch.device(name)
+
+
+def model_identity(backbone: Backbone, seed: int, dtype: str) -> dict:
+    """Everything about a model that changes its features (part of every cache key)."""
+    import timm
+
+    spec = backbone.spec
+    weights = backbone.weights_sha256 or f"random-init:{seed}"
+    return {
+        "format": FORMAT,
+        "timm_name": spec.timm,
+        "weights": weights,
+        "c5_norm": spec.convnext_c5_norm,
+        "mean": [round(float(v), 6) for v in backbone.mean.flatten().tolist()],
+        "std": [round(float(v), 6) for v in backbone.std.flatten().tolist()],
+        "dtype": dtype,
+        "torch": torch.__version__.split("+")[0],
+        "timm": timm.__version__,
+    }
+
+
+def pixels_sha256(rgb: np.ndarray) -> str:
+    """sha256 of a preprocessed (H, W, 3) uint8 image, shape included."""
+    h = hashlib.sha256(f"{rgb.shape}".encode())
+    h.update(np.ascontiguousarray(rgb).tobytes())
+    return h.hexdigest()
+
+
+def entry_key(identity: dict, image_sha: str) -> str:
+    blob = json.dumps({"model": identity, "image": image_sha}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    computed: int = 0
+    damaged: int = 0
+
+
+class FeatureCache:
+    """Folder of safetensors entries ``<key[:2]>/<key>.safetensors``; atomic writes."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.stats = CacheStats()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    @staticmethod
+    def _digest(tensors: dict[str, np.ndarray]) -> str:
+        h = hashlib.sha256()
+        for name in sorted(tensors):
+            arr = np.ascontiguousarray(tensors[name])
+            h.update(f"{name}{arr.shape}{arr.dtype}".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        """The stages of an entry, or None when absent or damaged (a damaged file is removed)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+        from safetensors import safe_open
+
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            with safe_open(str(p), framework="numpy") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(p))
+            ok = meta.get("format") == FORMAT and meta.get("sha256") == self._digest(tensors)
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            ok = False
+        if not ok:
+            self.stats.damaged += 1
+            p.unlink(missing_ok=True)
+            return None
+        return tensors
+
+    def put(self, key: str, tensors: dict[str, np.ndarray]) -> None:
+        from safetensors.numpy import save_file
+
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "sha256": self._digest(tensors)}
+        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=meta)
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def extract_all(
+    backbone: Backbone,
+    images: dict[str, np.ndarray],
+    cache: FeatureCache,
+    *,
+    seed: int,
+    device: torch.device,
+    dtype: str = "fp32",
+    batch_size: int = 4,
+    advance: Callable[[int], None] | None = None,
+) -> dict[str, str]:
+    """Make sure every image has a cache entry for ``backbone``; return ``{image id: key}``.
+
+    images : ``{id: (H, W, 3) uint8}`` preprocessed; images of the same shape are batched.
+    dtype : "fp32", or "bf16" (autocast; features are stored as float32 either way).
+    advance : called with the number of images finished (hits and computed alike).
+    """
+    identity = model_identity(backbone, seed, dtype)
+    keys = {iid: entry_key(identity, pixels_sha256(rgb)) for iid, rgb in sorted(images.items())}
+    todo: dict[tuple, list[str]] = defaultdict(list)
+    for iid, key in keys.items():
+        if cache.path(key).is_file() and cache.get(key) is not None:
+            cache.stats.hits += 1
+            if advance:
+                advance(1)
+        else:
+            todo[images[iid].shape].append(iid)
+    if not todo:
+        return keys
+    backbone.to(device)
+    use_cl = device.type == "cpu" and not backbone.is_vit
+    if use_cl:
+        backbone.model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if dtype == "bf16" else None
+    for shape in sorted(todo):
+        ids = todo[shape]
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            batch = torch.from_numpy(np.stack([images[i] for i in chunk])).to(device)
+            with torch.inference_mode():
+                x = backbone.normalize(batch)
+                if use_cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                if autocast is not None:
+                    with autocast:
+                        out = backbone.forward(x)
+                else:
+                    out = backbone.forward(x)
+            arrays = {k: v.float().contiguous().cpu().numpy() for k, v in out.items()}
+            for j, iid in enumerate(chunk):
+                cache.put(keys[iid], {k: np.ascontiguousarray(a[j]) for k, a in arrays.items()})
+                cache.stats.computed += 1
+            if advance:
+                advance(len(chunk))
+    return keys
+
+
+def load_stage(cache: FeatureCache, key: str, stage: str) -> np.ndarray:
+    """One stage (C, H, W) float32 of a cache entry; the entry must exist."""
+    from safetensors import safe_open
+
+    with safe_open(str(cache.path(key)), framework="numpy") as f:
+        return f.get_tensor(stage)

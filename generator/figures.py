@@ -1,0 +1,157 @@
+"""Arrays -> picture files. Maps with Pillow, plots with matplotlib; no statistics here.
+
+Every writer returns the file's path relative to the site root. File names are the sha256
+of the bytes, so identical pictures are written once and builds are byte-identical.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "FigureWriter",
+    "rgb_map",
+    "signed_map",
+    "overlay",
+    "colormap_lut",
+    "hist_figure",
+    "heatmap_figure",
+]
+
+NEUTRAL = np.array([0.5, 0.5, 0.5], dtype=np.float32)  # background in masked maps
+
+
+def colormap_lut(name: str, n: int = 256) -> np.ndarray:
+    """(n, 3) uint8 lookup table of a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    return (colormaps[name](np.linspace(0, 1, n))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _upsample(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    # Nearest: each feature cell stays a visible block, so C5's 1/32 grid is not dressed up.
+    return img if img.size == size else img.resize(size, Image.NEAREST)
+
+
+def rgb_map(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """(h, w, 3) float in [0, 1] (NaN = masked out, shown neutral grey) -> RGB image of ``size`` (W, H)."""
+    a = np.asarray(rgb, dtype=np.float32).copy()
+    nan = np.isnan(a).any(axis=-1)
+    a[nan] = NEUTRAL
+    a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    return _upsample(Image.fromarray(a, "RGB"), size)
+
+
+def signed_map(x: np.ndarray, vmax: float, size: tuple[int, int], cmap: str = "RdBu_r") -> Image.Image:
+    """(h, w) signed values -> diverging colours centred at 0, symmetric scale ``[-vmax, vmax]``.
+
+    NaN (masked out) is shown neutral grey.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    vmax = float(vmax) if vmax > 0 and np.isfinite(vmax) else 1.0
+    lut = colormap_lut(cmap)
+    nan = np.isnan(x)
+    idx = np.clip(((np.nan_to_num(x) / vmax + 1) / 2 * 255).round(), 0, 255).astype(np.uint8)
+    out = lut[idx]
+    out[nan] = (NEUTRAL * 255).astype(np.uint8)
+    return _upsample(Image.fromarray(out, "RGB"), size)
+
+
+def overlay(photo: np.ndarray, mask: np.ndarray, colour=(255, 64, 32), alpha: float = 0.55) -> Image.Image:
+    """Photo (H, W, 3) uint8 with the mask (h, w) bool, upsampled, tinted and its background dimmed."""
+    H, W = photo.shape[:2]
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((W, H), Image.NEAREST)) > 127
+    out = photo.astype(np.float32)
+    out[~m] *= 0.35
+    out[m] = (1 - alpha) * out[m] + alpha * np.array(colour, dtype=np.float32)
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGB")
+
+
+class FigureWriter:
+    """Writes pictures under ``<site>/assets/fig/`` by content hash."""
+
+    def __init__(self, site: Path):
+        self.site = Path(site)
+        self.folder = self.site / "assets" / "fig"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.written: set[str] = set()
+
+    def _write(self, data: bytes, ext: str) -> str:
+        name = hashlib.sha256(data).hexdigest()[:20] + "." + ext
+        rel = f"assets/fig/{name}"
+        if rel not in self.written:
+            (self.folder / name).write_bytes(data)
+            self.written.add(rel)
+        return rel
+
+    def png(self, img: Image.Image) -> str:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", optimize=True)
+        return self._write(buf.getvalue(), "png")
+
+    def photo(self, rgb: np.ndarray, max_side: int = 0) -> str:
+        """A preprocessed (H, W, 3) uint8 photo as lossless PNG, optionally shrunk to ``max_side``."""
+        img = Image.fromarray(rgb, "RGB")
+        if max_side and max(img.size) > max_side:
+            s = max_side / max(img.size)
+            img = img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC)
+        return self.png(img)
+
+    def plot(self, fig) -> str:
+        """A matplotlib figure as SVG without dates or random ids (deterministic bytes)."""
+        import matplotlib.pyplot as plt
+
+        buf = io.BytesIO()
+        with plt.rc_context({"svg.hashsalt": "dinoreport", "svg.fonttype": "none"}):
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+        plt.close(fig)
+        return self._write(buf.getvalue(), "svg")
+
+
+def hist_figure(
+    edges: np.ndarray, counts: dict[str, np.ndarray], *, title: str, log: bool, xlabel: str = "feature value"
+):
+    """Overlaid step histograms sharing ``edges``; counts: ``{legend label: (nbins,) int}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.8), dpi=100)
+    for i, (label, c) in enumerate(counts.items()):
+        total = max(int(c.sum()), 1)
+        ax.stairs(c / total, edges, label=label, color=f"C{i}", linewidth=1.4)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel("share of values" + (" (log)" if log else ""), fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def heatmap_figure(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str,
+                   xlabel: str, ylabel: str):
+    """A labelled heatmap of values in [0, 1] with each cell's value written in it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 1.8, 0.55 * len(rows) + 1.4), dpi=100)
+    ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols, fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    return fig

@@ -1,0 +1,126 @@
+"""What the pipeline hands to the renderer: figures, tables and facts, already computed.
+
+Nothing here computes or reads files; these are plain values. ``render.py`` turns a
+:class:`ReportPage` into ``site/``; ``pipeline.py`` is the only producer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One picture file inside a figure.
+
+    file : path relative to the site root, e.g. ``assets/fig/3fa2c1.png``.
+    alt : full alternative text (what the picture shows, which model/stage/image).
+    label : short label shown with the panel (``PC1``, ``C3``, ``ch 17``), may be empty.
+    """
+
+    file: str
+    alt: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of panels in a figure grid, labelled (usually by model)."""
+
+    label: str
+    panels: tuple[Panel, ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A numbered figure: a grid of panels with a caption.
+
+    id : unique, usable as an HTML id (``[a-z0-9-]+``), stable across builds.
+    kind : which analysis made it (see ``FIGURE_KINDS``); narrative directives select by kind.
+    caption : plain text; carries provenance (model labels, stage, resolution, weights).
+    column_labels : header of each column (may be empty).
+    image / group : the image id or group the figure is about, when it is about one.
+    """
+
+    id: str
+    kind: str
+    caption: str
+    rows: tuple[Row, ...]
+    column_labels: tuple[str, ...] = ()
+    image: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A numbered table. Cells are str, int or float; floats are formatted by the renderer."""
+
+    id: str
+    kind: str
+    caption: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    label: str
+    timm: str
+    weights_source: str  # "file", "hf-cache", "hub" or "random-init"
+    weights_sha256: str | None
+    license: str | None  # from timm's pretrained_cfg, e.g. "dinov3-license"
+    stages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Credit:
+    id: str
+    subject: str
+    author: str
+    license: str
+    license_url: str | None
+    source_url: str | None
+    share_alike: bool
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    """Everything the report shows. ``results`` is the content of ``data/results.json``."""
+
+    title: str
+    author: str
+    random_init: bool
+    resolution: int
+    models: tuple[ModelInfo, ...]
+    figures: tuple[Figure, ...]
+    tables: tuple[Table, ...]
+    results: dict[str, Any]
+    credits: tuple[Credit, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (image id or file, reason)
+    explorer: dict[str, Any] | None = None  # see render.py for the format
+    notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
+
+
+FIGURE_KINDS: dict[str, str] = {
+    "within_pca": "within-image PCA of the last stage: RGB and PC1..PC3 per model",
+    "stage_pca": "within-image PCA as RGB at every stage, models as rows",
+    "random_channels": "five seeded random channels per stage",
+    "foreground_mask": "PC1 foreground mask overlaid on the image",
+    "across_pca_naive": "across-image PCA over a group, all pixels",
+    "across_pca_masked": "across-image PCA over a group, foreground pixels only",
+    "across_pca_components": "single across-image components (masked)",
+    "feature_hist": "feature-value histograms per stage (linear, log, cropped)",
+    "channel_hist": "one random channel's histograms per stage",
+    "cka": "linear CKA between stages of every model pair",
+    "highres": "the featured images at several resolutions",
+}
+
+TABLE_KINDS: dict[str, str] = {
+    "explained_variance": "explained variance of PC1..PC3 per model and image",
+    "feature_stats": "statistics of all feature values per model and stage",
+    "channel_stats": "statistics of one random channel per model and stage",
+    "across_pca": "explained variance of across-image PCA per group",
+    "cka_best": "best-matching stage of one model for each stage of another",
+    "mask_iou": "agreement of PC1 foreground masks between models",
+}

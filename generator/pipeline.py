@@ -1,0 +1,281 @@
+"""The one place that wires the steps: config -> images -> features -> analyses -> figures -> render.
+
+Like MkDocs, everything is gathered first and written last: the site is built in a temporary
+folder beside the output and swapped in only when complete, so a failed or interrupted build
+leaves the previous site intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, ReportConfig
+from .context import BuildContext, ModelFacts
+from .features import FeatureCache, extract_all, pick_device
+from .figures import FigureWriter
+from .images import ImageError, ImageSet, available, load_image, load_manifest, scan_folder, cache_dir
+from .page import Credit, ModelInfo, ReportPage
+from .progress import Progress
+from .registry import get_analysis, list_analyses
+from .weights import resolve_all
+
+__all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class BuildError(RuntimeError):
+    """A build that cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out: Path
+    random_init: bool = False
+    device: str = "auto"
+    dtype: str = "fp32"
+    quiet: bool = False
+    keep_going: bool = False
+    site_src: Path | None = None  # default: the config file's folder
+    templates: Path | None = None  # default: <project>/templates
+    analyses: tuple[str, ...] | None = None  # default: all registered
+
+
+@dataclass
+class BuildSummary:
+    out: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    computed: int = 0
+    reused: int = 0
+    damaged: int = 0
+    figures: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        total = sum(self.seconds.values())
+        s = (f"Built {self.out} in {total:.1f} s: features computed for {self.computed} model×image pairs, "
+             f"reused {self.reused} from the cache")
+        if self.damaged:
+            s += f" ({self.damaged} damaged cache entries recomputed)"
+        s += f"; {self.figures} picture files"
+        if self.skipped:
+            s += f"; {len(self.skipped)} images skipped"
+        return s + "."
+
+
+def load_image_set(cfg: ReportConfig) -> ImageSet:
+    if cfg.images.dir is not None:
+        if not cfg.images.dir.is_dir():
+            raise ConfigError(f"{cfg.path}: images.dir: folder not found: {cfg.images.dir}")
+        return scan_folder(cfg.images.dir)
+    return load_manifest(cfg.images.manifest)
+
+
+def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
+    """Config groups if given (each id checked), else the image set's own groups."""
+    known = {e.id for e in iset.entries}
+    if not cfg.groups:
+        return dict(iset.groups)
+    for g, ids in cfg.groups.items():
+        for n, i in enumerate(ids):
+            if i not in known:
+                from .config import closest
+
+                hint = closest(i, sorted(known))
+                raise ConfigError(f"{cfg.path}: groups.{g}[{n}]: no image '{i}' in {iset.source}"
+                                  + (f" — did you mean '{hint[0]}'?" if hint else ""))
+    return {g: tuple(sorted(ids)) for g, ids in cfg.groups.items()}
+
+
+def _check_out(out: Path, cfg: ReportConfig) -> Path:
+    """Refuse an output folder that overlaps the inputs or holds something other than a site."""
+    out = out.resolve()
+    inputs = [cfg.root, PROJECT_ROOT / "templates"]
+    if cfg.images.dir:
+        inputs.append(cfg.images.dir)
+    if cfg.images.manifest:
+        inputs.append(cfg.images.manifest.parent)
+    for p in inputs:
+        if out == p or out in p.parents:
+            raise BuildError(f"--out {out} would replace the input folder {p}; choose another folder")
+    if out.exists() and any(out.iterdir()) and not (out / "data" / "build.json").is_file():
+        raise BuildError(f"--out {out} exists and is not a dinoreport site (no data/build.json); "
+                         "refusing to replace it — remove it or choose another folder")
+    return out
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with two renames; the old site survives any failure before."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _json_dump(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _versions() -> dict[str, str]:
+    import timm
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+            "numpy": np.__version__}
+
+
+def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
+    """Build the whole report into ``opts.out``; see DESIGN.md for what is written."""
+    from .backbones import create_backbone
+    from .render import render_site
+
+    t0 = time.perf_counter()
+    summary = BuildSummary(out=opts.out.resolve())
+    out = _check_out(opts.out, cfg)
+    if opts.dtype not in ("fp32", "bf16"):
+        raise BuildError(f"--dtype must be fp32 or bf16, got {opts.dtype!r}")
+    device = pick_device(opts.device)
+    names = opts.analyses or tuple(list_analyses())
+    iset = load_image_set(cfg)
+    groups = _groups(cfg, iset)
+    # Weights first: a build that cannot get them stops before any work.
+    weights = {} if opts.random_init else resolve_all(cfg.models, config_path=cfg.path)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    timings["resolve"] = t - t0
+
+    with Progress(opts.quiet) as progress:
+        # Decode images.
+        images: dict[str, np.ndarray] = {}
+        with progress.phase("decode images", len(iset.entries)) as advance:
+            for e in iset.entries:
+                if not available(e):
+                    summary.skipped.append((e.id, "not fetched yet: run `dinoreport images fetch` (needs internet)"))
+                else:
+                    try:
+                        images[e.id] = load_image(e, cfg.resolution, max_pixels=cfg.images.max_pixels)
+                    except ImageError as err:
+                        if not opts.keep_going:
+                            raise
+                        summary.skipped.append((e.id, str(err)))
+                advance(1)
+        if not images:
+            raise BuildError(f"no usable images in {iset.source}"
+                             + ("".join(f"\n  {i}: {why}" for i, why in summary.skipped)))
+        for i, why in summary.skipped:
+            progress.log(f"skipped image {i}: {why}")
+        groups = {g: tuple(i for i in ids if i in images) for g, ids in groups.items()}
+        featured = tuple(i for i in cfg.images.featured if i in images) or tuple(sorted(images))[:2]
+        timings["decode"] = time.perf_counter() - t
+
+        # Models and features.
+        t = time.perf_counter()
+        cache = FeatureCache(cache_dir() / "features")
+        facts, keys = [], {}
+        load_s = 0.0
+        with progress.phase("extract features", len(cfg.models) * len(images)) as advance:
+            for spec in cfg.models:
+                tl = time.perf_counter()
+                bb = create_backbone(spec, weights.get(spec.id), seed=cfg.seed)
+                load_s += time.perf_counter() - tl
+                keys[spec.id] = extract_all(bb, images, cache, seed=cfg.seed, device=device, dtype=opts.dtype,
+                                            batch_size=cfg.batch_size, advance=advance)
+                facts.append(ModelFacts(spec.id, spec.label, spec.timm, bb.stages, bb.weights_source,
+                                        bb.weights_sha256, bb.license, bb.is_vit, spec.convnext_c5_norm))
+                del bb
+        timings["load_models"] = load_s
+        timings["extract"] = time.perf_counter() - t - load_s
+
+        # Analyses and figures, into a fresh folder beside the output.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            t = time.perf_counter()
+            ctx = BuildContext(cfg=cfg, images=images, entries={e.id: e for e in iset.entries},
+                               models=tuple(facts), keys=keys, cache=cache, writer=FigureWriter(tmp),
+                               groups=groups, featured=featured, random_init=opts.random_init, dtype=opts.dtype)
+            results: dict[str, Any] = {}
+            figures, tables, explorer = [], [], None
+            with progress.phase("analyses and figures", len(names)) as advance:
+                for name in names:
+                    sec = get_analysis(name)(ctx)
+                    results.update(sec.results)
+                    figures += sec.figures
+                    tables += sec.tables
+                    explorer = sec.explorer or explorer
+                    advance(1)
+            timings["analyse_and_figures"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            page = ReportPage(
+                title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
+                models=tuple(ModelInfo(m.id, m.label, m.timm, m.weights_source, m.weights_sha256, m.license,
+                                       tuple(s.name for s in m.stages)) for m in facts),
+                figures=tuple(figures), tables=tuple(tables), results=results,
+                credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
+                                     e.share_alike) for e in iset.entries if e.id in images),
+                skipped=tuple(summary.skipped), explorer=explorer,
+                notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
+                            for m in facts if not m.is_vit),
+            )
+            render_site(page, site_src=opts.site_src or cfg.root,
+                        templates=opts.templates or PROJECT_ROOT / "templates", out=tmp)
+            _json_dump(results, tmp / "data" / "results.json")
+            _json_dump(_figures_json(figures), tmp / "data" / "figures.json")
+            (tmp / ".nojekyll").touch()
+            timings["render"] = time.perf_counter() - t
+            summary.seconds = timings
+            summary.computed, summary.reused, summary.damaged = (
+                cache.stats.computed, cache.stats.hits, cache.stats.damaged)
+            summary.figures = len(ctx.writer.written)
+            _json_dump(_build_json(cfg, opts, device, facts, summary, featured, groups), tmp / "data" / "build.json")
+            _swap_in(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return summary
+
+
+def _figures_json(figures) -> list[dict[str, Any]]:
+    """One entry per picture file, with the figure it belongs to."""
+    rows = []
+    for f in figures:
+        for r in f.rows:
+            for p in r.panels:
+                rows.append({"id": f"{f.id}/{len(rows)}", "figure": f.id, "kind": f.kind, "file": p.file,
+                             "row": r.label, "label": p.label, "alt": p.alt, "caption": f.caption,
+                             "image": f.image, "group": f.group})
+    return rows
+
+
+def _build_json(cfg, opts, device, facts, summary, featured, groups) -> dict[str, Any]:
+    return {
+        "config": str(cfg.path),
+        "device": str(device),
+        "dtype": opts.dtype,
+        "random_init": opts.random_init,
+        "resolution": cfg.resolution,
+        "seed": cfg.seed,
+        "models": [{"id": m.id, "timm": m.timm, "weights_source": m.weights_source,
+                    "weights_sha256": m.weights_sha256, "stages": [s.name for s in m.stages],
+                    "c5_norm": m.c5_norm} for m in facts],
+        "featured": list(featured),
+        "groups": {g: list(ids) for g, ids in groups.items()},
+        "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
+        "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged},
+        "skipped": [list(s) for s in summary.skipped],
+        "versions": _versions(),
+    }

@@ -1,0 +1,611 @@
+"""Render a :class:`~generator.page.ReportPage` into a static site.
+
+``render_site`` writes ``index.html`` (multi-file, for GitHub Pages), ``report.html`` (the same
+page, self-contained: inline CSS/JS, every image as a data: URI), ``assets/style.css``,
+``assets/report.js`` and ``.nojekyll``. Output depends only on the inputs (no dates, no clocks).
+
+The narrative is ``site_src/*.md`` in file-name order. Each file is first rendered as a Jinja
+template (context: ``page``, ``models``, ``results``, ``random_init`` and the helpers in
+:func:`_helpers`), then read as Markdown with block directives on their own line::
+
+    ::: figures kind=within_pca          every figure of that kind, in page order
+    ::: figures kind=across_pca_masked group=dogs   (optional image=/group= filters)
+    ::: figure <figure id>
+    ::: tables kind=feature_stats
+    ::: table <table id>
+    ::: explorer                          the similarity explorer widget
+
+Figures and tables are numbered in the order they are first shown; any the narrative does not
+show are appended under "More figures and tables". ``page.explorer`` format::
+
+    {"models": [{"id", "label"}],
+     "images": [{"id", "photo" (site-relative path), "width", "height", "group"}],
+     "probes": [image ids], "links": {probe id: [itself, then the other images shown with it]},
+     "features": {model id: {image id: {"h", "w", "d", "b64": little-endian float16, (y, x, d)}}},
+     "stage": {model id: stage name}}
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+import markdown as md_lib
+from markupsafe import Markup
+
+from .page import FIGURE_KINDS, TABLE_KINDS, Figure, ModelInfo, ReportPage, Table
+
+__all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
+
+DINOV3_LICENSE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-license/"
+
+CSP_SITE = (
+    "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
+CSP_SINGLE = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
+
+# ids the page template uses itself; headings never take these
+RESERVED_IDS = frozenset({
+    "top", "contents", "article", "more-figures", "about-models", "skipped-images",
+    "image-credits", "notices", "lightbox", "lightbox-img", "lightbox-caption",
+    "lightbox-close", "explorer-data", "colophon", "similarity-explorer", "explorer-caption",
+})
+
+_DIRECTIVE = re.compile(r"^\s*:::\s*(\S+)\s*(.*?)\s*$")
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+         ".webp": "image/webp", ".gif": "image/gif", ".svg": "image/svg+xml"}
+
+
+class RenderError(ValueError):
+    """A problem in the narrative or the page; the message names the .md file and line."""
+
+
+def narrative_sources(site_src: Path) -> list[Path]:
+    """The narrative's Markdown files, sorted by name."""
+    return sorted(Path(site_src).glob("*.md"), key=lambda p: p.name)
+
+
+# --------------------------------------------------------------------------- formatting
+
+def _sig(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, without exponent for ordinary magnitudes."""
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if math.isnan(x):
+        return "—"
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x == 0:
+        return "0"
+    ax = abs(x)
+    if 1e-3 <= ax < 1e6:
+        exp = math.floor(math.log10(ax))
+        decimals = max(digits - 1 - exp, 0)
+        s = f"{round(x, decimals):,.{decimals}f}"
+        if s.lstrip("-").replace(",", "").replace(".", "").strip("0") == "":
+            s = f"{x:.{digits}g}"
+    else:
+        mant, _, e = f"{x:.{digits - 1}e}".partition("e")
+        s = f"{mant}e{int(e)}"
+    return s.replace("-", "−")
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{100.0 * float(x):.{digits}f}%".replace("-", "−")
+
+
+_PCT_COLUMN = re.compile(r"(ratio|fraction|explained|share|%)", re.I)
+_PC_COLUMN = re.compile(r"^(pc\s*\d+|pc\d+\s*var.*|var.*|sum|total)$", re.I)
+_RATIO_TABLE_KINDS = {"explained_variance", "across_pca"}
+
+
+def _is_pct_column(table: Table, column: str) -> bool:
+    if _PCT_COLUMN.search(column):
+        return True
+    return table.kind in _RATIO_TABLE_KINDS and bool(_PC_COLUMN.match(column.strip()))
+
+
+def _table_columns(table: Table) -> list[dict]:
+    """Per column: name, whether it is shown as a percentage, whether it is numeric."""
+    cols = []
+    for i, name in enumerate(table.columns):
+        vals = [r[i] for r in table.rows if i < len(r) and r[i] is not None]
+        numeric = bool(vals) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+        cols.append({"name": name, "percent": _is_pct_column(table, name), "numeric": numeric})
+    return cols
+
+
+def format_cell(value: Any, *, percent: bool = False) -> tuple[str, bool]:
+    """(text, is_numeric) for a table cell: floats to 3 significant digits or a percentage."""
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), False
+    if isinstance(value, int):
+        return f"{value:,}".replace("-", "−"), True
+    if isinstance(value, float):
+        if percent and not math.isnan(value) and -1.0 <= value <= 1.0:
+            return _pct(value), True
+        return _sig(value), True
+    if value is None:
+        return "—", False
+    return str(value), False
+
+
+# --------------------------------------------------------------------------- slugs
+
+def _slug(text: str) -> str:
+    text = re.sub(r"<[^>]+>", "", text)
+    text = html.unescape(text).lower()
+    text = re.sub(r"[^\w\s-]", "", text, flags=re.ASCII)
+    text = re.sub(r"[\s_-]+", "-", text).strip("-")
+    return text or "section"
+
+
+def _unique(base: str, used: set[str]) -> str:
+    cand, n = base, 2
+    while cand in used:
+        cand = f"{base}-{n}"
+        n += 1
+    used.add(cand)
+    return cand
+
+
+# --------------------------------------------------------------------------- narrative
+
+@dataclass
+class _Block:
+    """A directive found in the narrative, to be replaced by HTML once numbers are known."""
+
+    kind: str  # figures | figure | tables | table | explorer
+    items: list[Any]
+    note: str = ""
+
+
+class _Numbering:
+    def __init__(self) -> None:
+        self.fig: dict[str, int] = {}
+        self.tab: dict[str, int] = {}
+
+    def number(self, obj: Figure | Table) -> tuple[int, bool]:
+        d = self.fig if isinstance(obj, Figure) else self.tab
+        if obj.id in d:
+            return d[obj.id], False
+        d[obj.id] = len(d) + 1
+        return d[obj.id], True
+
+
+class _HelperError(Exception):
+    pass
+
+
+def _match(row: dict, filters: dict) -> bool:
+    for k, v in filters.items():
+        rv = row.get(k)
+        if isinstance(v, (list, tuple, set, frozenset)):
+            if rv not in v:
+                return False
+        elif rv != v:
+            return False
+    return True
+
+
+def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
+    by_id = {m.id: m for m in page.models}
+    fig_ids = {f.id for f in page.figures}
+    tab_ids = {t.id for t in page.tables}
+
+    def rows(key: str, **filters: Any) -> list[dict]:
+        """Rows of results[key] matching every filter (a list value means 'one of')."""
+        return [r for r in page.results.get(key, []) if _match(r, filters)]
+
+    def values(key: str, field: str, index: int | None = None, **filters: Any) -> list[float]:
+        out = []
+        for r in rows(key, **filters):
+            v = r.get(field)
+            if index is not None and v is not None:
+                v = v[index] if index < len(v) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v):
+                out.append(float(v))
+        return out
+
+    def mean(key: str, field: str, index: int | None = None, **filters: Any) -> float | None:
+        """Mean of results[key][field] (element ``index`` of a list field) over matching rows."""
+        v = values(key, field, index, **filters)
+        return sum(v) / len(v) if v else None
+
+    def vmax(key: str, field: str, index: int | None = None, **filters: Any) -> float | None:
+        v = values(key, field, index, **filters)
+        return max(v) if v else None
+
+    def vmin(key: str, field: str, index: int | None = None, **filters: Any) -> float | None:
+        v = values(key, field, index, **filters)
+        return min(v) if v else None
+
+    def best(key: str, field: str, **filters: Any) -> dict | None:
+        """The matching row with the largest ``field`` (None when no row matches)."""
+        rs = [r for r in rows(key, **filters) if isinstance(r.get(field), (int, float))]
+        return max(rs, key=lambda r: r[field]) if rs else None
+
+    def label(model_id: str) -> str:
+        m = by_id.get(model_id)
+        return m.label if m else model_id
+
+    def model(model_id: str) -> ModelInfo | None:
+        return by_id.get(model_id)
+
+    def has_model(*ids: str) -> bool:
+        return all(i in by_id for i in ids)
+
+    def stages(model_id: str) -> tuple[str, ...]:
+        m = by_id.get(model_id)
+        return m.stages if m else ()
+
+    def first_stage(model_id: str) -> str | None:
+        s = stages(model_id)
+        return s[0] if s else None
+
+    def last_stage(model_id: str) -> str | None:
+        s = stages(model_id)
+        return s[-1] if s else None
+
+    def figures(kind: str) -> list[Figure]:
+        return [f for f in page.figures if f.kind == kind]
+
+    def tables(kind: str) -> list[Table]:
+        return [t for t in page.tables if t.kind == kind]
+
+    def has_figures(kind: str) -> bool:
+        return bool(figures(kind))
+
+    def ref(obj_id: str) -> Markup:
+        """A link 'Figure N' / 'Table N' to a figure or table (numbered once all are placed)."""
+        if obj_id not in fig_ids and obj_id not in tab_ids:
+            raise _HelperError(f"ref(): no figure or table with id {obj_id!r}")
+        return Markup(f"@@REF:{obj_id}@@")
+
+    def refs(kind: str) -> Markup:
+        """Links to every figure (or table) of a kind: 'Figures 2–4' / 'Figure 2'."""
+        if kind not in FIGURE_KINDS and kind not in TABLE_KINDS:
+            raise _HelperError(f"refs(): unknown kind {kind!r}")
+        return Markup(f"@@REFS:{kind}@@")
+
+    def join(items: list[str], last: str = "and") -> str:
+        items = [str(i) for i in items]
+        if len(items) <= 1:
+            return "".join(items)
+        if len(items) == 2:
+            return f"{items[0]} {last} {items[1]}"
+        return ", ".join(items[:-1]) + f", {last} {items[-1]}"
+
+    return {
+        "rows": rows, "values": values, "mean": mean, "max": vmax, "min": vmin, "best": best,
+        "label": label, "model": model, "has_model": has_model, "stages": stages,
+        "first_stage": first_stage, "last_stage": last_stage, "figures": figures,
+        "tables": tables, "has_figures": has_figures, "ref": ref, "refs": refs,
+        "pct": _pct, "num": _sig, "join": join,
+    }
+
+
+def _template_line(tb, filename: str) -> int | None:
+    line = None
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == filename:
+            line = lineno
+    return line
+
+
+def _render_jinja(path: Path, env: jinja2.Environment, ctx: dict) -> str:
+    src = path.read_text(encoding="utf-8")
+    try:
+        tmpl = env.from_string(src)
+        # give the compiled template the file's name so tracebacks carry it
+        return tmpl.render(ctx)
+    except jinja2.TemplateSyntaxError as e:
+        raise RenderError(f"{path.name}, line {e.lineno}: {e.message}") from e
+    except (jinja2.TemplateError, _HelperError, Exception) as e:  # noqa: BLE001
+        line = _template_line(sys.exc_info()[2], "<template>")
+        where = f"{path.name}, line {line}" if line else path.name
+        raise RenderError(f"{where}: {type(e).__name__}: {e}") from e
+
+
+def _parse_args(text: str) -> tuple[list[str], dict[str, str]]:
+    pos, kw = [], {}
+    for tok in text.split():
+        if "=" in tok:
+            k, _, v = tok.partition("=")
+            kw[k.strip()] = v.strip().strip("\"'")
+        else:
+            pos.append(tok.strip("\"'"))
+    return pos, kw
+
+
+def _directive(name: str, args: str, page: ReportPage, where: str) -> _Block:
+    pos, kw = _parse_args(args)
+    figs = {f.id: f for f in page.figures}
+    tabs = {t.id: t for t in page.tables}
+    if name in ("figure", "table"):
+        if len(pos) != 1 or kw:
+            raise RenderError(f"{where}: '::: {name}' takes exactly one id, got {args!r}")
+        pool = figs if name == "figure" else tabs
+        if pos[0] not in pool:
+            raise RenderError(f"{where}: unknown {name} id {pos[0]!r}")
+        return _Block(name, [pool[pos[0]]])
+    if name in ("figures", "tables"):
+        kinds = FIGURE_KINDS if name == "figures" else TABLE_KINDS
+        kind = kw.pop("kind", None)
+        if pos or kind is None:
+            raise RenderError(f"{where}: '::: {name}' needs kind=<kind>, got {args!r}")
+        if kind not in kinds:
+            raise RenderError(
+                f"{where}: unknown {name[:-1]} kind {kind!r} (known: {', '.join(sorted(kinds))})")
+        bad = set(kw) - {"image", "group"}
+        if bad:
+            raise RenderError(f"{where}: unknown filter(s) {sorted(bad)} in '::: {name}'")
+        pool_list = page.figures if name == "figures" else page.tables
+        items = [o for o in pool_list if o.kind == kind]
+        for k, v in kw.items():
+            items = [o for o in items if getattr(o, k, None) == v]
+        what = "figures" if name == "figures" else "tables"
+        note = f"No {what} of this kind in this build ({kinds[kind]})."
+        return _Block(name, items, note)
+    if name == "explorer":
+        if pos or kw:
+            raise RenderError(f"{where}: '::: explorer' takes no arguments")
+        return _Block("explorer", [], "The similarity explorer was not built for this report.")
+    raise RenderError(f"{where}: unknown directive '::: {name}'")
+
+
+def _source_line(src_lines: list[str], line_text: str, fallback: int) -> int:
+    stripped = line_text.strip()
+    for i, s in enumerate(src_lines, 1):
+        if s.strip() == stripped:
+            return i
+    return fallback
+
+
+def _process_file(path: Path, env: jinja2.Environment, ctx: dict, page: ReportPage,
+                  blocks: list[_Block]) -> str:
+    text = _render_jinja(path, env, ctx)
+    src_lines = path.read_text(encoding="utf-8").splitlines()
+    out: list[str] = []
+    in_fence = False
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        m = None if in_fence else _DIRECTIVE.match(line)
+        if m:
+            where = f"{path.name}, line {_source_line(src_lines, line, n)}"
+            blocks.append(_directive(m.group(1), m.group(2), page, where))
+            out.extend(["", f"DRBLOCK{len(blocks) - 1:05d}", ""])
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+_HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
+
+
+def _add_heading_ids(body: str, used: set[str]) -> tuple[str, list[dict]]:
+    toc: list[dict] = []
+
+    def sub(m: re.Match) -> str:
+        level, inner = int(m.group(1)), m.group(2)
+        hid = _unique(_slug(inner), used)
+        if level in (2, 3):
+            toc.append({"level": level, "id": hid, "html": Markup(re.sub(r"<a\b[^>]*>|</a>", "", inner))})
+        return f'<h{level} id="{hid}">{inner}</h{level}>'
+
+    return _HEADING.sub(sub, body), toc
+
+
+# --------------------------------------------------------------------------- assets
+
+class _Assets:
+    """Resolves site-relative files to URLs (site) or data: URIs (single file)."""
+
+    def __init__(self, out: Path, inline: bool) -> None:
+        self.out, self.inline = out, inline
+        self._cache: dict[str, str] = {}
+
+    def url(self, rel: str) -> str:
+        if not self.inline:
+            return rel
+        if rel not in self._cache:
+            p = self.out / rel
+            if not p.is_file():
+                raise RenderError(f"image file missing: {rel} (expected under {self.out})")
+            mime = _MIME.get(p.suffix.lower(), "application/octet-stream")
+            self._cache[rel] = f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode()
+        return self._cache[rel]
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001  (svg or unreadable: no size attributes)
+        return None
+
+
+# --------------------------------------------------------------------------- render
+
+def _env(templates: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _narrative_env() -> jinja2.Environment:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                              keep_trailing_newline=True)
+
+
+def _json_for_script(obj: Any) -> Markup:
+    s = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return Markup(s.replace("</", "<\\/").replace("<!--", "<\\!--"))
+
+
+def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path) -> None:
+    """Render ``page`` with the narrative in ``site_src`` and the templates into ``out``.
+
+    ``out`` already holds the panel files (``Panel.file`` is relative to it). Writes
+    ``index.html``, ``report.html``, ``assets/style.css``, ``assets/report.js``, ``.nojekyll``.
+    """
+    site_src, templates, out = Path(site_src), Path(templates), Path(out)
+    static = templates / "static"
+    css = (static / "style.css").read_text(encoding="utf-8")
+    js = (static / "report.js").read_text(encoding="utf-8")
+
+    # 1. narrative: Jinja, directives, Markdown
+    helpers = _helpers(page)
+    ctx = {"page": page, "models": page.models, "results": page.results,
+           "random_init": page.random_init, **helpers}
+    nenv = _narrative_env()
+    blocks: list[_Block] = []
+    parts = [_process_file(p, nenv, ctx, page, blocks) for p in narrative_sources(site_src)]
+    body = md_lib.markdown("\n\n".join(parts),
+                           extensions=["extra", "sane_lists", "smarty"], output_format="html")
+
+    used = set(RESERVED_IDS) | {f.id for f in page.figures} | {t.id for t in page.tables}
+    body, toc = _add_heading_ids(body, used)
+
+    # 2. numbering, in order of first appearance; the rest go to an appendix
+    numbering = _Numbering()
+    placed: list[tuple[str, Any, int, bool]] = []  # per block item: (kind, obj, number, first)
+    block_items: list[list[tuple[str, Any, int, bool]]] = []
+    for b in blocks:
+        items = []
+        for obj in b.items:
+            num, first = numbering.number(obj)
+            items.append(("figure" if isinstance(obj, Figure) else "table", obj, num, first))
+        block_items.append(items)
+        placed.extend(items)
+    extra = []
+    for obj in list(page.figures) + list(page.tables):
+        d = numbering.fig if isinstance(obj, Figure) else numbering.tab
+        if obj.id not in d:
+            num, _ = numbering.number(obj)
+            extra.append(("figure" if isinstance(obj, Figure) else "table", obj, num, True))
+
+    explorer_used = any(b.kind == "explorer" for b in blocks)
+    env = _env(templates)
+    outputs = {}
+    for inline in (False, True):
+        assets = _Assets(out, inline)
+
+        def img_attrs(rel: str) -> Markup:
+            size = _image_size(out / rel)
+            wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
+            return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}')
+
+        common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
+                  "table_columns": _table_columns, "inline": inline}
+        fig_t = env.get_template("figure.html.j2")
+        tab_t = env.get_template("table.html.j2")
+        exp_t = env.get_template("explorer.html.j2")
+
+        def render_item(kind: str, obj: Any, num: int, first: bool) -> str:
+            if not first:
+                label = "Figure" if kind == "figure" else "Table"
+                return (f'<p class="see-also">(See <a href="#{obj.id}">{label} {num}</a>.)</p>')
+            t = fig_t if kind == "figure" else tab_t
+            return t.render(obj=obj, num=num, **common)
+
+        html_blocks = []
+        explorer_done = False
+        for b, items in zip(blocks, block_items):
+            if b.kind == "explorer":
+                if explorer_done and page.explorer:
+                    html_blocks.append('<p class="see-also">(See the '
+                                       '<a href="#similarity-explorer">explorer</a> above.)</p>')
+                else:
+                    html_blocks.append(exp_t.render(explorer=page.explorer, note=b.note, **common))
+                explorer_done = True
+            elif not items:
+                html_blocks.append(f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>')
+            else:
+                html_blocks.append("\n".join(render_item(*it) for it in items))
+
+        def sub_block(m: re.Match) -> str:
+            return html_blocks[int(m.group(1))]
+
+        article = re.sub(r"<p>DRBLOCK(\d{5})</p>", sub_block, body)
+
+        def sub_ref(m: re.Match) -> str:
+            oid = m.group(1)
+            if oid in numbering.fig:
+                return f'<a class="xref" href="#{oid}">Figure&nbsp;{numbering.fig[oid]}</a>'
+            return f'<a class="xref" href="#{oid}">Table&nbsp;{numbering.tab[oid]}</a>'
+
+        def sub_refs(m: re.Match) -> str:
+            kind = m.group(1)
+            objs = [f for f in page.figures if f.kind == kind] if kind in FIGURE_KINDS else []
+            word, d = "Figure", numbering.fig
+            if not objs:
+                objs = [t for t in page.tables if t.kind == kind]
+                word, d = "Table", numbering.tab
+            if not objs:
+                return f"(no {html.escape(kind.replace('_', ' '))} {word.lower()}s)"
+            nums = sorted(d[o.id] for o in objs)
+            first = objs[[d[o.id] for o in objs].index(nums[0])]
+            if len(nums) == 1:
+                return f'<a class="xref" href="#{first.id}">{word}&nbsp;{nums[0]}</a>'
+            contiguous = nums == list(range(nums[0], nums[-1] + 1))
+            rng = f"{nums[0]}–{nums[-1]}" if contiguous else ", ".join(map(str, nums))
+            return f'<a class="xref" href="#{first.id}">{word}s&nbsp;{rng}</a>'
+
+        article = re.sub(r"@@REF:([a-z0-9-]+)@@", sub_ref, article)
+        article = re.sub(r"@@REFS:([a-z0-9_]+)@@", sub_refs, article)
+        appendix = "\n".join(render_item(*it) for it in extra)
+
+        explorer_json = None
+        if explorer_used and page.explorer:
+            ex = json.loads(json.dumps(page.explorer))
+            for im in ex.get("images", []):
+                if im.get("photo"):
+                    im["photo"] = assets.url(im["photo"])
+            explorer_json = _json_for_script(ex)
+
+        dinov3 = [m for m in page.models
+                  if m.license and "dinov3" in m.license.lower()
+                  and m.weights_source != "random-init"]
+        share_alike = [c for c in page.credits if c.share_alike]
+        has_data = (not inline) and (out / "data" / "results.json").is_file()
+        html_out = env.get_template("page.html.j2").render(
+            article=Markup(article), appendix=Markup(appendix), toc=toc,
+            csp=CSP_SINGLE if inline else CSP_SITE,
+            css=Markup(css.replace("</style", "<\\/style")) if inline else None,
+            js=Markup(js.replace("</script", "<\\/script")) if inline else None,
+            explorer_json=explorer_json, dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
+            share_alike=share_alike, has_data=has_data, **common,
+        )
+        outputs["report.html" if inline else "index.html"] = html_out
+
+    (out / "assets").mkdir(parents=True, exist_ok=True)
+    (out / "assets" / "style.css").write_text(css, encoding="utf-8")
+    (out / "assets" / "report.js").write_text(js, encoding="utf-8")
+    (out / ".nojekyll").write_text("", encoding="utf-8")
+    for name, text in outputs.items():
+        (out / name).write_text(text, encoding="utf-8")

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from generator.analysis import cosine_map, explorer_codes
+
+
+def _full_cosine(f, y, x, g=None):
+    g = f if g is None else g
+    a = f[:, y, x].astype(np.float64)
+    b = g.reshape(g.shape[0], -1).astype(np.float64)
+    cos = (a @ b) / (np.linalg.norm(a) * np.linalg.norm(b, axis=0))
+    return cos.reshape(g.shape[1:])
+
+
+def _rank64_maps(seed=0, c=128):
+    rng = np.random.default_rng(seed)
+    basis = rng.normal(size=(c, 64))
+    return [(basis @ rng.normal(size=(64, h * w))).reshape(c, h, w).astype(np.float32)
+            for h, w in ((9, 7), (6, 10))]
+
+
+def test_codes_preserve_cosines_when_rank_fits():
+    maps = _rank64_maps()
+    codes = explorer_codes(maps, dims=64)
+    assert [c.shape for c in codes] == [(9, 7, 64), (6, 10, 64)]
+    assert all(c.dtype == np.float16 for c in codes)
+    for y, x in ((0, 0), (4, 3), (8, 6)):
+        np.testing.assert_allclose(cosine_map(codes[0], y, x), _full_cosine(maps[0], y, x), atol=2e-3)
+        np.testing.assert_allclose(cosine_map(codes[0], y, x, codes[1]),
+                                   _full_cosine(maps[0], y, x, maps[1]), atol=2e-3)
+
+
+def test_probe_is_its_own_maximum():
+    codes = explorer_codes(_rank64_maps(1), dims=16)  # lossy codes still give self-similarity 1
+    m = cosine_map(codes[1], 2, 5)
+    assert m.dtype == np.float32 and m.shape == (6, 10)
+    assert m[2, 5] == pytest.approx(1.0, abs=1e-6)
+    assert m.max() == m[2, 5]
+
+
+def test_dims_capped_and_deterministic():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(5, 3, 3)).astype(np.float32)
+    a = explorer_codes([f], dims=64)
+    assert a[0].shape == (3, 3, 5)
+    np.testing.assert_array_equal(a[0], explorer_codes([f], dims=64)[0])
+
+
+def test_zero_feature_is_zero_similarity():
+    f = np.ones((3, 2, 2), np.float32)
+    f[:, 0, 1] = 0
+    (codes,) = explorer_codes([f], dims=3)
+    m = cosine_map(codes, 0, 0)
+    assert m[0, 1] == 0.0 and m[1, 1] == pytest.approx(1.0, abs=1e-3)
+    assert np.all(cosine_map(codes, 0, 1) == 0.0)
+
+
+def test_explorer_errors():
+    with pytest.raises(ValueError, match="dims must be an integer >= 1, got 0"):
+        explorer_codes([np.ones((2, 2, 2))], dims=0)
+    with pytest.raises(ValueError, match="at least one map, got 0"):
+        explorer_codes([])
+    with pytest.raises(ValueError, match=r"fmaps\[1\] has 3 channels, fmaps\[0\] has 2"):
+        explorer_codes([np.ones((2, 2, 2)), np.ones((3, 2, 2))])
+    with pytest.raises(ValueError, match=r"fmaps\[0\] must be \(C, H, W\), got shape \(2, 2\)"):
+        explorer_codes([np.ones((2, 2))])
+    codes = np.ones((3, 4, 2), np.float16)
+    with pytest.raises(ValueError, match=r"y must be an integer in \[0, 3\), got 3"):
+        cosine_map(codes, 3, 0)
+    with pytest.raises(ValueError, match=r"x must be an integer in \[0, 4\), got -1"):
+        cosine_map(codes, 0, -1)
+    with pytest.raises(ValueError, match=r"other must be \(H2, W2, 2\), got shape \(3, 4, 5\)"):
+        cosine_map(codes, 0, 0, np.ones((3, 4, 5)))
+    with pytest.raises(ValueError, match=r"codes must be \(H, W, d\), got shape \(3, 4\)"):
+        cosine_map(np.ones((3, 4)), 0, 0)

@@ -1,0 +1,253 @@
+"""Manifest validation, folder scanning, and the shipped images/manifest.toml."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from generator.images import ImageError, available, load_image, load_manifest, scan_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "images" / "manifest.toml"
+SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+
+GOOD = """
+[[image]]
+id = "dog_pug"
+subject = "Pug"
+groups = ["dogs"]
+file = "pug.jpg"
+author = "Someone"
+license = "CC BY-SA 4.0"
+"""
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "manifest.toml"
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def _entry(**fields: object) -> str:
+    base = {"id": "x", "subject": "s", "author": "a", "license": "CC0 1.0", "file": "x.png"}
+    base.update(fields)
+    lines = ["[[image]]"]
+    for key, value in base.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- good input
+
+
+def test_good_manifest(tmp_path):
+    set_ = load_manifest(_write(tmp_path, GOOD + _entry(id="astro", package="skimage:astronaut", file=None, groups=["dogs", "people"])))
+    assert [e.id for e in set_.entries] == ["astro", "dog_pug"]  # sorted by id
+    pug = set_["dog_pug"]
+    assert pug.file == (tmp_path / "pug.jpg").resolve()
+    assert pug.share_alike
+    assert not set_["astro"].share_alike
+    assert set_.groups == {"dogs": ("astro", "dog_pug"), "people": ("astro",)}
+    assert set_.source == str(tmp_path / "manifest.toml")
+
+
+def test_subject_and_groups_optional(tmp_path):
+    entry = load_manifest(_write(tmp_path, _entry(subject=None))).entries[0]
+    assert entry.subject == "x" and entry.groups == ()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    body = GOOD.replace('license = "CC BY-SA 4.0"', 'licence = "CC BY-SA 4.0"')
+    path = _write(tmp_path, _entry(id="a") + _entry(id="b") + _entry(id="c") + body)
+    with pytest.raises(ImageError) as err:
+        load_manifest(path)
+    msg = str(err.value)
+    assert f"{path}: image[3] (dog_pug): unknown key 'licence' — did you mean 'license'?" in msg
+    assert "images.dog_pug.licence" in msg
+
+
+def test_unknown_top_level_key(tmp_path):
+    path = _write(tmp_path, "[[images]]\nid = 'x'\n")
+    with pytest.raises(ImageError, match=r"unknown top-level key 'images' — did you mean 'image'\?"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("groups", "dogs", r"images\.x\.groups must be a list of strings, got str 'dogs'"),
+        ("groups", [1, 2], r"images\.x\.groups must be a list of strings"),
+        ("author", 3, r"images\.x\.author must be a string, got int 3"),
+        ("license", True, r"images\.x\.license must be a string, got bool"),
+        ("sha256", "abc", r"images\.x\.sha256 must be 64 lower-case hex digits"),
+        ("id", "Dog-Pug", r"id 'Dog-Pug' must match \[a-z0-9_\]\+"),
+        ("groups", ["Dogs"], r"group 'Dogs' must match"),
+        ("package", "numpy:thing", r"images\.x\.package 'numpy:thing' must look like"),
+        ("license", " ", r"images\.x\.license is empty"),
+    ],
+)
+def test_wrong_types_and_values(tmp_path, field, value, expected):
+    fields = {field: value, **({"file": None} if field == "package" else {})}
+    with pytest.raises(ImageError, match=expected):
+        load_manifest(_write(tmp_path, _entry(**fields)))
+
+
+def test_missing_required_key(tmp_path):
+    with pytest.raises(ImageError, match=r"image\[0\] \(x\): missing required key images\.x\.license"):
+        load_manifest(_write(tmp_path, _entry(license=None)))
+
+
+def test_duplicate_id(tmp_path):
+    path = _write(tmp_path, _entry(id="same") + _entry(id="other") + _entry(id="same"))
+    with pytest.raises(ImageError, match=r"image\[2\]: duplicate id 'same' \(also image\[0\]\)"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize("sources", [{}, {"url": "https://example.org/a.jpg"}])
+def test_exactly_one_source(tmp_path, sources):
+    fields = {"file": None} if not sources else {"file": "x.png", **sources}
+    with pytest.raises(ImageError, match=r"give exactly one of images\.x\.file, images\.x\.package, images\.x\.url"):
+        load_manifest(_write(tmp_path, _entry(**fields)))
+
+
+@pytest.mark.parametrize("bad", ["../outside.png", "sub/../../outside.png", "/etc/passwd"])
+@pytest.mark.parametrize("key", ["file", "mask"])
+def test_path_escaping_folder(tmp_path, bad, key):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    with pytest.raises(ImageError, match=rf"images\.x\.{key} .* points outside the manifest's folder"):
+        load_manifest(_write(folder, _entry(**{key: bad})))
+
+
+def test_absolute_path_inside_folder_allowed(tmp_path):
+    inside = str((tmp_path / "pics" / "x.png").resolve())
+    entry = load_manifest(_write(tmp_path, _entry(file=inside))).entries[0]
+    assert entry.file == Path(inside)
+
+
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [("url", "ftp://example.org/a.jpg"), ("url", "file:///etc/passwd"), ("url", "example.org/a.jpg"),
+     ("source_url", "javascript:alert(1)"), ("license_url", "www.example.org")],
+)
+def test_non_http_url(tmp_path, key, url):
+    fields = {"file": None, "url": "https://example.org/a.jpg"}
+    fields[key] = url
+    with pytest.raises(ImageError, match=rf"images\.x\.{key} must be an http:// or https:// URL"):
+        load_manifest(_write(tmp_path, _entry(**fields)))
+
+
+def test_toml_syntax_error_names_file(tmp_path):
+    path = _write(tmp_path, "[[image]\nid = 'x'\n")
+    with pytest.raises(ImageError, match=r"manifest\.toml: TOML syntax error"):
+        load_manifest(path)
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ImageError, match=r"nope\.toml: cannot read the image manifest"):
+        load_manifest(tmp_path / "nope.toml")
+
+
+# --------------------------------------------------------------------------- scan_folder
+
+
+def _touch_images(folder: Path, names: list[str]) -> None:
+    from PIL import Image
+
+    for name in names:
+        Image.new("RGB", (40, 40)).save(folder / name, format="PNG")
+
+
+def test_scan_folder_ids_groups_and_order(tmp_path):
+    _touch_images(tmp_path, ["Dog_Pug.PNG", "dog-boxer.jpeg", "cat_tabby.webp", "sunset.TIFF", "zebra.gif"])
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    set_ = scan_folder(tmp_path)
+    assert [e.id for e in set_.entries] == ["cat_tabby", "dog_boxer", "dog_pug", "sunset", "zebra"]
+    assert set_.groups == {"cat": ("cat_tabby",), "dog": ("dog_boxer", "dog_pug")}
+    pug = set_["dog_pug"]
+    assert pug.file == (tmp_path / "Dog_Pug.PNG").resolve()
+    assert (pug.author, pug.license, pug.groups) == ("unknown", "unknown", ("dog",))
+    assert set_.source == str(tmp_path)
+
+
+def test_scan_folder_duplicate_ids_name_both_files(tmp_path):
+    _touch_images(tmp_path, ["Dog Pug.png", "dog-pug.jpg"])
+    with pytest.raises(ImageError, match=r"files 'Dog Pug\.png' and 'dog-pug\.jpg' both give the id 'dog_pug'"):
+        scan_folder(tmp_path)
+
+
+def test_scan_folder_uses_manifest(tmp_path):
+    _write(tmp_path, GOOD)
+    _touch_images(tmp_path, ["other.png"])
+    assert [e.id for e in scan_folder(tmp_path).entries] == ["dog_pug"]
+
+
+def test_scan_folder_empty_or_missing(tmp_path):
+    with pytest.raises(ImageError, match="no image files found"):
+        scan_folder(tmp_path)
+    with pytest.raises(ImageError, match="image folder not found"):
+        scan_folder(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not SHARED_IMAGES.is_dir(), reason="shared development images not present")
+def test_scan_shared_images():
+    set_ = scan_folder(SHARED_IMAGES)
+    assert len(set_.entries) == 18
+    assert len(set_.groups["dog"]) == 9
+    assert set_.groups["dog"] == tuple(sorted(set_.groups["dog"]))
+    assert "dog_golden_jump" in set_.groups["dog"]
+
+
+# --------------------------------------------------------------------------- the shipped manifest
+
+DOGS = [
+    "dog_aussie", "dog_bostonterrier", "dog_bulldog", "dog_cattledog", "dog_germanshepherd",
+    "dog_golden_jump", "dog_greatdane", "dog_poodle_coat", "dog_pug",
+]
+
+
+def test_shipped_manifest_valid():
+    set_ = load_manifest(SHIPPED)
+    assert set_.groups["dogs"] == tuple(DOGS)
+    for entry in set_.entries:
+        assert entry.author and entry.license and entry.subject
+        if entry.url:
+            assert entry.url.startswith("https://commons.wikimedia.org/wiki/Special:FilePath/")
+            assert entry.url.endswith("?width=1280")
+            assert entry.source_url and entry.source_url.startswith("https://commons.wikimedia.org/wiki/File:")
+    # the project ships no image files of its own: everything is package data or a URL
+    assert all(e.file is None for e in set_.entries)
+
+
+def test_shipped_manifest_has_an_offline_group_of_three():
+    set_ = load_manifest(SHIPPED)
+    offline = {g: [i for i in ids if available(set_[i])] for g, ids in set_.groups.items()}
+    assert max(len(v) for v in offline.values()) >= 3
+    assert all(available(e) for e in set_.entries if e.package)
+
+
+def test_shipped_package_images_decode():
+    set_ = load_manifest(SHIPPED)
+    for entry in set_.entries:
+        if entry.package:
+            rgb = load_image(entry, 448)  # also verifies sha256 where pinned
+            assert rgb.dtype.name == "uint8" and rgb.shape[2] == 3
+            assert min(rgb.shape[:2]) == 448 and rgb.shape[0] % 32 == rgb.shape[1] % 32 == 0
