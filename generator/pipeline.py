@@ -59,6 +59,7 @@ class BuildSummary:
     damaged: int = 0
     figures: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    page: ReportPage | None = None  # what was rendered (serve re-renders it when prose changes)
 
     def line(self) -> str:
         total = sum(self.seconds.values())
@@ -186,13 +187,21 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         cache = FeatureCache(cache_dir() / "features")
         facts, keys = [], {}
         load_s = 0.0
-        with progress.phase("extract features", len(cfg.models) * len(images)) as advance:
+        hr = _highres_plan(cfg, featured, {e.id: e for e in iset.entries}, names)
+        hr_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in hr}
+        n_work = len(cfg.models) * len(images) + sum(len(v) for v in hr.values()) * len(_highres_models(cfg))
+        with progress.phase("extract features", n_work) as advance:
             for spec in cfg.models:
                 tl = time.perf_counter()
                 bb = create_backbone(spec, weights.get(spec.id), seed=cfg.seed)
                 load_s += time.perf_counter() - tl
                 keys[spec.id] = extract_all(bb, images, cache, seed=cfg.seed, device=device, dtype=opts.dtype,
                                             batch_size=cfg.batch_size, advance=advance)
+                if spec.id in _highres_models(cfg):
+                    for res, imgs in hr.items():
+                        # One image per pass: at twice the resolution a batch would multiply peak memory.
+                        hr_keys[res][spec.id] = extract_all(bb, imgs, cache, seed=cfg.seed, device=device,
+                                                            dtype=opts.dtype, batch_size=1, advance=advance)
                 facts.append(ModelFacts(spec.id, spec.label, spec.timm, bb.stages, bb.weights_source,
                                         bb.weights_sha256, bb.license, bb.is_vit, spec.convnext_c5_norm))
                 del bb
@@ -206,7 +215,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             t = time.perf_counter()
             ctx = BuildContext(cfg=cfg, images=images, entries={e.id: e for e in iset.entries},
                                models=tuple(facts), keys=keys, cache=cache, writer=FigureWriter(tmp),
-                               groups=groups, featured=featured, random_init=opts.random_init, dtype=opts.dtype)
+                               groups=groups, featured=featured, random_init=opts.random_init, dtype=opts.dtype,
+                               extras={"highres": (hr, hr_keys)})
             results: dict[str, Any] = {}
             figures, tables, explorer = [], [], None
             with progress.phase("analyses and figures", len(names)) as advance:
@@ -242,11 +252,26 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                 cache.stats.computed, cache.stats.hits, cache.stats.damaged)
             summary.figures = len(ctx.writer.written)
             _json_dump(_build_json(cfg, opts, device, facts, summary, featured, groups), tmp / "data" / "build.json")
+            summary.page = page
             _swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return summary
+
+
+def _highres_models(cfg: ReportConfig) -> tuple[str, ...]:
+    return cfg.analysis.highres_models or tuple(m.id for m in cfg.models)
+
+
+def _highres_plan(cfg: ReportConfig, featured, entries, names) -> dict[int, dict[str, np.ndarray]]:
+    """Featured images preprocessed at each gallery resolution other than the build's own."""
+    if "highres" not in names:
+        return {}
+    plan: dict[int, dict[str, np.ndarray]] = {}
+    for res in sorted(set(cfg.analysis.highres) - {cfg.resolution}):
+        plan[res] = {i: load_image(entries[i], res, max_pixels=cfg.images.max_pixels) for i in featured}
+    return plan
 
 
 def _figures_json(figures) -> list[dict[str, Any]]:

@@ -94,7 +94,7 @@ def _sig(x: float, digits: int = 3) -> str:
     if 1e-3 <= ax < 1e6:
         exp = math.floor(math.log10(ax))
         decimals = max(digits - 1 - exp, 0)
-        s = f"{round(x, decimals):,.{decimals}f}"
+        s = f"{round(x, digits - 1 - exp):,.{decimals}f}"
         if s.lstrip("-").replace(",", "").replace(".", "").strip("0") == "":
             s = f"{x:.{digits}g}"
     else:
@@ -103,10 +103,11 @@ def _sig(x: float, digits: int = 3) -> str:
     return s.replace("-", "−")
 
 
-def _pct(x: float | None, digits: int = 1) -> str:
+def _pct(x: float | None, digits: int = 3) -> str:
+    """A ratio as a percentage with ``digits`` significant digits: 0.4321 -> '43.2%'."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
-    return f"{100.0 * float(x):.{digits}f}%".replace("-", "−")
+    return _sig(100.0 * float(x), digits) + "%"
 
 
 _PCT_COLUMN = re.compile(r"(ratio|fraction|explained|share|%)", re.I)
@@ -282,7 +283,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
         """Links to every figure (or table) of a kind: 'Figures 2–4' / 'Figure 2'."""
         if kind not in FIGURE_KINDS and kind not in TABLE_KINDS:
             raise _HelperError(f"refs(): unknown kind {kind!r}")
-        return Markup(f"@@REFS:{kind}@@")
+        return Markup(f"@@REFS:{kind.replace('_', '-')}@@")
 
     def join(items: list[str], last: str = "and") -> str:
         items = [str(i) for i in items]
@@ -560,7 +561,7 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
             return f'<a class="xref" href="#{oid}">Table&nbsp;{numbering.tab[oid]}</a>'
 
         def sub_refs(m: re.Match) -> str:
-            kind = m.group(1)
+            kind = m.group(1).replace("-", "_")
             objs = [f for f in page.figures if f.kind == kind] if kind in FIGURE_KINDS else []
             word, d = "Figure", numbering.fig
             if not objs:
@@ -577,7 +578,7 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
             return f'<a class="xref" href="#{first.id}">{word}s&nbsp;{rng}</a>'
 
         article = re.sub(r"@@REF:([a-z0-9-]+)@@", sub_ref, article)
-        article = re.sub(r"@@REFS:([a-z0-9_]+)@@", sub_refs, article)
+        article = re.sub(r"@@REFS:([a-z0-9-]+)@@", sub_refs, article)
         appendix = "\n".join(render_item(*it) for it in extra)
 
         explorer_json = None

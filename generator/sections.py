@@ -446,3 +446,40 @@ def explorer(ctx: BuildContext) -> SectionOutput:
         "stage": {m.id: m.last for m in ctx.models},
     }
     return out
+
+
+@register_analysis("highres", order=90)
+def highres(ctx: BuildContext) -> SectionOutput:
+    """Last-stage PCA of the featured images at several resolutions, side by side."""
+    from .features import load_stage
+
+    out = SectionOutput()
+    plan, hr_keys = ctx.extras.get("highres", ({}, {}))
+    resolutions = sorted(set(ctx.cfg.analysis.highres) | {ctx.cfg.resolution})
+    if len(resolutions) < 2:
+        return out
+    wanted = set(ctx.cfg.analysis.highres_models) or {m.id for m in ctx.models}
+    for image in ctx.featured:
+        size = ctx.panel_size(image, 448)
+        rows = []
+        for m in (m for m in ctx.models if m.id in wanted):
+            panels = []
+            for res in resolutions:
+                if res == ctx.cfg.resolution:
+                    fmap = ctx.fmap(m.id, image, m.last)
+                elif res in plan and m.id in hr_keys.get(res, {}):
+                    fmap = load_stage(ctx.cache, hr_keys[res][m.id][image], m.last)
+                else:
+                    continue
+                res_pca = A.pca_within(fmap, k=3)
+                h, w = fmap.shape[1:]
+                panels.append(Panel(ctx.writer.png(rgb_map(A.to_rgb(res_pca.proj), size)),
+                                    f"Within-image PCA as RGB of {m.label} {m.last} for image {image} "
+                                    f"at short side {res} px ({h}×{w} cells)", f"{res} px · {h}×{w}"))
+            rows.append(Row(m.label, tuple(panels)))
+        out.figures.append(Figure(
+            id=_slug("highres", image), kind="highres", image=image,
+            caption=(f"The last stage's within-image PCA of image {image} at short sides "
+                     f"{', '.join(map(str, resolutions))} px: more cells, finer maps. {ctx.provenance()}"),
+            column_labels=tuple(f"{r} px" for r in resolutions), rows=tuple(rows)))
+    return out

@@ -1,0 +1,39 @@
+# The README's commands. `make report` needs internet once (weights, the dog photos);
+# `make demo` and `make test` work offline.
+PY      ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+OUT     ?= site
+IMAGES  ?=
+ARGS    ?=
+IMAGES_FLAG = $(if $(IMAGES),--images $(IMAGES),)
+
+.PHONY: setup report demo test serve clean bench
+
+$(BIN)/dinoreport: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/dinoreport   ## create .venv and install the project
+
+report: setup              ## the real report: pretrained weights (internet once), dog photos fetched
+	-$(BIN)/dinoreport images fetch
+	$(BIN)/dinoreport build --out $(OUT) $(IMAGES_FLAG) $(ARGS)
+
+demo: setup                ## the same report with seeded random weights: offline, illustrates the pipeline
+	$(BIN)/dinoreport build --random-init --out $(OUT) $(IMAGES_FLAG) $(ARGS)
+
+test: setup                ## the test suite (offline)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+serve: setup               ## preview on http://127.0.0.1:8000, rebuilt when site_src/ or templates/ change
+	$(BIN)/dinoreport serve --random-init $(IMAGES_FLAG)
+
+bench: setup               ## build timings per phase, cold and warm
+	$(BIN)/python bench/build.py
+
+clean:                     ## remove the built site and the feature/image cache
+	rm -rf $(OUT)
+	-$(BIN)/dinoreport clean --yes

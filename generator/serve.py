@@ -1,0 +1,77 @@
+"""``dinoreport serve``: build into a temporary folder, serve it on 127.0.0.1, rebuild on change.
+
+A change to the narrative (``site_src/*.md``) or the templates only re-renders the pages from
+the last build's computed page; a change to ``report.toml`` rebuilds (features come from the
+cache). A failed rebuild keeps the last good site up.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .config import ReportConfig, load_config
+from .pipeline import PROJECT_ROOT, BuildOptions, build
+from .render import render_site
+
+__all__ = ["serve_forever", "snapshot", "Handler"]
+
+
+def snapshot(folders: list[Path]) -> dict[str, float]:
+    """``{path: mtime}`` of every file below ``folders`` (sorted walk)."""
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                out[str(p)] = p.stat().st_mtime
+    return out
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves only below its directory (the base class already refuses ``..``); quiet log."""
+
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+
+def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = False,
+                  poll: float = 1.0) -> None:
+    site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
+    site = site_root / "site"
+    templates = PROJECT_ROOT / "templates"
+    opts = BuildOptions(out=site, random_init=random_init, quiet=False)
+    summary = build(cfg, opts)
+    handler = functools.partial(Handler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"serving http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+    watched = [cfg.root, templates]
+    seen = snapshot(watched)
+    try:
+        while True:
+            time.sleep(poll)
+            now = snapshot(watched)
+            if now == seen:
+                continue
+            changed = {p for p in set(now) | set(seen) if now.get(p) != seen.get(p)}
+            seen = now
+            try:
+                if any(p.endswith(".toml") for p in changed):
+                    cfg = load_config(cfg.path)
+                    summary = build(cfg, opts)
+                    print("rebuilt (config changed)", flush=True)
+                else:
+                    t = time.perf_counter()
+                    render_site(summary.page, site_src=cfg.root, templates=templates, out=site)
+                    print(f"re-rendered in {time.perf_counter() - t:.2f} s", flush=True)
+            except Exception as e:  # noqa: BLE001 - keep serving the last good site
+                print(f"rebuild failed, still serving the last good site: {e}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        shutil.rmtree(site_root, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated cache, no network, and one small demo build reused by many tests."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_IMAGES = PROJECT.parent / "shared" / "images"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_env(tmp_path_factory):
+    """Every test runs offline with its own cache and an empty Hugging Face cache."""
+    root = tmp_path_factory.mktemp("env")
+    old = {k: os.environ.get(k) for k in ("DINOREPORT_CACHE", "HF_HOME", "HF_HUB_OFFLINE")}
+    os.environ["DINOREPORT_CACHE"] = str(root / "cache")
+    os.environ["HF_HOME"] = str(root / "hf")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def planted_photo(h: int, w: int, corner: str = "tl", seed: int = 0) -> np.ndarray:
+    """A grey noisy photo with a distinct red square in one corner (uint8, (h, w, 3))."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(120 + rng.integers(-10, 10, (h, w, 3)), 0, 255).astype(np.uint8)
+    s = min(h, w) // 3
+    ys = slice(s // 4, s // 4 + s) if corner[0] == "t" else slice(h - s - s // 4, h - s // 4)
+    xs = slice(s // 4, s // 4 + s) if corner[1] == "l" else slice(w - s - s // 4, w - s // 4)
+    img[ys, xs] = (230, 30, 30)
+    return img
+
+
+def write_project(folder: Path, images: dict[str, np.ndarray], *, models: str | None = None,
+                  resolution: int = 224, extra: str = "") -> Path:
+    """A config + narrative + image folder under ``folder``; returns the config path."""
+    src = folder / "site_src"
+    src.mkdir(parents=True)
+    for md in sorted((PROJECT / "site_src").glob("*.md")):
+        shutil.copy(md, src / md.name)
+    imgdir = folder / "photos"
+    imgdir.mkdir()
+    for name, arr in images.items():
+        Image.fromarray(arr).save(imgdir / f"{name}.png")
+    models = models or (
+        '[[models]]\nid = "dinov3_convnext_tiny"\ntimm = "convnext_tiny.dinov3_lvd1689m"\nlabel = "ConvNeXt-T (DINOv3)"\n\n'
+        '[[models]]\nid = "dinov3_vits16"\ntimm = "vit_small_patch16_dinov3.lvd1689m"\nlabel = "ViT-S/16 (DINOv3)"\n'
+    )
+    cfg = src / "report.toml"
+    cfg.write_text(
+        f'title = "Test report"\nauthor = "tests"\nresolution = {resolution}\nseed = 0\n\n{models}\n'
+        f'[images]\ndir = "../photos"\n\n[analysis]\nhighres = [{resolution}, {resolution * 2}]\n'
+        f'highres_models = ["dinov3_vits16"]\n{extra}'
+    )
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def demo_site(tmp_path_factory) -> Path:
+    """A --random-init build of two small planted images at resolution 224 (built once)."""
+    from generator.config import load_config
+    from generator.pipeline import BuildOptions, build
+
+    root = tmp_path_factory.mktemp("demo")
+    cfg = write_project(root, {"dog_a": planted_photo(224, 288, "tl"), "dog_b": planted_photo(256, 224, "br", 1)})
+    out = root / "site"
+    build(load_config(cfg), BuildOptions(out=out, random_init=True, quiet=True))
+    return out
