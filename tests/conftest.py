@@ -58,8 +58,7 @@ def write_project(folder: Path, images: dict[str, np.ndarray], *, models: str | 
     cfg = src / "report.toml"
     cfg.write_text(
         f'title = "Test report"\nauthor = "tests"\nresolution = {resolution}\nseed = 0\n\n{models}\n'
-        f'[images]\ndir = "../photos"\n\n[analysis]\nhighres = [{resolution}, {resolution * 2}]\n'
-        f'highres_models = ["dinov3_vits16"]\n{extra}'
+        f'[images]\ndir = "../photos"\n\n[analysis]\nhighres = [{resolution}, {resolution * 2}]\n{extra}'
     )
     return cfg
 
