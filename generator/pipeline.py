@@ -211,6 +211,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         # Analyses and figures, into a fresh folder beside the output.
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a site is meant to be served
         try:
             t = time.perf_counter()
             ctx = BuildContext(cfg=cfg, images=images, entries={e.id: e for e in iset.entries},

@@ -10,6 +10,7 @@ class Progress:
     """``with progress.phase("extract", total=12) as advance: advance(1)``."""
 
     def __init__(self, quiet: bool = False):
+        self.quiet = quiet
         self.enabled = not quiet and sys.stderr.isatty()
         self._rich = None
         if self.enabled:
@@ -44,8 +45,8 @@ class Progress:
 
     def log(self, message: str) -> None:
         if self._rich is not None:
-            self._rich.console.print(message)
-        elif self.enabled:
+            self._rich.console.print(message, markup=False, highlight=False)
+        elif not self.quiet:
             print(message, file=sys.stderr)
 
 
