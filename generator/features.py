@@ -168,7 +168,7 @@ def extract_all(
             todo[images[iid].shape].append(iid)
     if not todo:
         return keys
-    backbone.to(device)
+    backbone.ensure_loaded().to(device)
     use_cl = device.type == "cpu" and not backbone.is_vit
     if use_cl:
         backbone.model.to(memory_format=torch.channels_last)

@@ -80,6 +80,7 @@ class FigureWriter:
         self.folder = self.site / "assets" / "fig"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written: set[str] = set()
+        self.log: list[str] = []  # every file handed out, in order (a section's files = a slice)
 
     def _write(self, data: bytes, ext: str) -> str:
         name = hashlib.sha256(data).hexdigest()[:20] + "." + ext
@@ -87,6 +88,7 @@ class FigureWriter:
         if rel not in self.written:
             (self.folder / name).write_bytes(data)
             self.written.add(rel)
+        self.log.append(rel)
         return rel
 
     def png(self, img: Image.Image) -> str:

@@ -26,11 +26,15 @@ from .images import ImageError, ImageSet, available, load_image, load_manifest, 
 from .page import Credit, ModelInfo, ReportPage
 from .progress import Progress
 from .registry import get_analysis, list_analyses
+from .section_cache import SectionCache, section_key
 from .weights import resolve_all
 
 __all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+NOT_FETCHED = "not fetched yet: run `dinoreport images fetch` (needs internet)"
 
 
 class BuildError(RuntimeError):
@@ -58,6 +62,8 @@ class BuildSummary:
     reused: int = 0
     damaged: int = 0
     figures: int = 0
+    sections_computed: int = 0
+    sections_reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     page: ReportPage | None = None  # what was rendered (serve re-renders it when prose changes)
 
@@ -67,7 +73,8 @@ class BuildSummary:
              f"reused {self.reused} from the cache")
         if self.damaged:
             s += f" ({self.damaged} damaged cache entries recomputed)"
-        s += f"; {self.figures} picture files"
+        s += (f"; analyses computed {self.sections_computed}, reused {self.sections_reused}; "
+              f"{self.figures} picture files")
         if self.skipped:
             s += f"; {len(self.skipped)} images skipped"
         return s + "."
@@ -164,7 +171,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         with progress.phase("decode images", len(iset.entries)) as advance:
             for e in iset.entries:
                 if not available(e):
-                    summary.skipped.append((e.id, "not fetched yet: run `dinoreport images fetch` (needs internet)"))
+                    summary.skipped.append((e.id, NOT_FETCHED))
                 else:
                     try:
                         images[e.id] = load_image(e, cfg.resolution, max_pixels=cfg.images.max_pixels)
@@ -176,8 +183,12 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         if not images:
             raise BuildError(f"no usable images in {iset.source}"
                              + ("".join(f"\n  {i}: {why}" for i, why in summary.skipped)))
+        unfetched = [i for i, why in summary.skipped if why.startswith(NOT_FETCHED)]
+        if unfetched:
+            progress.log(f"{len(unfetched)} images left out, {NOT_FETCHED}: {', '.join(unfetched)}")
         for i, why in summary.skipped:
-            progress.log(f"skipped image {i}: {why}")
+            if i not in unfetched:
+                progress.log(f"skipped image {i}: {why}")
         groups = {g: tuple(i for i in ids if i in images) for g, ids in groups.items()}
         featured = tuple(i for i in cfg.images.featured if i in images) or tuple(sorted(images))[:2]
         timings["decode"] = time.perf_counter() - t
@@ -193,10 +204,11 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         with progress.phase("extract features", n_work) as advance:
             for spec in cfg.models:
                 tl = time.perf_counter()
-                bb = create_backbone(spec, weights.get(spec.id), seed=cfg.seed)
+                bb = create_backbone(spec, weights.get(spec.id), seed=cfg.seed, lazy=True)
                 load_s += time.perf_counter() - tl
                 keys[spec.id] = extract_all(bb, images, cache, seed=cfg.seed, device=device, dtype=opts.dtype,
                                             batch_size=cfg.batch_size, advance=advance)
+                load_s += bb.load_seconds
                 if spec.id in _highres_models(cfg):
                     for res, imgs in hr.items():
                         # One image per pass: at twice the resolution a batch would multiply peak memory.
@@ -220,9 +232,19 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                                extras={"highres": (hr, hr_keys)})
             results: dict[str, Any] = {}
             figures, tables, explorer = [], [], None
+            sections = SectionCache(cache_dir())
             with progress.phase("analyses and figures", len(names)) as advance:
                 for name in names:
-                    sec = get_analysis(name)(ctx)
+                    key = section_key(name, ctx)
+                    hit = sections.get(key, tmp)
+                    if hit is not None:
+                        sec, files = hit
+                        ctx.writer.written.update(files)
+                    else:
+                        start = len(ctx.writer.log)
+                        sec = get_analysis(name)(ctx)
+                        sections.put(key, sec, sorted(set(ctx.writer.log[start:])), tmp)
+                    ctx.extras.update(sec.shared)
                     results.update(sec.results)
                     figures += sec.figures
                     tables += sec.tables
@@ -252,6 +274,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             summary.computed, summary.reused, summary.damaged = (
                 cache.stats.computed, cache.stats.hits, cache.stats.damaged)
             summary.figures = len(ctx.writer.written)
+            summary.sections_computed, summary.sections_reused = sections.computed, sections.hits
             _json_dump(_build_json(cfg, opts, device, facts, summary, featured, groups), tmp / "data" / "build.json")
             summary.page = page
             _swap_in(tmp, out)
@@ -301,7 +324,8 @@ def _build_json(cfg, opts, device, facts, summary, featured, groups) -> dict[str
         "featured": list(featured),
         "groups": {g: list(ids) for g, ids in groups.items()},
         "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
-        "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged},
+        "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged,
+                  "analyses_computed": summary.sections_computed, "analyses_reused": summary.sections_reused},
         "skipped": [list(s) for s in summary.skipped],
         "versions": _versions(),
     }

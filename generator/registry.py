@@ -18,12 +18,14 @@ __all__ = ["SectionOutput", "register_analysis", "list_analyses", "get_analysis"
 
 @dataclass
 class SectionOutput:
-    """results: ``{results.json key: [row dicts]}``; figures and tables in page order."""
+    """results: ``{results.json key: [row dicts]}``; figures and tables in page order;
+    shared: values handed to later sections through ``ctx.extras`` (e.g. the PC1 masks)."""
 
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     explorer: dict[str, Any] | None = None
+    shared: dict[str, Any] = field(default_factory=dict)  # values later sections read (ctx.extras)
 
 
 _REGISTRY: dict[str, tuple[int, Callable]] = {}

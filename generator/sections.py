@@ -77,7 +77,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
             column_labels=("RGB", "PC1", "PC2", "PC3"),
             rows=(Row("Photo", (photo,)),) + tuple(figs[image]),
         ))
-    ctx.extras["masks"] = masks
+    out.shared["masks"] = masks
     # Explained variance table: PC1..PC3 of the last stage, mean over images.
     tab = []
     for m in ctx.models:
