@@ -19,8 +19,7 @@ $(BIN)/dinoreport: pyproject.toml
 setup: $(BIN)/dinoreport   ## create .venv and install the project
 
 report: setup              ## the real report: pretrained weights (internet once), dog photos fetched
-	-$(BIN)/dinoreport images fetch
-	$(BIN)/dinoreport build --out $(OUT) $(IMAGES_FLAG) $(ARGS)
+	$(BIN)/dinoreport build --fetch --out $(OUT) $(IMAGES_FLAG) $(ARGS)
 
 demo: setup                ## the same report with seeded random weights: offline, illustrates the pipeline
 	$(BIN)/dinoreport build --random-init --out $(OUT) $(IMAGES_FLAG) $(ARGS)

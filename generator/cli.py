@@ -51,6 +51,8 @@ def build(
                                      "pretrained ones: works offline, every page says so."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, or bf16 (autocast) for faster extraction."),
+    fetch: bool = typer.Option(False, "--fetch", help="Download the manifest's URL images that are not "
+                               "cached yet (after the weights are found; needs internet)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip images that cannot be decoded "
                                     "(listed in the terminal and the report) instead of stopping."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
@@ -64,7 +66,7 @@ def build(
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
-                        keep_going=keep_going)
+                        keep_going=keep_going, fetch=fetch)
     try:
         summary = run_build(cfg, opts)
     except (ConfigError, ImageError, BuildError, WeightsError, ValueError) as e:

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .config import ConfigError, ReportConfig
 from .context import BuildContext, ModelFacts
 from .features import FeatureCache, extract_all, pick_device
 from .figures import FigureWriter
-from .images import ImageError, ImageSet, available, load_image, load_manifest, scan_folder, cache_dir
+from .images import ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest, scan_folder
 from .page import Credit, ModelInfo, ReportPage
 from .progress import Progress
 from .registry import get_analysis, list_analyses
@@ -49,6 +50,7 @@ class BuildOptions:
     dtype: str = "fp32"
     quiet: bool = False
     keep_going: bool = False
+    fetch: bool = False  # download URL images that are not cached yet (after the weights check)
     site_src: Path | None = None  # default: the config file's folder
     templates: Path | None = None  # default: <project>/templates
     analyses: tuple[str, ...] | None = None  # default: all registered
@@ -161,6 +163,12 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     groups = _groups(cfg, iset)
     # Weights first: a build that cannot get them stops before any work.
     weights = {} if opts.random_init else resolve_all(cfg.models, config_path=cfg.path)
+    if opts.fetch:
+        missing = [e for e in iset.entries if not available(e)]
+        if missing:
+            for iid, status in fetch(missing):
+                if status != "fetched" and not opts.quiet:
+                    print(f"could not fetch image {iid}: {status}", file=sys.stderr)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     timings["resolve"] = t - t0

@@ -107,16 +107,18 @@ def test_group_naming_a_missing_image(tmp_path):
 # --------------------------------------------------------------------------- disk full
 
 def test_disk_full_keeps_previous_site_and_says_so(tmp_path, demo_site, monkeypatch):
-    import generator.figures as figures
+    import generator.pipeline as pipeline
 
     out = tmp_path / "site"
     shutil.copytree(demo_site, out)
     before = _tree(out)
 
-    def full(self, data, ext):
-        raise OSError(errno.ENOSPC, "No space left on device", str(self.folder / f"x.{ext}"))
+    # The disk fills up while the site's data files are written, after the figures and pages
+    # (figures may come from the section cache, so this is the seam every build goes through).
+    def full(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(figures.FigureWriter, "_write", full)
+    monkeypatch.setattr(pipeline, "_json_dump", full)
     cfg = demo_site.parent / "site_src" / "report.toml"
     r = CliRunner().invoke(app, ["build", "--random-init", "--quiet", "--config", str(cfg), "--out", str(out)])
     assert r.exit_code != 0
