@@ -45,7 +45,7 @@ def build(
     config: Path = ConfigOpt,
     out: Path = typer.Option(Path("site"), "--out", "-o", help="Output folder; replaced atomically."),
     images: Optional[Path] = typer.Option(None, "--images", help="Build from this folder of images "
-                                          "instead of the config's [images] (file names are ids; "
+                                          "instead of the images of the config (file names are ids; "
                                           "the part before the first '_' is the group)."),
     random_init: bool = typer.Option(False, "--random-init", help="Seeded random weights instead of "
                                      "pretrained ones: works offline, every page says so."),
@@ -143,7 +143,7 @@ def serve(
     from .serve import serve_forever
 
     cfg = _load(config, images)
-    serve_forever(cfg, port=port, random_init=random_init)
+    serve_forever(cfg, port=port, random_init=random_init, images=images)
 
 
 @app.command()
@@ -151,7 +151,7 @@ def publish(
     site: Path = typer.Option(Path("site"), "--site", help="The built site to publish."),
     remote: str = typer.Option("origin", help="Git remote (name or URL) to push to."),
     branch: str = typer.Option("gh-pages", help="Branch to commit the site to."),
-    message: str = typer.Option("Publish report", "--message", "-m"),
+    message: str = typer.Option("Publish report", "--message", "-m", help="Commit message."),
 ) -> None:
     """Commit the built site to a gh-pages branch and push it."""
     from .publish import PublishError, publish_site

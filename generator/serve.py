@@ -18,7 +18,9 @@ from .config import ReportConfig, load_config
 from .pipeline import PROJECT_ROOT, BuildOptions, build
 from .render import render_site
 
-__all__ = ["serve_forever", "snapshot", "Handler"]
+__all__ = ["serve_forever", "snapshot", "Handler", "make_server", "HOST"]
+
+HOST = "127.0.0.1"  # never all interfaces: the preview is for this machine only
 
 
 def snapshot(folders: list[Path]) -> dict[str, float]:
@@ -38,17 +40,23 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def make_server(site: Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
+    """An HTTP server for the files below ``site`` on 127.0.0.1:``port`` (0: any free port)."""
+    handler = functools.partial(Handler, directory=str(site))
+    return http.server.ThreadingHTTPServer((HOST, port), handler)
+
+
 def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = False,
-                  poll: float = 1.0) -> None:
+                  poll: float = 1.0, images: Path | None = None) -> None:
+    """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads)."""
     site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
     site = site_root / "site"
     templates = PROJECT_ROOT / "templates"
     opts = BuildOptions(out=site, random_init=random_init, quiet=False)
     summary = build(cfg, opts)
-    handler = functools.partial(Handler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = make_server(site, port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"serving http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+    print(f"serving http://{HOST}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
     watched = [cfg.root, templates]
     seen = snapshot(watched)
     try:
@@ -62,6 +70,8 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
             try:
                 if any(p.endswith(".toml") for p in changed):
                     cfg = load_config(cfg.path)
+                    if images is not None:
+                        cfg = cfg.with_images_dir(images)
                     summary = build(cfg, opts)
                     print("rebuilt (config changed)", flush=True)
                 else:
@@ -74,4 +84,5 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
         pass
     finally:
         server.shutdown()
+        server.server_close()
         shutil.rmtree(site_root, ignore_errors=True)

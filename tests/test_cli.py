@@ -1,0 +1,129 @@
+"""The command line: every command's --help, and the commands that need no build."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from generator.cli import app
+from generator.registry import list_analyses
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_CONFIG = ROOT / "site_src" / "report.toml"
+WIDE = {"COLUMNS": "200", "TERMINAL_WIDTH": "200", "NO_COLOR": "1"}
+
+
+def run(*args: str, env: dict | None = None):
+    return CliRunner().invoke(app, list(args), env={**WIDE, **(env or {})})
+
+
+def _flat(text: str) -> str:
+    """Help text without rich's box drawing and line wrapping."""
+    text = re.sub(r"[│╭╮╰╯─]", " ", text)
+    return re.sub(r"\s+", " ", text)
+
+
+HELP = {
+    (): ["build", "models", "serve", "publish", "clean", "analyses", "images",
+         "Build a blog-style report"],
+    ("build",): ["--config", "The report config (TOML)", "--out", "replaced atomically",
+                 "--images", "instead of the images of the config", "file names are ids",
+                 "--random-init", "Seeded random weights", "works offline",
+                 "--device", "auto, cpu, cuda or mps", "--dtype", "bf16",
+                 "--keep-going", "Skip images that cannot be decoded", "--quiet", "No progress bars"],
+    ("images",): ["list", "fetch"],
+    ("images", "list"): ["--config", "--images", "A folder instead of the manifest",
+                         "whether it is available offline"],
+    ("images", "fetch"): ["--config", "--timeout", "Seconds per download", "sha256 verified"],
+    ("models",): ["--config", "stages", "weights"],
+    ("serve",): ["--port", "127.0.0.1", "--random-init", "--images", "rebuild"],
+    ("publish",): ["--site", "The built site to publish", "--remote", "name or URL", "--branch",
+                   "gh-pages", "--message", "Commit message"],
+    ("clean",): ["--yes", "Do not ask", "cache"],
+    ("analyses",): ["report order"],
+}
+
+
+@pytest.mark.parametrize("cmd", list(HELP), ids=lambda c: " ".join(c) or "top")
+def test_help_explains_every_option(cmd):
+    r = run(*cmd, "--help")
+    assert r.exit_code == 0, r.output
+    text = _flat(r.output)
+    for phrase in HELP[cmd]:
+        assert phrase in text, (phrase, r.output)
+    # an option without its own help line is a gap in the docs
+    assert "Traceback" not in r.output
+
+
+def test_models_lists_stages_and_offline_weights():
+    r = run("models", "--config", str(PROJECT_CONFIG))
+    assert r.exit_code == 0, r.output
+    blocks = {b.split("\n", 1)[0]: b for b in re.split(r"\n(?=\S)", r.output.strip())}
+    assert list(blocks) == ["dinov3_convnext_tiny", "in1k_convnext_tiny", "dinov3_vits16"]
+    for mid in ("dinov3_convnext_tiny", "in1k_convnext_tiny"):
+        assert re.search(r"stages:\s+C2\(96ch/4\), C3\(192ch/8\), C4\(384ch/16\), C5\(768ch/32\)", blocks[mid])
+    assert re.search(r"stages:\s+B3\(384ch/16\), B6\(384ch/16\), B9\(384ch/16\), B12\(384ch/16\)",
+                     blocks["dinov3_vits16"])
+    assert "timm:    convnext_tiny.fb_in1k" in blocks["in1k_convnext_tiny"]
+    for b in blocks.values():
+        assert "weights: not available offline" in b and "--random-init" in b, b
+
+
+def test_models_with_a_bad_config_names_the_problem(tmp_path):
+    bad = tmp_path / "report.toml"
+    bad.write_text('resolutoin = 448\n')
+    r = run("models", "--config", str(bad))
+    assert r.exit_code == 2
+    assert "resolutoin: unknown key — did you mean 'resolution'?" in r.output
+
+
+def test_images_list_marks_unfetched_dogs():
+    r = run("images", "list", "--config", str(PROJECT_CONFIG))
+    assert r.exit_code == 0, r.output
+    lines = [ln.split() for ln in r.output.strip().splitlines()]
+    ids = [ln[0] for ln in lines]
+    assert len(ids) == 17 and len(set(ids)) == 17
+    state = {ln[0]: " ".join(ln[-2:]) if ln[-1] == "fetched" else ln[-1] for ln in lines}
+    dogs = [i for i in ids if i.startswith("dog_")]
+    assert len(dogs) == 9
+    assert all(state[d] == "not fetched" for d in dogs), state
+    assert all(state[i] == "ok" for i in ids if i not in dogs), state
+
+
+def test_images_list_of_a_folder(tmp_path):
+    from PIL import Image
+
+    for name in ("dog_a.png", "cat_b.jpg"):
+        Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / name)
+    r = run("images", "list", "--images", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert [ln.split()[:2] for ln in r.output.strip().splitlines()] == [["cat_b", "cat"], ["dog_a", "dog"]]
+    r = run("images", "list", "--images", str(tmp_path / "nope"))
+    assert r.exit_code == 2 and "--images" in r.output and "not a folder" in r.output
+
+
+def test_analyses_in_registry_order():
+    r = run("analyses")
+    assert r.exit_code == 0
+    names = r.output.split()
+    assert names == list_analyses()
+    assert names[0] == "within_pca" and "explorer" in names and "highres" in names
+
+
+def test_clean_yes_removes_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "features" / "ab").mkdir(parents=True)
+    (cache / "features" / "ab" / "x.safetensors").write_bytes(b"x")
+    r = run("clean", "--yes", env={"DINOREPORT_CACHE": str(cache)})
+    assert r.exit_code == 0, r.output
+    assert f"removed {cache}" in r.output
+    assert not cache.exists()
+    r = run("clean", "--yes", env={"DINOREPORT_CACHE": str(cache)})
+    assert r.exit_code == 0 and "nothing to clean" in r.output
+
+
+def test_no_command_shows_help():
+    r = run()
+    assert "Usage" in r.output and "build" in r.output
