@@ -15,7 +15,6 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 

@@ -33,13 +33,17 @@ def colormap_lut(name: str, n: int = 256) -> np.ndarray:
     return (colormaps[name](np.linspace(0, 1, n))[:, :3] * 255).round().astype(np.uint8)
 
 
-def _upsample(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+def _upsample(img: Image.Image, size: tuple[int, int] | None) -> Image.Image:
     # Nearest: each feature cell stays a visible block, so C5's 1/32 grid is not dressed up.
-    return img if img.size == size else img.resize(size, Image.NEAREST)
+    # The site stores maps at one pixel per cell (size None) and lets the browser enlarge them.
+    return img if size is None or img.size == size else img.resize(size, Image.NEAREST)
 
 
-def rgb_map(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """(h, w, 3) float in [0, 1] (NaN = masked out, shown neutral grey) -> RGB image of ``size`` (W, H)."""
+def rgb_map(rgb: np.ndarray, size: tuple[int, int] | None = None) -> Image.Image:
+    """(h, w, 3) float in [0, 1] (NaN = masked out, shown neutral grey) -> RGB image.
+
+    size : (W, H) to enlarge to (nearest neighbour); None keeps one pixel per cell.
+    """
     a = np.asarray(rgb, dtype=np.float32).copy()
     nan = np.isnan(a).any(axis=-1)
     a[nan] = NEUTRAL
@@ -47,7 +51,8 @@ def rgb_map(rgb: np.ndarray, size: tuple[int, int]) -> Image.Image:
     return _upsample(Image.fromarray(a, "RGB"), size)
 
 
-def signed_map(x: np.ndarray, vmax: float, size: tuple[int, int], cmap: str = "RdBu_r") -> Image.Image:
+def signed_map(x: np.ndarray, vmax: float, size: tuple[int, int] | None = None,
+               cmap: str = "RdBu_r") -> Image.Image:
     """(h, w) signed values -> diverging colours centred at 0, symmetric scale ``[-vmax, vmax]``.
 
     NaN (masked out) is shown neutral grey.
@@ -93,49 +98,67 @@ class FigureWriter:
 
     def png(self, img: Image.Image) -> str:
         buf = io.BytesIO()
-        img.save(buf, format="PNG", optimize=True)
+        img.save(buf, format="PNG", compress_level=6)
         return self._write(buf.getvalue(), "png")
 
+    def jpeg(self, img: Image.Image, quality: int = 88) -> str:
+        """Photographic content (photos, overlays): JPEG is ~5x smaller than PNG for these."""
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
+        return self._write(buf.getvalue(), "jpg")
+
     def photo(self, rgb: np.ndarray, max_side: int = 0) -> str:
-        """A preprocessed (H, W, 3) uint8 photo as lossless PNG, optionally shrunk to ``max_side``."""
+        """A preprocessed (H, W, 3) uint8 photo as JPEG, optionally shrunk to ``max_side``."""
         img = Image.fromarray(rgb, "RGB")
         if max_side and max(img.size) > max_side:
             s = max_side / max(img.size)
             img = img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC)
-        return self.png(img)
+        return self.jpeg(img)
 
-    def plot(self, fig) -> str:
-        """A matplotlib figure as SVG without dates or random ids (deterministic bytes)."""
+    def plot(self, fig, tight: bool = True) -> str:
+        """A matplotlib figure as SVG without dates or random ids (deterministic bytes).
+
+        tight : crop to the drawn content (costs a second draw; figures with a fixed layout
+            pass False).
+        """
         import matplotlib.pyplot as plt
 
         buf = io.BytesIO()
         with plt.rc_context({"svg.hashsalt": "dinoreport", "svg.fonttype": "none"}):
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
+                        bbox_inches="tight" if tight else None)
         plt.close(fig)
         return self._write(buf.getvalue(), "svg")
 
 
 def hist_figure(
-    edges: np.ndarray, counts: dict[str, np.ndarray], *, title: str, log: bool, xlabel: str = "feature value"
+    full_edges: np.ndarray, full: dict[str, np.ndarray], crop_edges: np.ndarray, crop: dict[str, np.ndarray],
+    *, title: str, xlabel: str = "feature value",
 ):
-    """Overlaid step histograms sharing ``edges``; counts: ``{legend label: (nbins,) int}``."""
+    """Three views of one distribution side by side: linear, log y, and the 1st-99th percentile
+    range. ``full``/``crop``: ``{legend label: (nbins,) int counts}`` on the given shared edges.
+    Bars show the share of values per bin, so models with different counts compare."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.2, 2.8), dpi=100)
-    for i, (label, c) in enumerate(counts.items()):
-        total = max(int(c.sum()), 1)
-        ax.stairs(c / total, edges, label=label, color=f"C{i}", linewidth=1.4)
-    if log:
-        ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylabel("share of values" + (" (log)" if log else ""), fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=7, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 2.6), dpi=100)
+    # A fixed layout: one draw per save (tight/constrained layouts draw several times).
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.19, top=0.88, wspace=0.28)
+    views = ((full_edges, full, "linear", False), (full_edges, full, "log y", True),
+             (crop_edges, crop, "1st-99th percentile", False))
+    for ax, (edges, counts, name, log) in zip(axes, views):
+        for i, (label, c) in enumerate(counts.items()):
+            ax.stairs(c / max(int(c.sum()), 1), edges, label=label, color=f"C{i}", linewidth=1.3)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(f"{title} · {name}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].set_ylabel("share of values", fontsize=8)
+    axes[0].legend(fontsize=7, frameon=False, loc="upper left")
     return fig
 
 

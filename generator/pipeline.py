@@ -186,7 +186,9 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                     except ImageError as err:
                         if not opts.keep_going:
                             raise
-                        summary.skipped.append((e.id, str(err)))
+                        # The reason goes into a page that may be published: no local folders in it.
+                        why = str(err).replace(str(e.file.parent) + os.sep, "") if e.file else str(err)
+                        summary.skipped.append((e.id, why))
                 advance(1)
         if not images:
             raise BuildError(f"no usable images in {iset.source}"

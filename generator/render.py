@@ -435,6 +435,9 @@ class _Assets:
         return self._cache[rel]
 
 
+PIXELATED_BELOW = 200  # px: smaller pictures are feature maps at one pixel per cell
+
+
 def _image_size(path: Path) -> tuple[int, int] | None:
     try:
         from PIL import Image
@@ -519,7 +522,9 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
         def img_attrs(rel: str) -> Markup:
             size = _image_size(out / rel)
             wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
-            return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}')
+            # Feature maps are stored one pixel per cell; the browser enlarges them crisply.
+            px = ' class="px"' if size and max(size) < PIXELATED_BELOW else ""
+            return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}{px}')
 
         common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
                   "table_columns": _table_columns, "inline": inline}

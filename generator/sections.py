@@ -33,14 +33,13 @@ def _slug(*parts: str) -> str:
 # --- within-image PCA (last stage, every image) and foreground masks -----------------------
 
 def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -> tuple[Panel, ...]:
-    size = ctx.panel_size(image)
     where = f"{m.label}, {m.last}, image {image}"
-    panels = [Panel(ctx.writer.png(rgb_map(A.to_rgb(res.proj), size)), f"PCA of {where} as RGB", "RGB")]
+    panels = [Panel(ctx.writer.png(rgb_map(A.to_rgb(res.proj))), f"PCA of {where} as RGB", "RGB")]
     for k in range(3):
         pc = res.proj[k]
         vmax = float(np.abs(pc).max())
         panels.append(Panel(
-            ctx.writer.png(signed_map(pc, vmax, size)),
+            ctx.writer.png(signed_map(pc, vmax)),
             f"PC{k + 1} of {where}, blue negative, red positive, scale ±{vmax:.3g}",
             f"PC{k + 1} ({res.explained_variance_ratio[k]:.0%})",
         ))
@@ -92,7 +91,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
     mask_rows = []
     for image in ctx.image_ids():
         panels = tuple(
-            Panel(ctx.writer.png(overlay(_shrink(ctx, image), masks[m.id][image])),
+            Panel(ctx.writer.jpeg(overlay(_shrink(ctx, image), masks[m.id][image])),
                   f"Foreground of image {image} from PC1 of {m.label} {m.last} (tinted)",
                   f"{masks[m.id][image].mean():.0%}")
             for m in ctx.models)
@@ -109,7 +108,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
 def _shrink(ctx: BuildContext, image: str) -> np.ndarray:
     from PIL import Image
 
-    size = ctx.panel_size(image)
+    size = ctx.panel_size(image, 320)
     return np.asarray(Image.fromarray(ctx.images[image]).resize(size, Image.BICUBIC))
 
 
@@ -120,14 +119,13 @@ def stage_pca(ctx: BuildContext) -> SectionOutput:
     out = SectionOutput()
     n_cols = max(len(m.stages) for m in ctx.models)
     for image in ctx.featured:
-        size = ctx.panel_size(image, 320)
         rows = []
         for m in ctx.models:
             panels = []
             for st in m.stages:
                 res = A.pca_within(ctx.fmap(m.id, image, st.name), k=3)
                 panels.append(Panel(
-                    ctx.writer.png(rgb_map(A.to_rgb(res.proj), size)),
+                    ctx.writer.png(rgb_map(A.to_rgb(res.proj))),
                     f"Within-image PCA as RGB, {m.label}, stage {st.name} (stride {st.stride}), image {image}",
                     f"{st.name} · 1/{st.stride}"))
             rows.append(Row(m.label, tuple(panels)))
@@ -152,7 +150,6 @@ def random_channels(ctx: BuildContext) -> SectionOutput:
     out.results["random_channels"] = chosen
     by = {(c["model"], c["stage"]): c["channels"] for c in chosen}
     for image in ctx.featured:
-        size = ctx.panel_size(image, 240)
         for m in ctx.models:
             rows = []
             for st in m.stages:
@@ -162,7 +159,7 @@ def random_channels(ctx: BuildContext) -> SectionOutput:
                     x = fmap[c]
                     vmax = float(np.abs(x).max())
                     panels.append(Panel(
-                        ctx.writer.png(signed_map(x, vmax, size)),
+                        ctx.writer.png(signed_map(x, vmax)),
                         f"Channel {c} of {m.label} stage {st.name}, image {image}, scale ±{vmax:.3g}",
                         f"ch {c}"))
                 rows.append(Row(st.name, tuple(panels)))
@@ -210,7 +207,7 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
                     mlist = gmasks if masked else None
                     rgbs = A.joint_rgb(projs, mlist)
                     panels = tuple(
-                        Panel(ctx.writer.png(rgb_map(rgb, ctx.panel_size(i, 240))),
+                        Panel(ctx.writer.png(rgb_map(rgb)),
                               f"Across-image PCA ({'foreground' if masked else 'all pixels'}) of "
                               f"group {group}, {m.label} {st.name}, image {i}", i)
                         for i, rgb in zip(ids, rgbs))
@@ -220,7 +217,7 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
                             comp = [p[k] for p in projs]
                             vmax = A.joint_scale(comp, mlist)
                             cpanels = tuple(
-                                Panel(ctx.writer.png(signed_map(_masked(c, mk), vmax, ctx.panel_size(i, 240))),
+                                Panel(ctx.writer.png(signed_map(_masked(c, mk), vmax)),
                                       f"Across-image PC{k + 1} (foreground fit) of {m.label}, image {i}", i)
                                 for i, c, mk in zip(ids, comp, mlist))
                             comp_rows.append(Row(f"{m.label} · PC{k + 1}", cpanels))
@@ -267,7 +264,7 @@ def _stats_row(s: A.FeatureStats) -> dict[str, float]:
     return {f: _r(getattr(s, f)) for f in _STAT_FIELDS}
 
 
-def _hist_panels(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks, stats, what: str):
+def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks, stats, what: str) -> Panel:
     """Linear, log-y and 1st-99th percentile histograms, models overlaid on shared edges."""
     nb = ctx.cfg.analysis.hist_bins
     full = A.shared_bin_edges(min(stats[m.id].min for m in models), max(stats[m.id].max for m in models), nb)
@@ -275,10 +272,8 @@ def _hist_panels(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks
     cf = {m.label: A.histogram(chunks[m.id], full) for m in models}
     cc = {m.label: A.histogram(chunks[m.id], crop) for m in models}
     names = " vs ".join(m.label for m in models)
-    return tuple(
-        Panel(ctx.writer.plot(hist_figure(e, c, title=f"{stage} {t}", log=log)),
-              f"Histogram of {what} at stage {stage}, {t}: {names}", t)
-        for e, c, t, log in ((full, cf, "linear", False), (full, cf, "log y", True), (crop, cc, "p1-p99", False)))
+    return Panel(ctx.writer.plot(hist_figure(full, cf, crop, cc, title=stage), tight=False),
+                 f"Histograms of {what} at stage {stage} (linear, log y, 1st-99th percentile): {names}", "")
 
 
 @register_analysis("feature_stats", order=50)
@@ -302,12 +297,12 @@ def feature_stats(ctx: BuildContext) -> SectionOutput:
             ch_stats[m.id] = A.feature_stats(ch_chunks[m.id])
             all_rows.append({"model": m.id, "stage": stage, **_stats_row(stats[m.id])})
             ch_rows.append({"model": m.id, "stage": stage, "channel": int(c), **_stats_row(ch_stats[m.id])})
-        fig_rows.append(Row(stage, _hist_panels(ctx, stage, models, chunks, stats, "all feature values")))
+        fig_rows.append(Row(stage, (_hist_panel(ctx, stage, models, chunks, stats, "all feature values"),)))
         ch_fig_rows.append(Row(f"{stage} · ch {chans[models[0].id]}",
-                               _hist_panels(ctx, stage, models, ch_chunks, ch_stats, "one random channel")))
+                               (_hist_panel(ctx, stage, models, ch_chunks, ch_stats, "one random channel"),)))
     out.results["feature_stats"] = all_rows
     out.results["channel_stats"] = ch_rows
-    cols = ("linear", "log y", "1st-99th percentile")
+    cols = ("linear · log y · 1st-99th percentile",)
     out.figures.append(Figure(
         id="feature-hist", kind="feature_hist",
         caption=(f"Distribution of all feature values (every image, channel and position) per stage; "
@@ -460,7 +455,6 @@ def highres(ctx: BuildContext) -> SectionOutput:
         return out
     wanted = set(ctx.cfg.analysis.highres_models) or {m.id for m in ctx.models}
     for image in ctx.featured:
-        size = ctx.panel_size(image, 448)
         rows = []
         for m in (m for m in ctx.models if m.id in wanted):
             panels = []
@@ -473,7 +467,7 @@ def highres(ctx: BuildContext) -> SectionOutput:
                     continue
                 res_pca = A.pca_within(fmap, k=3)
                 h, w = fmap.shape[1:]
-                panels.append(Panel(ctx.writer.png(rgb_map(A.to_rgb(res_pca.proj), size)),
+                panels.append(Panel(ctx.writer.png(rgb_map(A.to_rgb(res_pca.proj))),
                                     f"Within-image PCA as RGB of {m.label} {m.last} for image {image} "
                                     f"at short side {res} px ({h}×{w} cells)", f"{res} px · {h}×{w}"))
             rows.append(Row(m.label, tuple(panels)))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pca import _check_k, _top_components, check_fmap, rounding_floor
+from .pca import _check_k, _top_components, check_fmap, rounding_floor, top_eigh
 
 __all__ = ["PCAFit", "CovarianceAccumulator", "pixels", "project", "joint_rgb", "joint_scale"]
 
@@ -139,9 +139,10 @@ class CovarianceAccumulator:
         k = _check_k(k)
         if self._n == 0:
             raise ValueError("cannot fit PCA on 0 rows: update() was never given a non-empty x")
-        w, v = np.linalg.eigh(self._scatter())
-        w = np.clip(w[::-1], 0.0, None)
-        comps, ratio = _top_components(w, v[:, ::-1].T, k, self._dim, self._floor)
+        scatter = self._scatter()
+        w, vt = top_eigh(scatter, k)
+        comps, ratio = _top_components(w, vt, k, self._dim, self._floor,
+                                       total=float(np.clip(np.trace(scatter), 0.0, None)))
         return PCAFit(mean=self.mean(), components=comps, explained_variance_ratio=ratio,
                       n_pixels=self._n)
 

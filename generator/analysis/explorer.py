@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .pca import _orient_rows, check_fmap
+from .pca import _orient_rows, check_fmap, top_eigh
 
 __all__ = ["explorer_codes", "cosine_map"]
 
@@ -54,8 +54,8 @@ def explorer_codes(fmaps: Sequence[np.ndarray], dims: int = 64) -> list[np.ndarr
     for f in fms:
         u = _unit_pixels(f)
         gram += u.T @ u
-    _, v = np.linalg.eigh(gram)
-    basis = _orient_rows(v[:, ::-1][:, :d].T)
+    _, vt = top_eigh(gram, d)
+    basis = _orient_rows(vt)
     return [(_unit_pixels(f) @ basis.T).reshape(f.shape[1], f.shape[2], d).astype(np.float16)
             for f in fms]
 

@@ -81,7 +81,7 @@ def rounding_floor(n_rows: int, dim: int, max_abs: float, dtype: np.dtype) -> fl
 
 
 def _top_components(scatter_eigvals: np.ndarray, vecs: np.ndarray, k: int, dim: int,
-                    floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                    floor: float = 0.0, total: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pick the k largest variance directions, zeroing numerically absent ones.
 
     Parameters
@@ -90,8 +90,10 @@ def _top_components(scatter_eigvals: np.ndarray, vecs: np.ndarray, k: int, dim: 
     vecs : (m, D) float64 unit rows matching `scatter_eigvals`
     floor : float
         Scatter at or below this (e.g. :func:`rounding_floor`) counts as absent.
+    total : float, optional
+        Total scatter (trace); needed when only the top eigenvalues were computed.
     """
-    total = float(scatter_eigvals.sum())
+    total = float(scatter_eigvals.sum()) if total is None else float(total)
     comps = np.zeros((k, dim), dtype=np.float64)
     ratio = np.zeros(k, dtype=np.float64)
     if total <= 0.0:
@@ -107,26 +109,43 @@ def _top_components(scatter_eigvals: np.ndarray, vecs: np.ndarray, k: int, dim: 
     return _orient_rows(comps), ratio
 
 
+def top_eigh(sym: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenpairs of a symmetric PSD matrix, exactly (LAPACK, subset).
+
+    Returns eigenvalues (m,) descending, clipped at 0, and eigenvectors as rows (m, n),
+    m = min(k, n). Computing only the top few is several times faster than a full eigh.
+    """
+    from scipy.linalg import eigh
+
+    n = sym.shape[0]
+    m = min(k, n)
+    w, v = eigh(sym, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False)
+    return np.clip(w[::-1], 0.0, None), v[:, ::-1].T
+
+
 def pca_decompose(x: np.ndarray, k: int, floor: float = 0.0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact PCA of a float64 (N, D) matrix: (mean, components, ratio).
 
-    SVD of the centred data when N <= D, else eigh of the D x D scatter matrix.
+    Top-k eigenpairs of the smaller scatter matrix: the N x N Gram matrix when N <= D
+    (components recovered as X^T u / sqrt(lambda)), else the D x D scatter matrix.
     Directions with scatter <= `floor` are reported absent.
     """
     n, d = x.shape
     mean = x.mean(axis=0)
     xc = x - mean
+    total = float(np.einsum("ij,ij->", xc, xc))
     if n <= d:
-        _, s, vt = np.linalg.svd(xc, full_matrices=False)
-        ev = s * s
-        order = np.argsort(-ev, kind="stable")
-        ev, vt = ev[order], vt[order]
+        ev, u = top_eigh(xc @ xc.T, k)
+        vt = np.zeros((ev.size, d))
+        nz = ev > 0
+        vt[nz] = (u[nz] @ xc) / np.sqrt(ev[nz])[:, None]
+        # Renormalise: rounding in X^T u leaves rows a hair off unit length.
+        norms = np.linalg.norm(vt, axis=1, keepdims=True)
+        vt = np.divide(vt, norms, out=np.zeros_like(vt), where=norms > 0)
     else:
-        w, v = np.linalg.eigh(xc.T @ xc)
-        w = np.clip(w[::-1], 0.0, None)
-        ev, vt = w, v[:, ::-1].T
-    comps, ratio = _top_components(ev, vt, k, d, floor)
+        ev, vt = top_eigh(xc.T @ xc, k)
+    comps, ratio = _top_components(ev, vt, k, d, floor, total=total)
     return mean, comps, ratio
 
 

@@ -31,7 +31,7 @@
         var fig = btn.closest("figure");
         var fc = fig ? fig.querySelector(":scope > figcaption") : null;
         cap.textContent = src.alt + (fc ? " — " + fc.textContent.trim() : "");
-        var small = (src.naturalWidth || 0) < 200;
+        var small = src.classList.contains("px") || (src.naturalWidth || 0) < 200;
         dlg.classList.toggle("pixelated", small);
         if (typeof dlg.showModal === "function") dlg.showModal(); else dlg.setAttribute("open", "");
         closeBtn.focus();
