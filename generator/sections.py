@@ -280,8 +280,8 @@ def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks,
 def feature_stats(ctx: BuildContext) -> SectionOutput:
     out = SectionOutput()
     ids = ctx.image_ids()
-    stage_names = sorted({s.name for m in ctx.models for s in m.stages},
-                         key=lambda n: (n[0], int(n[1:])))
+    # Stages in model order (C2..C5 of the first ConvNeXt, then B3.. of a ViT), each once.
+    stage_names = list(dict.fromkeys(s.name for m in ctx.models for s in m.stages))
     all_rows, ch_rows = [], []
     fig_rows, ch_fig_rows = [], []
     for stage in stage_names:
