@@ -97,7 +97,7 @@ def bf16_drift(cfg, images: dict[str, np.ndarray]) -> list[dict]:
         secs = {"fp32": 0.0, "bf16": 0.0}
         for dtype in ("fp32", "bf16"):
             for iid, rgb in sorted(images.items()):
-                x = bb.normalize(torch.from_numpy(rgb)[None])
+                x = bb.normalize(torch.from_numpy(rgb.copy())[None])
                 t = time.perf_counter()
                 with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
                     out = bb.forward(x)
@@ -173,9 +173,11 @@ def main() -> None:
         ids = sorted(images)
         for iid in ids[:-1]:
             Image.fromarray(images[iid]).save(folder / f"{iid}.png")
-        run_build(config, work / "site_dir", env, "--images", str(folder))
+        # A cache of its own, so the added image was never seen before.
+        env_dir = {**env, "DINOREPORT_CACHE": str(work / "cache_dir")}
+        run_build(config, work / "site_dir", env_dir, "--images", str(folder))
         Image.fromarray(images[ids[-1]]).save(folder / f"{ids[-1]}.png")
-        added = run_build(config, work / "site_dir", env, "--images", str(folder))
+        added = run_build(config, work / "site_dir", env_dir, "--images", str(folder))
 
         print(f"{'build':<26}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
         for name, b in (("cold (empty cache)", cold), ("warm (nothing changed)", warm),
