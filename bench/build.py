@@ -61,18 +61,21 @@ def matmul_peak(n: int = 2048, repeat: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def extraction_flops(cfg, images: dict[str, np.ndarray]) -> float:
-    """FLOPs of one forward of every model over every image (counted per distinct shape)."""
+def extraction_flops(cfg, images: dict[str, np.ndarray], highres: dict[int, dict[str, np.ndarray]]) -> float:
+    """FLOPs of the extract phase: every model over every image, plus the high-resolution
+    gallery's featured images for its models (counted once per distinct shape)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from generator.backbones import create_backbone
 
     total = 0.0
-    shapes: dict[tuple, int] = {}
-    for rgb in images.values():
-        shapes[rgb.shape] = shapes.get(rgb.shape, 0) + 1
+    hr_models = set(cfg.analysis.highres_models) or {m.id for m in cfg.models}
     for spec in cfg.models:
+        shapes: dict[tuple, int] = {}
+        sets = [images] + (list(highres.values()) if spec.id in hr_models else [])
+        for rgb in (r for imgs in sets for r in imgs.values()):
+            shapes[rgb.shape] = shapes.get(rgb.shape, 0) + 1
         bb = create_backbone(spec, None, seed=cfg.seed)
         for shape, count in sorted(shapes.items()):
             x = torch.zeros((1,) + shape, dtype=torch.uint8)
@@ -163,7 +166,11 @@ def main() -> None:
         iset = load_image_set(cfg)
         images = {e.id: load_image(e, cfg.resolution) for e in iset.entries if available(e)}
         n_pairs = len(images) * len(cfg.models)
-        flops = extraction_flops(cfg, images)
+        featured = [i for i in cfg.images.featured if i in images] or sorted(images)[:2]
+        entries = {e.id: e for e in iset.entries}
+        highres = {r: {i: load_image(entries[i], r) for i in featured}
+                   for r in sorted(set(cfg.analysis.highres) - {cfg.resolution})}
+        flops = extraction_flops(cfg, images, highres)
 
         # One image added: a folder build, then the same folder plus one image.
         folder = work / "photos"
@@ -191,7 +198,7 @@ def main() -> None:
               f"{len(images) / ext:.2f} images/s through all {len(cfg.models)} models")
         print(f"extraction FLOPs {flops / 1e9:.0f} GFLOP -> {flops / ext / 1e9:.1f} GFLOP/s = "
               f"{100 * flops / ext / 1e9 / peak:.0f}% of the measured fp32 matmul peak "
-              f"(extract phase includes cache writes)")
+              f"(extract phase includes the high-resolution gallery and cache writes)")
         if not args.skip_bf16:
             print("\nbf16 (autocast) vs fp32, last stage, in-process, all images:")
             print(f"{'model':<24}{'stage':>6}{'fp32 s':>8}{'bf16 s':>8}{'speedup':>9}{'PC1 max rel':>13}"

@@ -151,3 +151,20 @@ def test_out_must_not_replace_inputs_or_foreign_folders(tmp_path, demo_site):
     with pytest.raises(BuildError, match="is not a dinoreport site"):
         build(cfg, BuildOptions(out=foreign, random_init=True, quiet=True))
     assert (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_adding_an_image_computes_features_for_that_image_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / "cache"))
+    cfg_path = write_project(tmp_path, {"a": planted_photo(224, 224), "b": planted_photo(224, 256, "br")},
+                             models=ONE_MODEL, highres=[224])
+    opts = BuildOptions(out=tmp_path / "site", random_init=True, quiet=True, analyses=("within_pca",))
+    first = build(load_config(cfg_path), opts)
+    assert (first.computed, first.reused) == (2, 0)
+    from PIL import Image
+
+    Image.fromarray(planted_photo(256, 224, "bl")).save(tmp_path / "photos" / "c.png")
+    second = build(load_config(cfg_path), opts)
+    assert (second.computed, second.reused) == (1, 2)
+    assert second.sections_computed == 1  # within_pca depends on every image: recomputed
+    third = build(load_config(cfg_path), opts)
+    assert (third.computed, third.sections_computed, third.sections_reused) == (0, 0, 1)
