@@ -12,25 +12,15 @@ We build the *full* timm model (``num_classes=0``) rather than ``features_only``
 from __future__ import annotations
 
 import math
-import time
 import zlib
-from dataclasses import dataclass
 
 import torch
 
 from .config import ModelSpec
+from .modelmeta import StageInfo
 from .weights import ResolvedWeights
 
-__all__ = ["StageInfo", "Backbone", "create_backbone", "stage_infos"]
-
-
-@dataclass(frozen=True)
-class StageInfo:
-    """name: ``C2``..``C5`` or ``B3``..``B12``; channels; stride in input pixels."""
-
-    name: str
-    channels: int
-    stride: int
+__all__ = ["StageInfo", "Backbone", "create_backbone", "stage_infos", "is_vit"]
 
 
 class Backbone:
@@ -42,7 +32,7 @@ class Backbone:
         self.model = model.eval()
         self.weights_source = weights_source
         self.weights_sha256 = weights_sha256
-        self.is_vit = hasattr(model, "blocks") and hasattr(model, "patch_embed")
+        self.is_vit = is_vit(model)
         self.stages = stage_infos(model)
         if self.is_vit:
             depth = len(model.blocks)
@@ -53,18 +43,6 @@ class Backbone:
         self.mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
         self.license = cfg.get("license")
-
-    load_seconds = 0.0  # time spent making the real model (weights init or load)
-    _factory = None  # set by create_backbone(lazy=True) until the real weights are made
-
-    def ensure_loaded(self) -> "Backbone":
-        """Make the real model if only its structure was built (see ``create_backbone(lazy=True)``)."""
-        if self._factory is not None:
-            t = time.perf_counter()
-            self.model = self._factory().eval()
-            self._factory = None
-            self.load_seconds = time.perf_counter() - t
-        return self
 
     @property
     def multiple(self) -> int:
@@ -103,9 +81,14 @@ def _vit_blocks(depth: int) -> list[int]:
     return sorted({max(1, math.ceil(depth * q / 4)) for q in (1, 2, 3, 4)})
 
 
+def is_vit(model: torch.nn.Module) -> bool:
+    """A plain ViT (token blocks over patches) rather than a model with feature_info stages."""
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
+
+
 def stage_infos(model: torch.nn.Module) -> tuple[StageInfo, ...]:
     """The stages a model gives, from its own metadata (no forward pass)."""
-    if hasattr(model, "blocks") and hasattr(model, "patch_embed"):
+    if is_vit(model):
         patch = model.patch_embed.patch_size
         stride = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
         return tuple(StageInfo(f"B{b}", model.embed_dim, stride) for b in _vit_blocks(len(model.blocks)))
@@ -126,31 +109,16 @@ def _seed_for(spec: ModelSpec, seed: int) -> int:
     return (seed * 1_000_003 + zlib.crc32(spec.id.encode())) % (2**31)
 
 
-def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: int = 0,
-                    lazy: bool = False) -> Backbone:
-    """Build the model of ``spec`` with ``weights`` (None: seeded random init).
-
-    lazy : build only the structure (on torch's meta device, no memory, no init time); the
-        weights are made by :meth:`Backbone.ensure_loaded` when features must be computed.
-        A rebuild whose features are all cached never pays for loading a model.
-    """
+def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: int = 0) -> Backbone:
+    """Build the model of ``spec`` with ``weights`` (None: seeded random init)."""
     import timm
 
-    def factory() -> torch.nn.Module:
-        if weights is None:
-            torch.manual_seed(_seed_for(spec, seed))
-            return timm.create_model(spec.timm, pretrained=False, num_classes=0)
-        return timm.create_model(
-            spec.timm, pretrained=True, num_classes=0,
-            pretrained_cfg_overlay={"file": str(weights.path), "hf_hub_id": None, "url": None},
-        )
-
-    if lazy:
-        with torch.device("meta"):
-            model = timm.create_model(spec.timm, pretrained=False, num_classes=0)
-    else:
-        model = factory()
-    source = "random-init" if weights is None else weights.source
-    bb = Backbone(spec, model, source, None if weights is None else weights.sha256)
-    bb._factory = None if not lazy else factory
-    return bb
+    if weights is None:
+        torch.manual_seed(_seed_for(spec, seed))
+        model = timm.create_model(spec.timm, pretrained=False, num_classes=0)
+        return Backbone(spec, model, "random-init", None)
+    model = timm.create_model(
+        spec.timm, pretrained=True, num_classes=0,
+        pretrained_cfg_overlay={"file": str(weights.path), "hf_hub_id": None, "url": None},
+    )
+    return Backbone(spec, model, weights.source, weights.sha256)

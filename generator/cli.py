@@ -119,14 +119,12 @@ def images_fetch(config: Path = ConfigOpt, timeout: float = typer.Option(20.0, h
 @app.command()
 def models(config: Path = ConfigOpt) -> None:
     """Each model of the config: its stages and whether its weights are available here."""
-    from .backbones import stage_infos
+    from .modelmeta import model_meta
     from .weights import resolve_weights
-    import timm
 
     cfg = _load(config)
     for spec in cfg.models:
-        net = timm.create_model(spec.timm, pretrained=False, num_classes=0)
-        stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in stage_infos(net))
+        stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in model_meta(spec.timm).stages)
         w = resolve_weights(spec, online=False)
         where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
         typer.echo(f"{spec.id}\n  timm:    {spec.timm}\n  label:   {spec.label}\n  stages:  {stages}\n  weights: {where}")

@@ -148,24 +148,19 @@ class _Reader:
         return None if value is None else (root / value).resolve()
 
 
-def _known_timm_names() -> list[str]:
-    import timm
-
-    return timm.list_models(pretrained=True)
-
-
 def check_timm_name(name: str, key: str, path: Path) -> None:
     """Raise ConfigError for a timm name that timm does not know, with the closest real names."""
-    import timm
+    from .modelmeta import timm_names
 
+    archs, pretrained = timm_names()
     arch = name.split(".", 1)[0]
-    if timm.is_model(arch) and ("." not in name or name in set(_known_timm_names())):
+    if arch in archs and ("." not in name or name in pretrained):
         return
-    if timm.is_model(arch) and "." in name:
-        tags = [n for n in _known_timm_names() if n.startswith(arch + ".")]
+    if arch in archs:
+        tags = sorted(n for n in pretrained if n.startswith(arch + "."))
         hint = closest(name, tags) or tags[:5]
     else:
-        hint = closest(name, _known_timm_names())
+        hint = closest(name, sorted(pretrained))
     hint_s = f" — closest timm names: {', '.join(hint)}" if hint else ""
     raise ConfigError(f"{path}: {key}: unknown timm model '{name}'{hint_s}")
 

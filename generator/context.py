@@ -11,11 +11,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .backbones import StageInfo
 from .config import ReportConfig
 from .features import FeatureCache, load_stage
 from .figures import FigureWriter
 from .images import ImageEntry
+from .modelmeta import StageInfo
 
 
 @dataclass(frozen=True)

@@ -12,54 +12,74 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
-from .backbones import Backbone
+from .config import ModelSpec
+from .modelmeta import ModelMeta, library_versions
 
-__all__ = ["FeatureCache", "entry_key", "extract_all", "pick_device", "CacheStats", "load_stage"]
+if TYPE_CHECKING:
+    import torch
+
+    from .backbones import Backbone
+
+__all__ = ["FeatureCache", "entry_key", "extract_all", "pick_device", "check_device", "model_identity",
+           "CacheStats", "load_stage"]
 
 FORMAT = "dinoreport-features-1"
 
 
-def pick_device(name: str) -> torch.device:
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device(name: str) -> str:
+    """The device name, checked without importing torch (availability is checked on use)."""
+    if name not in DEVICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
+    return name
+
+
+def pick_device(name: str) -> "torch.device":
     """``auto`` -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    import torch
+
+    check_device(name)
+    mps = getattr(torch.backends, "mps", None)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is visible to torch (use --device cpu or auto)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not (mps is not None and mps.is_available()):
         raise ValueError("--device mps: MPS is not available here (use --device cpu or auto)")
-    if name not in {"cpu", "cuda", "mps"}:
-        raise ValueError(f"--device must be auto, cpu, cuda or mps, got {name!r}")
     return torch.device(name)
 
 
-def model_identity(backbone: Backbone, seed: int, dtype: str) -> dict:
-    """Everything about a model that changes its features (part of every cache key)."""
-    import timm
+def model_identity(spec: ModelSpec, meta: ModelMeta, weights_sha256: str | None, seed: int, dtype: str) -> dict:
+    """Everything about a model that changes its features (part of every cache key).
 
-    spec = backbone.spec
-    weights = backbone.weights_sha256 or f"random-init:{seed}"
+    Random-init weights are identified by the seed and the model id, because the seed of
+    each model's initialisation is derived from both.
+    """
+    versions = library_versions()
     return {
         "format": FORMAT,
         "timm_name": spec.timm,
-        "weights": weights,
+        "weights": weights_sha256 or f"random-init:{seed}:{spec.id}",
         "c5_norm": spec.convnext_c5_norm,
-        "mean": [round(float(v), 6) for v in backbone.mean.flatten().tolist()],
-        "std": [round(float(v), 6) for v in backbone.std.flatten().tolist()],
+        "mean": [round(float(v), 6) for v in meta.mean],
+        "std": [round(float(v), 6) for v in meta.std],
         "dtype": dtype,
-        "torch": torch.__version__.split("+")[0],
-        "timm": timm.__version__,
+        "torch": versions["torch"].split("+")[0],
+        "timm": versions["timm"],
     }
 
 
@@ -88,6 +108,8 @@ class FeatureCache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.stats = CacheStats()
+        self.device: str | None = None  # the device features were computed on, if any
+        self.load_seconds = 0.0  # time spent making models (only when features were computed)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
@@ -140,27 +162,29 @@ class FeatureCache:
 
 
 def extract_all(
-    backbone: Backbone,
+    identity: dict,
     images: dict[str, np.ndarray],
     cache: FeatureCache,
     *,
-    seed: int,
-    device: torch.device,
+    make_backbone: Callable[[], "Backbone"],
+    device: str = "auto",
     dtype: str = "fp32",
     batch_size: int = 4,
     advance: Callable[[int], None] | None = None,
 ) -> dict[str, str]:
-    """Make sure every image has a cache entry for ``backbone``; return ``{image id: key}``.
+    """Make sure every image has a cache entry for a model; return ``{image id: key}``.
 
+    identity : from :func:`model_identity`.
     images : ``{id: (H, W, 3) uint8}`` preprocessed; images of the same shape are batched.
+    make_backbone : builds the model; called (and torch imported) only if something is missing.
+    device : "auto", "cpu", "cuda" or "mps", resolved only when features are computed.
     dtype : "fp32", or "bf16" (autocast; features are stored as float32 either way).
     advance : called with the number of images finished (hits and computed alike).
     """
-    identity = model_identity(backbone, seed, dtype)
     keys = {iid: entry_key(identity, pixels_sha256(rgb)) for iid, rgb in sorted(images.items())}
     todo: dict[tuple, list[str]] = defaultdict(list)
     for iid, key in keys.items():
-        if cache.path(key).is_file() and cache.get(key) is not None:
+        if cache.get(key) is not None:
             cache.stats.hits += 1
             if advance:
                 advance(1)
@@ -168,16 +192,22 @@ def extract_all(
             todo[images[iid].shape].append(iid)
     if not todo:
         return keys
-    backbone.ensure_loaded().to(device)
-    use_cl = device.type == "cpu" and not backbone.is_vit
+    import torch
+
+    dev = pick_device(device)
+    cache.device = str(dev)
+    t = time.perf_counter()
+    backbone = make_backbone().to(dev)
+    cache.load_seconds += time.perf_counter() - t
+    use_cl = dev.type == "cpu" and not backbone.is_vit
     if use_cl:
         backbone.model.to(memory_format=torch.channels_last)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if dtype == "bf16" else None
+    autocast = torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if dtype == "bf16" else None
     for shape in sorted(todo):
         ids = todo[shape]
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
-            batch = torch.from_numpy(np.stack([images[i] for i in chunk])).to(device)
+            batch = torch.from_numpy(np.stack([images[i] for i in chunk])).to(dev)
             with torch.inference_mode():
                 x = backbone.normalize(batch)
                 if use_cl:

@@ -21,7 +21,8 @@ import numpy as np
 
 from .config import ConfigError, ReportConfig
 from .context import BuildContext, ModelFacts
-from .features import FeatureCache, extract_all, pick_device
+from .features import FeatureCache, check_device, extract_all, model_identity
+from .modelmeta import library_versions, model_meta
 from .figures import FigureWriter
 from .images import ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest, scan_folder
 from .page import Credit, ModelInfo, ReportPage
@@ -139,17 +140,22 @@ def _json_dump(obj: Any, path: Path) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _versions() -> dict[str, str]:
-    import timm
-    import torch
+def _model_loader(spec, weights, seed: int):
+    """A factory that builds the model at most once, and only when called (it imports torch)."""
+    made = []
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-            "numpy": np.__version__}
+    def get():
+        if not made:
+            from .backbones import create_backbone
+
+            made.append(create_backbone(spec, weights, seed=seed))
+        return made[0]
+
+    return get
 
 
 def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     """Build the whole report into ``opts.out``; see DESIGN.md for what is written."""
-    from .backbones import create_backbone
     from .render import render_site
 
     t0 = time.perf_counter()
@@ -157,7 +163,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     out = _check_out(opts.out, cfg)
     if opts.dtype not in ("fp32", "bf16"):
         raise BuildError(f"--dtype must be fp32 or bf16, got {opts.dtype!r}")
-    device = pick_device(opts.device)
+    check_device(opts.device)
     names = opts.analyses or tuple(list_analyses())
     iset = load_image_set(cfg)
     groups = _groups(cfg, iset)
@@ -203,32 +209,30 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         featured = tuple(i for i in cfg.images.featured if i in images) or tuple(sorted(images))[:2]
         timings["decode"] = time.perf_counter() - t
 
-        # Models and features.
+        # Models and features: a model is built only if some of its features are not cached.
         t = time.perf_counter()
         cache = FeatureCache(cache_dir() / "features")
         facts, keys = [], {}
-        load_s = 0.0
         hr = _highres_plan(cfg, featured, {e.id: e for e in iset.entries}, names)
         hr_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in hr}
         n_work = len(cfg.models) * len(images) + sum(len(v) for v in hr.values()) * len(_highres_models(cfg))
         with progress.phase("extract features", n_work) as advance:
             for spec in cfg.models:
-                tl = time.perf_counter()
-                bb = create_backbone(spec, weights.get(spec.id), seed=cfg.seed, lazy=True)
-                load_s += time.perf_counter() - tl
-                keys[spec.id] = extract_all(bb, images, cache, seed=cfg.seed, device=device, dtype=opts.dtype,
-                                            batch_size=cfg.batch_size, advance=advance)
-                load_s += bb.load_seconds
+                meta = model_meta(spec.timm)
+                w = weights.get(spec.id)
+                identity = model_identity(spec, meta, w.sha256 if w else None, cfg.seed, opts.dtype)
+                run = dict(cache=cache, make_backbone=_model_loader(spec, w, cfg.seed), device=opts.device,
+                           dtype=opts.dtype, advance=advance)
+                keys[spec.id] = extract_all(identity, images, batch_size=cfg.batch_size, **run)
                 if spec.id in _highres_models(cfg):
                     for res, imgs in hr.items():
                         # One image per pass: at twice the resolution a batch would multiply peak memory.
-                        hr_keys[res][spec.id] = extract_all(bb, imgs, cache, seed=cfg.seed, device=device,
-                                                            dtype=opts.dtype, batch_size=1, advance=advance)
-                facts.append(ModelFacts(spec.id, spec.label, spec.timm, bb.stages, bb.weights_source,
-                                        bb.weights_sha256, bb.license, bb.is_vit, spec.convnext_c5_norm))
-                del bb
-        timings["load_models"] = load_s
-        timings["extract"] = time.perf_counter() - t - load_s
+                        hr_keys[res][spec.id] = extract_all(identity, imgs, batch_size=1, **run)
+                facts.append(ModelFacts(spec.id, spec.label, spec.timm, meta.stages,
+                                        "random-init" if w is None else w.source, w.sha256 if w else None,
+                                        meta.license, meta.is_vit, spec.convnext_c5_norm))
+        timings["load_models"] = cache.load_seconds
+        timings["extract"] = time.perf_counter() - t - cache.load_seconds
 
         # Analyses and figures, into a fresh folder beside the output.
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +289,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                 cache.stats.computed, cache.stats.hits, cache.stats.damaged)
             summary.figures = len(ctx.writer.written)
             summary.sections_computed, summary.sections_reused = sections.computed, sections.hits
-            _json_dump(_build_json(cfg, opts, device, facts, summary, featured, groups), tmp / "data" / "build.json")
+            _json_dump(_build_json(cfg, opts, cache, facts, summary, featured, groups), tmp / "data" / "build.json")
             summary.page = page
             _swap_in(tmp, out)
         except BaseException:
@@ -320,10 +324,10 @@ def _figures_json(figures) -> list[dict[str, Any]]:
     return rows
 
 
-def _build_json(cfg, opts, device, facts, summary, featured, groups) -> dict[str, Any]:
+def _build_json(cfg, opts, cache, facts, summary, featured, groups) -> dict[str, Any]:
     return {
         "config": str(cfg.path),
-        "device": str(device),
+        "device": cache.device or "none (every feature came from the cache)",
         "dtype": opts.dtype,
         "random_init": opts.random_init,
         "resolution": cfg.resolution,
@@ -337,5 +341,5 @@ def _build_json(cfg, opts, device, facts, summary, featured, groups) -> dict[str
         "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged,
                   "analyses_computed": summary.sections_computed, "analyses_reused": summary.sections_reused},
         "skipped": [list(s) for s in summary.skipped],
-        "versions": _versions(),
+        "versions": {"python": platform.python_version(), **library_versions()},
     }

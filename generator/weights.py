@@ -44,10 +44,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def hub_id(spec: ModelSpec) -> str | None:
     """The Hugging Face repo holding the pretrained weights of ``spec.timm``, from timm's cfg."""
-    from timm.models import get_pretrained_cfg
+    from .modelmeta import model_meta
 
-    cfg = get_pretrained_cfg(spec.timm)
-    return None if cfg is None else cfg.hf_hub_id
+    return model_meta(spec.timm).hf_hub_id
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
