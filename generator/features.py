@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .atomic import atomic_path
 from .config import ModelSpec
 from .modelmeta import ModelMeta, library_versions
 
@@ -148,17 +147,9 @@ class FeatureCache:
     def put(self, key: str, tensors: dict[str, np.ndarray]) -> None:
         from safetensors.numpy import save_file
 
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "sha256": self._digest(tensors)}
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=meta)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(self.path(key)) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def extract_all(

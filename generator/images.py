@@ -24,7 +24,6 @@ import io
 import os
 import re
 import struct
-import tempfile
 import threading
 import tomllib
 import urllib.error
@@ -38,6 +37,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .atomic import atomic_write
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -622,15 +623,7 @@ def _fetch_one(entry: ImageEntry, timeout: float) -> str:
     if entry.sha256 is not None and got != entry.sha256:
         return f"failed: sha256 mismatch: expected {entry.sha256}, got {got}"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=target.suffix, dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, data)
     except OSError as exc:
         return f"failed: cannot write {target} ({exc.strerror or exc})"
     return "fetched"

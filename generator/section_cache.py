@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pickle
 import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .atomic import atomic_write
 from .context import BuildContext
 from .registry import SectionOutput
 
@@ -98,18 +97,6 @@ class SectionCache:
         for rel in files:
             dst = figs / Path(rel).name
             if not dst.is_file():
-                _atomic_write(dst, (site / rel).read_bytes())
-        _atomic_write(self._pkl(key), pickle.dumps((out, sorted(files)), protocol=pickle.HIGHEST_PROTOCOL))
+                atomic_write(dst, (site / rel).read_bytes())
+        atomic_write(self._pkl(key), pickle.dumps((out, sorted(files)), protocol=pickle.HIGHEST_PROTOCOL))
         self.computed += 1
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
