@@ -100,6 +100,7 @@ class ReportPage:
     skipped: tuple[tuple[str, str], ...] = ()  # (image id or file, reason)
     explorer: dict[str, Any] | None = None  # see render.py for the format
     notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
+    featured: tuple[str, ...] = ()  # image ids the narrative shows in full (``image=featured``)
 
 
 FIGURE_KINDS: dict[str, str] = {

@@ -274,7 +274,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                 figures=tuple(figures), tables=tuple(tables), results=results,
                 credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
                                      e.share_alike) for e in iset.entries if e.id in images),
-                skipped=tuple(summary.skipped), explorer=explorer,
+                skipped=tuple(summary.skipped), explorer=explorer, featured=featured,
                 notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                             for m in facts if not m.is_vit),
             )

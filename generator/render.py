@@ -9,7 +9,8 @@ template (context: ``page``, ``models``, ``results``, ``random_init`` and the he
 :func:`_helpers`), then read as Markdown with block directives on their own line::
 
     ::: figures kind=within_pca          every figure of that kind, in page order
-    ::: figures kind=across_pca_masked group=dogs   (optional image=/group= filters)
+    ::: figures kind=across_pca_masked group=dogs   (optional image=/group= filters;
+                                                     image=featured: the featured images)
     ::: figure <figure id>
     ::: tables kind=feature_stats
     ::: table <table id>
@@ -360,7 +361,10 @@ def _directive(name: str, args: str, page: ReportPage, where: str) -> _Block:
         pool_list = page.figures if name == "figures" else page.tables
         items = [o for o in pool_list if o.kind == kind]
         for k, v in kw.items():
-            items = [o for o in items if getattr(o, k, None) == v]
+            if k == "image" and v == "featured":  # the build's featured images, whatever they are
+                items = [o for o in items if getattr(o, "image", None) in page.featured]
+            else:
+                items = [o for o in items if getattr(o, k, None) == v]
         what = "figures" if name == "figures" else "tables"
         note = f"No {what} of this kind in this build ({kinds[kind]})."
         return _Block(name, items, note)
