@@ -287,3 +287,17 @@ def test_real_narrative_with_real_weights_page(tmp_path):
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "random weights" not in text.lower()
     assert "supervised twin" in text  # the guarded DINOv3 vs IN-1k sentence
+
+
+def test_image_featured_filter_places_only_featured_figures(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "01.md").write_text("## Featured\n\n::: figures kind=within_pca image=featured\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    page = dataclasses.replace(make_sample_page(out), featured=("dog_pug",))
+    _render(out, page=page, site_src=src)
+    text = (out / "index.html").read_text(encoding="utf-8")
+    body, appendix = text.split('id="more-figures"', 1)
+    assert 'id="within-pca-dog-pug"' in body and 'id="within-pca-astronaut"' not in body
+    assert 'id="within-pca-astronaut"' in appendix
