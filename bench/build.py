@@ -115,8 +115,8 @@ def bf16_drift(cfg, images: dict[str, np.ndarray]) -> list[dict]:
             a, _ = orient_by_border(pca_within(maps["fp32"][iid]).proj[0])
             b, _ = orient_by_border(pca_within(maps["bf16"][iid]).proj[0])
             pc1_drift = max(pc1_drift, float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)))
-        sa = feature_stats(lambda: (maps["fp32"][i] for i in sorted(images)))
-        sb = feature_stats(lambda: (maps["bf16"][i] for i in sorted(images)))
+        sa = feature_stats(lambda m=maps["fp32"]: (m[i] for i in sorted(m)))
+        sb = feature_stats(lambda m=maps["bf16"]: (m[i] for i in sorted(m)))
         # Location and scale in units of the fp32 std (a mean near zero makes relative drift
         # meaningless); skew and kurtosis are dimensionless already.
         stat_drift = {f: abs(getattr(sa, f) - getattr(sb, f)) / max(sa.std, 1e-12) for f in ("mean", "std", "p1", "p99")}

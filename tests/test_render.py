@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from generator.page import ModelInfo
 from generator.render import RenderError, format_cell, narrative_sources, render_site
 from sample_page import make_sample_page
 
