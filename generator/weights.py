@@ -111,22 +111,18 @@ def resolve_all(
     The hub is probed once, and only when some model is neither a local file nor cached.
     """
     found: dict[str, ResolvedWeights] = {}
-    missing: list[ModelSpec] = []
-    for spec in specs:
-        got = resolve_weights(spec, online=False)
-        if got is None:
-            missing.append(spec)
-        else:
-            found[spec.id] = got
-    if missing and reachable():
-        still = []
-        for spec in missing:
-            got = resolve_weights(spec, online=True)
-            if got is None:
-                still.append(spec)
-            else:
+
+    def attempt(todo: list[ModelSpec], online: bool) -> list[ModelSpec]:
+        """Resolve what can be; return the specs still without weights."""
+        for spec in todo:
+            got = resolve_weights(spec, online=online)
+            if got is not None:
                 found[spec.id] = got
-        missing = still
+        return [s for s in todo if s.id not in found]
+
+    missing = attempt(list(specs), online=False)
+    if missing and reachable():
+        missing = attempt(missing, online=True)
     if missing:
         names = "\n".join(f"  - {s.id} ({s.timm})" for s in missing)
         where = str(config_path) if config_path else "report.toml"
