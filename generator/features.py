@@ -124,9 +124,7 @@ class FeatureCache:
 
     def get(self, key: str) -> dict[str, np.ndarray] | None:
         """The stages of an entry, or None when absent or damaged (a damaged file is removed)."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         p = self.path(key)
         if not p.is_file():
@@ -134,7 +132,7 @@ class FeatureCache:
         try:
             with safe_open(str(p), framework="numpy") as f:
                 meta = f.metadata() or {}
-            tensors = load_file(str(p))
+                tensors = {name: f.get_tensor(name) for name in f.keys()}
             ok = meta.get("format") == FORMAT and meta.get("sha256") == self._digest(tensors)
         except (SafetensorError, OSError, ValueError, RuntimeError):
             ok = False

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, ReportConfig
+from .config import ConfigError, ReportConfig, closest
 from .context import BuildContext, ModelFacts
 from .features import FeatureCache, check_device, extract_all, model_identity
 from .modelmeta import library_versions, model_meta
@@ -99,8 +99,6 @@ def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
     for g, ids in cfg.groups.items():
         for n, i in enumerate(ids):
             if i not in known:
-                from .config import closest
-
                 hint = closest(i, sorted(known))
                 raise ConfigError(f"{cfg.path}: groups.{g}[{n}]: no image '{i}' in {iset.source}"
                                   + (f" — did you mean '{hint[0]}'?" if hint else ""))
@@ -213,7 +211,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         t = time.perf_counter()
         cache = FeatureCache(cache_dir() / "features")
         facts, keys = [], {}
-        hr = _highres_plan(cfg, featured, {e.id: e for e in iset.entries}, names)
+        entries = {e.id: e for e in iset.entries}
+        hr = _highres_plan(cfg, featured, entries, names)
         hr_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in hr}
         n_work = len(cfg.models) * len(images) + sum(len(v) for v in hr.values()) * len(_highres_models(cfg))
         with progress.phase("extract features", n_work) as advance:
@@ -240,7 +239,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         tmp.chmod(0o755)  # mkdtemp makes it private; a site is meant to be served
         try:
             t = time.perf_counter()
-            ctx = BuildContext(cfg=cfg, images=images, entries={e.id: e for e in iset.entries},
+            ctx = BuildContext(cfg=cfg, images=images, entries=entries,
                                models=tuple(facts), keys=keys, cache=cache, writer=FigureWriter(tmp),
                                groups=groups, featured=featured, random_init=opts.random_init, dtype=opts.dtype,
                                extras={"highres": (hr, hr_keys)})

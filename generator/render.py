@@ -520,11 +520,14 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     explorer_used = any(b.kind == "explorer" for b in blocks)
     env = _env(templates)
     outputs = {}
+    sizes: dict[str, tuple[int, int] | None] = {}  # read each picture's header once for both outputs
     for inline in (False, True):
         assets = _Assets(out, inline)
 
         def img_attrs(rel: str) -> Markup:
-            size = _image_size(out / rel)
+            if rel not in sizes:
+                sizes[rel] = _image_size(out / rel)
+            size = sizes[rel]
             wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
             # Feature maps are stored one pixel per cell; the browser enlarges them crisply.
             px = ' class="px"' if size and max(size) < PIXELATED_BELOW else ""

@@ -185,16 +185,19 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
         naive_rows, masked_rows, comp_rows = [], [], []
         for m in ctx.models:
             for st in m.stages:
-                for masked in (False, True):
-                    acc = None
-                    gmasks = []
-                    for image in ids:
-                        fmap = ctx.fmap(m.id, image, st.name)
-                        if acc is None:
-                            acc = A.CovarianceAccumulator(fmap.shape[0])
-                        mk = A.resize_nearest(masks[m.id][image], fmap.shape[1:]) if masked else None
-                        gmasks.append(mk)
-                        acc.update(A.pixels(fmap, mk))
+                # One read of each map feeds both fits; the last stage's maps (small) are kept
+                # for the projections drawn below.
+                accs = {False: A.CovarianceAccumulator(st.channels), True: A.CovarianceAccumulator(st.channels)}
+                gmasks, kept = [], []
+                for image in ids:
+                    fmap = ctx.fmap(m.id, image, st.name)
+                    mk = A.resize_nearest(masks[m.id][image], fmap.shape[1:])
+                    gmasks.append(mk)
+                    accs[False].update(A.pixels(fmap))
+                    accs[True].update(A.pixels(fmap, mk))
+                    if st.name == m.last:
+                        kept.append(fmap)
+                for masked, acc in accs.items():
                     if acc.n < 3:
                         continue
                     fit = acc.fit(k=3)
@@ -203,7 +206,7 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
                                  "n_pixels": int(fit.n_pixels)})
                     if st.name != m.last:
                         continue
-                    projs = [A.project(fit, ctx.fmap(m.id, i, st.name)) for i in ids]
+                    projs = [A.project(fit, fmap) for fmap in kept]
                     mlist = gmasks if masked else None
                     rgbs = A.joint_rgb(projs, mlist)
                     panels = tuple(
