@@ -3,34 +3,55 @@
 from .across import CovarianceAccumulator, PCAFit, joint_rgb, joint_scale, pixels, project
 from .channels import pick_channels
 from .cka import linear_cka, resize_map
+from .correspond import colour_agreement, cycle_consistent_share, mutual_nn
 from .explorer import cosine_map, explorer_codes
+from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
+from .outliers import NormOutliers, ValueTails, norm_outliers, value_tails
 from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
+from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
+                      speck_share, subject_iou)
 from .stats import FeatureStats, feature_stats, histogram, shared_bin_edges
 
 __all__ = [
     "CovarianceAccumulator",
     "FeatureStats",
+    "NormOutliers",
     "PCAFit",
     "PCAResult",
+    "ValueTails",
     "check_fmap",
+    "colour_agreement",
     "cosine_map",
+    "cycle_consistent_share",
+    "edge_following",
     "explorer_codes",
+    "far_similarity",
     "feature_stats",
     "foreground_mask",
     "histogram",
+    "instance_labels",
+    "instance_separation",
     "joint_rgb",
     "joint_scale",
     "linear_cka",
     "mask_iou",
     "minmax",
+    "mutual_nn",
+    "neighbour_coherence",
+    "norm_outliers",
     "orient_by_border",
     "pca_within",
     "pick_channels",
     "pixels",
+    "pool_mean",
     "project",
     "resize_map",
     "resize_nearest",
     "shared_bin_edges",
+    "sobel_magnitude",
+    "speck_share",
+    "subject_iou",
     "to_rgb",
+    "value_tails",
 ]

@@ -1,0 +1,142 @@
+"""High-norm outlier positions and the heaviness of value tails.
+
+Metrics
+-------
+norm_outliers
+    The L2 norm of every position's feature vector; a position is an outlier
+    when its norm exceeds ``median + k * 1.4826 * MAD`` of the map's norms,
+    with k = :data:`OUTLIER_K` fixed in advance. 1.4826 * MAD estimates the
+    standard deviation of normal data while ignoring the outliers themselves,
+    so for a map without outliers the expected share is about 3e-7 (the
+    one-sided normal tail beyond 5 sd). This is the "high-norm token" test of
+    Darcet et al., "Vision Transformers Need Registers" (2024), with a robust
+    cut instead of a hand-picked norm.
+value_tails
+    Excess kurtosis and the tail ratio ``p99.9(|x|) / p50(|x|)`` of all values
+    of a map. Normal data give 0 and 4.88, Laplace data 3 and 9.97. The ratio
+    is scale-free, so it compares networks whose features live on different
+    scales.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .pca import check_fmap
+
+__all__ = ["OUTLIER_K", "NormOutliers", "norm_outliers", "ValueTails", "value_tails"]
+
+OUTLIER_K = 5.0
+# 1 / Phi^-1(3/4): turns a MAD into a standard deviation for normal data.
+_MAD_TO_SD = 1.4826
+
+
+@dataclass(frozen=True)
+class NormOutliers:
+    """High-norm positions of one feature map.
+
+    Attributes
+    ----------
+    share : float in [0, 1]
+        Fraction of the H * W positions flagged.
+    max_over_median : float
+        Largest norm over the median norm; inf when the median is 0 and the
+        maximum is not, 1.0 for an all-zero map.
+    threshold : float
+        The norm cut, in feature units.
+    mask : (H, W) ndarray of bool
+        True at flagged positions.
+    norms : (H, W) ndarray of float64
+        L2 norm of every position's C-vector.
+    """
+
+    share: float
+    max_over_median: float
+    threshold: float
+    mask: np.ndarray
+    norms: np.ndarray
+
+
+def norm_outliers(fmap: np.ndarray, k: float = OUTLIER_K) -> NormOutliers:
+    """Find positions whose feature norm is far above the map's typical norm.
+
+    Parameters
+    ----------
+    fmap : (C, H, W) array_like, finite
+    k : float > 0
+        Cut in robust standard deviations above the median norm.
+
+    Returns
+    -------
+    NormOutliers
+        A position is flagged when ``norm > median + k * 1.4826 * MAD``
+        (strictly). When more than half the norms are equal (MAD = 0) every
+        norm above the median is flagged.
+    """
+    fm = check_fmap(fmap)
+    kf = float(k)
+    if not (np.isfinite(kf) and kf > 0):
+        raise ValueError(f"k must be a finite number > 0, got {k!r}")
+    norms = np.linalg.norm(fm.astype(np.float64), axis=0)
+    med = float(np.median(norms))
+    mad = float(np.median(np.abs(norms - med)))
+    thr = med + kf * _MAD_TO_SD * mad
+    mask = norms > thr
+    top = float(norms.max())
+    if med > 0:
+        ratio = top / med
+    else:
+        ratio = float("inf") if top > 0 else 1.0
+    return NormOutliers(share=float(np.count_nonzero(mask)) / norms.size, max_over_median=ratio,
+                        threshold=thr, mask=mask, norms=norms)
+
+
+@dataclass(frozen=True)
+class ValueTails:
+    """Tail heaviness of a set of values.
+
+    Attributes
+    ----------
+    excess_kurtosis : float
+        Biased excess kurtosis (0 for normal data, 0.0 for constant data).
+    tail_ratio : float
+        ``p99.9(|x|) / p50(|x|)`` (numpy 'linear' percentiles); inf when the
+        median |x| is 0 and p99.9 is not, 1.0 when both are 0.
+    """
+
+    excess_kurtosis: float
+    tail_ratio: float
+
+
+def value_tails(x: np.ndarray) -> ValueTails:
+    """Excess kurtosis and p99.9/p50 of |x| for all values of an array.
+
+    Parameters
+    ----------
+    x : array_like of real numbers, any shape, at least one value, finite
+        E.g. one stage's (C, H, W) map, or several pooled.
+
+    Returns
+    -------
+    ValueTails
+    """
+    arr = np.asarray(x)
+    if arr.size == 0:
+        raise ValueError("value_tails needs at least one value, got an empty array")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"x must be real-valued, got dtype {arr.dtype}")
+    v = arr.reshape(-1).astype(np.float64)
+    bad = v.size - int(np.count_nonzero(np.isfinite(v)))
+    if bad:
+        raise ValueError(f"x must be finite, got {bad} non-finite values")
+    d = v - v.mean()
+    var = float(np.mean(d * d))
+    kurt = float(np.mean(d ** 4) / var ** 2 - 3.0) if var > 0 else 0.0
+    p50, p999 = np.percentile(np.abs(v), [50.0, 99.9])
+    if p50 > 0:
+        ratio = float(p999 / p50)
+    else:
+        ratio = float("inf") if p999 > 0 else 1.0
+    return ValueTails(excess_kurtosis=kurt, tail_ratio=ratio)
