@@ -10,9 +10,9 @@ mutual_nn / cycle_consistent_share
     off self-supervised features without training (e.g. Amir et al., "Deep
     ViT Features as Dense Visual Descriptors", 2022). The share is the number
     of matches over ``min(N_a, N_b)``, the most there can be. Unrelated
-    features still give some matches by chance (in a few dimensions many
-    nearest neighbours are mutual), so compare the share against a baseline
-    rather than against 0.
+    features still give many matches by chance (about half the cells for two
+    sets of independent Gaussian vectors, whatever the dimension), so compare
+    the share against a baseline rather than against 0.
 colour_agreement
     Whether matched cells get the same colour in an across-image PCA picture:
     ``1 - mean colour distance of matched pairs / mean colour distance of all

@@ -13,8 +13,9 @@ neighbour_coherence
     checkerboard. Used for "the later components are smooth regions".
 speck_share
     Share of cells of a bool mask that differ from every one of their
-    4-neighbours: isolated single-cell specks. 0 for clean blobs, about 1/16
-    for a fair coin per cell. Used for "masks are cleaner".
+    4-neighbours: isolated single-cell specks. 0 for clean blobs; a fair coin
+    per cell gives 1/16 in the interior (more on the border, where fewer
+    neighbours must disagree). Used for "masks are cleaner".
 subject_iou
     IoU of the PC1 foreground mask (:func:`~generator.analysis.masks.foreground_mask`)
     against a reference mask drawn on the photo, pooled to the feature grid by
