@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from generator.analysis import (colour_agreement, cycle_consistent_share, edge_following,
+from generator.analysis import (colour_agreement, cycle_consistent_share, cycle_share_excess,
+                                edge_following,
                                 far_similarity, instance_labels, instance_separation, mutual_nn,
                                 neighbour_coherence, norm_outliers, pca_within, pool_mean,
                                 sobel_magnitude, speck_share, subject_iou, value_tails)
@@ -244,6 +245,17 @@ def test_mutual_nn_recovers_planted_shared_parts():
     # unrelated features: only chance matches (about half)
     share = cycle_consistent_share(a, rng.normal(size=(60, 32)))
     assert 0.3 < share < 0.7
+
+
+def test_cycle_share_excess_shared_vs_unrelated():
+    rng = np.random.default_rng(14)
+    a = rng.normal(size=(60, 32))
+    b = a[rng.permutation(60)] + 0.3 * rng.normal(size=(60, 32))
+    assert cycle_share_excess(a, b) > 0.4
+    unrelated = [cycle_share_excess(rng.normal(size=(60, 32)), rng.normal(size=(60, 32)))
+                 for _ in range(10)]
+    assert abs(float(np.mean(unrelated))) < 0.05
+    assert cycle_share_excess(a[:, :1], b[:, :1]) == 0.0
 
 
 def test_mutual_nn_one_to_one_and_sorted():

@@ -3,7 +3,7 @@
 from .across import CovarianceAccumulator, PCAFit, joint_rgb, joint_scale, pixels, project
 from .channels import pick_channels
 from .cka import linear_cka, resize_map
-from .correspond import colour_agreement, cycle_consistent_share, mutual_nn
+from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
 from .explorer import cosine_map, explorer_codes
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
@@ -24,6 +24,7 @@ __all__ = [
     "colour_agreement",
     "cosine_map",
     "cycle_consistent_share",
+    "cycle_share_excess",
     "edge_following",
     "explorer_codes",
     "far_similarity",

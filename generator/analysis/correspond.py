@@ -13,6 +13,12 @@ mutual_nn / cycle_consistent_share
     features still give many matches by chance (about half the cells for two
     sets of independent Gaussian vectors, whatever the dimension), so compare
     the share against a baseline rather than against 0.
+cycle_share_excess
+    The share minus its chance level, the share found after the channels of
+    image B are rotated by half their number: each cell keeps its values,
+    but channel k of A no longer lines up with channel k of B, so any match
+    left is chance. Near 0 when the two images share no parts, clearly above
+    0 when the same parts have the same features in both.
 colour_agreement
     Whether matched cells get the same colour in an across-image PCA picture:
     ``1 - mean colour distance of matched pairs / mean colour distance of all
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mutual_nn", "cycle_consistent_share", "colour_agreement"]
+__all__ = ["mutual_nn", "cycle_consistent_share", "cycle_share_excess", "colour_agreement"]
 
 
 def _rows(x: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
@@ -92,6 +98,27 @@ def cycle_consistent_share(a: np.ndarray, b: np.ndarray) -> float:
     """
     pairs = mutual_nn(a, b)
     return pairs.shape[0] / min(np.shape(a)[0], np.shape(b)[0])
+
+
+def cycle_share_excess(a: np.ndarray, b: np.ndarray) -> float:
+    """Cycle-consistent share above its chance level.
+
+    Parameters
+    ----------
+    a, b : (N_a, D), (N_b, D) array_like, finite
+
+    Returns
+    -------
+    float in (-1, 1)
+        ``cycle_consistent_share(a, b) - cycle_consistent_share(a, roll(b, D // 2, axis=1))``.
+        The rotation is fixed (no randomness) and is not the identity for
+        D >= 2; for D = 1 the result is 0.
+    """
+    bb = np.asarray(b)
+    if bb.ndim != 2:
+        raise ValueError(f"b must be (N, D) with N, D >= 1, got shape {bb.shape}")
+    null = np.roll(bb, bb.shape[1] // 2, axis=1)
+    return cycle_consistent_share(a, b) - cycle_consistent_share(a, null)
 
 
 def colour_agreement(rgb_a: np.ndarray, rgb_b: np.ndarray, pairs: np.ndarray) -> float:
