@@ -47,6 +47,11 @@ numbers, when
 - fewer than :data:`MIN_IMAGES` units have a value (below three the spread
   over images, and so the noise, cannot be estimated usefully);
 - a part is a tie within noise (see above).
+
+For the part-sharing metrics a unit is one image of the group, valued by the
+mean over its pairs with the other images; these units share pairs and so are
+not independent, which makes the interval somewhat too narrow. It is still the
+spread a reader sees across the group's pictures.
 """
 
 from __future__ import annotations
@@ -84,8 +89,8 @@ METRICS: dict[str, str] = {
                       "within-image PC2 and PC3 maps of the last stage, per image",
     "norm_outlier_share": "share of last-stage positions with a high-norm outlier "
                           "(outliers.norm_outliers, k = 5), per image",
-    "edge_drop": "edge following (spatial.edge_following) at the first reported stage minus at "
-                 "the last stage, per image",
+    "edge_drop": "edge following (spatial.edge_following, against the photo as fed to the "
+                 "network) at the first reported stage minus at the last stage, per image",
     "far_similarity_first": "mean cosine similarity of distant positions (spatial.far_similarity) "
                             "at the first reported stage, per image",
     "c4_instance_separation": "instance separation (instances.instance_separation) at stage C4, "
