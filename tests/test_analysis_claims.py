@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from generator.analysis import (CovarianceAccumulator, colour_agreement, cycle_share_excess,
-                                edge_following,
-                                far_similarity, foreground_mask, instance_labels,
-                                instance_separation, joint_rgb, mutual_nn, neighbour_coherence,
-                                norm_outliers, pca_within, pixels, pool_mean, project, speck_share,
-                                subject_iou, value_tails)
+from generator.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
+                                instance_labels, instance_separation, neighbour_coherence,
+                                norm_outliers, pca_within, pool_mean, speck_share, subject_iou,
+                                value_tails)
 from generator.analysis.claims import (CLAIMS, METRICS, MIN_IMAGES, ROLES, Claim, Part, evaluate,
                                        evaluate_all, judge, roles_from_timm)
 
@@ -359,27 +357,8 @@ def _part_group(rng, shared_parts, c=32, g=12, side=6, n=N_IMAGES):
 
 
 def _part_metrics(maps, masks):
-    """Per image, mean over its pairs: (masked - naive) colour agreement of mutual NN matches,
-    and the cycle-consistent share above chance."""
-    c = maps[0].shape[0]
-    masked, naive = CovarianceAccumulator(c), CovarianceAccumulator(c)
-    for f, m in zip(maps, masks):
-        masked.update(pixels(f, m))
-        naive.update(pixels(f))
-    fm, fn = masked.fit(3), naive.fit(3)
-    rgb_m = joint_rgb([project(fm, f) for f in maps], masks)
-    rgb_n = joint_rgb([project(fn, f) for f in maps])
-    n = len(maps)
-    gain, excess = np.zeros((n, n)), np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1, n):
-            fa, fb = pixels(maps[i], masks[i]), pixels(maps[j], masks[j])
-            pairs = mutual_nn(fa, fb)
-            gm = colour_agreement(rgb_m[i][masks[i]], rgb_m[j][masks[j]], pairs)
-            gn = colour_agreement(rgb_n[i][masks[i]], rgb_n[j][masks[j]], pairs)
-            gain[i, j] = gain[j, i] = gm - gn
-            excess[i, j] = excess[j, i] = cycle_share_excess(fa, fb)
-    return list(gain.sum(axis=1) / (n - 1)), list(excess.sum(axis=1) / (n - 1))
+    out = group_metrics(maps, masks)
+    return out["part_colour_gain"], out["part_match_excess"]
 
 
 def test_part_colours_planted_and_unshared():

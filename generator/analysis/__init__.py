@@ -3,6 +3,7 @@
 from .across import CovarianceAccumulator, PCAFit, joint_rgb, joint_scale, pixels, project
 from .channels import pick_channels
 from .cka import linear_cka, resize_map
+from .claim_metrics import group_metrics, image_metrics
 from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
 from .explorer import cosine_map, explorer_codes
 from .instances import instance_labels, instance_separation
@@ -30,7 +31,9 @@ __all__ = [
     "far_similarity",
     "feature_stats",
     "foreground_mask",
+    "group_metrics",
     "histogram",
+    "image_metrics",
     "instance_labels",
     "instance_separation",
     "joint_rgb",

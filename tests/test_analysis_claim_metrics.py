@@ -1,0 +1,104 @@
+"""image_metrics / group_metrics: every metric the claims need, composed as METRICS says."""
+import math
+
+import numpy as np
+import pytest
+
+from generator.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
+                                image_metrics, instance_labels, instance_separation, neighbour_coherence,
+                                norm_outliers, pca_within, speck_share, subject_iou, value_tails)
+from generator.analysis.claim_metrics import GROUP_METRICS, IMAGE_METRICS, MIN_INSTANCE_CELLS
+from generator.analysis.claims import METRICS
+
+
+def _stages(rng, g=16, c=16):
+    """C2..C5-like maps of shrinking size, with a two-instance subject."""
+    out = []
+    for name, side in (("C2", g), ("C3", g // 2), ("C4", g // 2), ("C5", g // 4)):
+        out.append((name, rng.normal(size=(c, side, side)).astype(np.float32)))
+    return out
+
+
+def _reference(side=64):
+    ref = np.zeros((side, side), bool)
+    ref[4:28, 4:28] = True     # instance 1: 3 x 3 cells of the 8 x 8 C4 grid
+    ref[36:60, 36:60] = True   # instance 2
+    return ref
+
+
+def test_metric_names_match_the_claims_catalogue():
+    assert set(IMAGE_METRICS) | set(GROUP_METRICS) == set(METRICS)
+    assert not set(IMAGE_METRICS) & set(GROUP_METRICS)
+
+
+def test_image_metrics_equal_the_metric_functions():
+    rng = np.random.default_rng(0)
+    stages = _stages(rng)
+    photo = rng.random((64, 64, 3))
+    ref = _reference()
+    out = image_metrics(stages, photo=photo, reference=ref, threshold=0.0)
+    assert list(out) == list(IMAGE_METRICS)
+    first, c4, last = stages[0][1], stages[2][1], stages[-1][1]
+    proj = pca_within(last, 3).proj
+    assert out["pc1_iou_ref"] == subject_iou(proj[0], ref)
+    assert out["pc1_speck_share"] == speck_share(foreground_mask(proj[0]))
+    assert out["pc23_coherence"] == pytest.approx(
+        (neighbour_coherence(proj[1]) + neighbour_coherence(proj[2])) / 2)
+    assert out["norm_outlier_share"] == norm_outliers(last).share
+    assert out["edge_drop"] == pytest.approx(edge_following(first, photo) - edge_following(last, photo))
+    assert out["far_similarity_first"] == far_similarity(first)
+    # the C4 grid is 8 x 8 over 64 px: a cell is subject when half of its 8 x 8 pixels are
+    grid = np.zeros((8, 8), bool)
+    for i in range(8):
+        for j in range(8):
+            grid[i, j] = ref[i * 8:(i + 1) * 8, j * 8:(j + 1) * 8].mean() >= 0.5
+    assert out["c4_instance_separation"] == pytest.approx(
+        instance_separation(c4, instance_labels(grid, MIN_INSTANCE_CELLS)))
+    assert out["tail_log_ratio"] == pytest.approx(
+        np.mean([math.log10(value_tails(f).tail_ratio) for _, f in stages]))
+
+
+def test_image_metrics_nan_where_a_metric_does_not_apply():
+    rng = np.random.default_rng(1)
+    stages = _stages(rng)
+    bare = image_metrics(stages)
+    for key in ("pc1_iou_ref", "edge_drop", "c4_instance_separation"):
+        assert math.isnan(bare[key])
+    assert not math.isnan(bare["pc23_coherence"])
+    one = np.zeros((64, 64), bool)
+    one[8:56, 8:56] = True  # a single instance
+    assert math.isnan(image_metrics(stages, reference=one)["c4_instance_separation"])
+    vit = [(f"B{i}", rng.normal(size=(8, 4, 4))) for i in (3, 6, 9, 12)]
+    assert math.isnan(image_metrics(vit, reference=_reference(16))["c4_instance_separation"])
+    with pytest.raises(ValueError, match="stages must hold at least one"):
+        image_metrics([])
+
+
+def test_given_instances_keep_touching_subjects_apart():
+    rng = np.random.default_rng(2)
+    stages = _stages(rng)
+    ref = np.zeros((64, 64), bool)
+    ref[8:40, 8:56] = True  # one connected blob ...
+    inst = np.zeros((64, 64), np.int64)
+    inst[8:40, 8:32] = 1    # ... drawn as two animals side by side
+    inst[8:40, 32:56] = 2
+    assert math.isnan(image_metrics(stages, reference=ref)["c4_instance_separation"])
+    assert not math.isnan(image_metrics(stages, reference=ref, instances=inst)["c4_instance_separation"])
+    with pytest.raises(ValueError, match=r"instances must be an int array of the reference's shape"):
+        image_metrics(stages, reference=ref, instances=inst[:10])
+
+
+def test_group_metrics_needs_two_images_with_foreground():
+    rng = np.random.default_rng(3)
+    maps = [rng.normal(size=(8, 6, 6)) for _ in range(3)]
+    empty = [np.zeros((6, 6), bool)] * 3
+    out = group_metrics(maps, empty)
+    assert set(out) == set(GROUP_METRICS)
+    assert all(math.isnan(v) for vals in out.values() for v in vals)
+    masks = [np.ones((6, 6), bool), np.ones((6, 6), bool), np.zeros((6, 6), bool)]
+    out = group_metrics(maps, masks)
+    assert math.isnan(out["part_colour_gain"][2]) and not math.isnan(out["part_colour_gain"][0])
+    # with two images, each image's value is its one pair's value
+    assert out["part_match_excess"][0] == out["part_match_excess"][1]
+    with pytest.raises(ValueError, match="got 3 maps but 2 masks"):
+        group_metrics(maps, masks[:2])
