@@ -15,10 +15,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto it when the block ends without error.
 
     On any error (including Ctrl-C) the temporary file is removed and ``path`` is untouched.
+    The name carries the process id, so files left by a killed process can be swept later
+    (:func:`generator.outdir.sweep_parts`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".part-{os.getpid()}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

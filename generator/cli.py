@@ -56,20 +56,23 @@ def build(
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip images that cannot be decoded "
                                     "(listed in the terminal and the report) instead of stopping."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    discard_edits: bool = typer.Option(False, "--discard-edits", help="Replace files of the old site "
+                                       "that were edited since it was built (files you added are always kept)."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
     from .config import ConfigError
     from .images import ImageError
+    from .outdir import OutDirError
     from .pipeline import BuildError, BuildOptions
     from .pipeline import build as run_build
     from .weights import WeightsError
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
-                        keep_going=keep_going, fetch=fetch)
+                        keep_going=keep_going, fetch=fetch, discard_edits=discard_edits)
     try:
         summary = run_build(cfg, opts)
-    except (ConfigError, ImageError, BuildError, WeightsError, ValueError) as e:
+    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; the previous site (if any) is unchanged", code=130)
@@ -162,20 +165,24 @@ def publish(
 
 
 @app.command()
-def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
-    """Empty the cache (features and fetched images)."""
-    import shutil
-
+def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not at a terminal).")) -> None:
+    """Delete the cache's own files (features, analyses, figures, fetched images); nothing else."""
+    from .cachedir import cache_files, clean_cache
     from .images import cache_dir
 
     root = cache_dir()
-    if not root.exists():
-        typer.echo(f"nothing to clean: {root} does not exist")
+    files = cache_files(root) if root.is_dir() else []
+    if not files:
+        typer.echo(f"nothing to clean: no dinoreport cache files in {root}")
         return
-    if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete {root}?"):
-        raise typer.Exit(1)
-    shutil.rmtree(root)
-    typer.echo(f"removed {root}")
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(f"not at a terminal: pass --yes to delete {len(files)} cache files under {root}")
+        if not typer.confirm(f"Delete {len(files)} cache files under {root}?"):
+            raise typer.Exit(1)
+    n, left = clean_cache(root)
+    typer.echo(f"removed {n} cache files under {root}"
+               + (f"; kept {len(left)} entries that are not the cache's" if left else ""))
 
 
 @app.command("analyses")
