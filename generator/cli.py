@@ -123,13 +123,17 @@ def images_fetch(config: Path = ConfigOpt, timeout: float = typer.Option(20.0, h
 def models(config: Path = ConfigOpt) -> None:
     """Each model of the config: its stages and whether its weights are available here."""
     from .modelmeta import model_meta
-    from .weights import resolve_weights
+    from .weights import check_weights_file, resolve_weights
 
     cfg = _load(config)
     for spec in cfg.models:
         stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in model_meta(spec.timm).stages)
         w = resolve_weights(spec, online=False)
-        where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
+        problem = check_weights_file(w.path) if w else None
+        if problem:
+            where = f"not usable: {problem}"
+        else:
+            where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
         typer.echo(f"{spec.id}\n  timm:    {spec.timm}\n  label:   {spec.label}\n  stages:  {stages}\n  weights: {where}")
 
 
