@@ -40,6 +40,20 @@ def _load(config: Path, images: Optional[Path] = None):
     return cfg
 
 
+def _write_failure(e: OSError) -> str:
+    """What to say when a build could not write: the cache and the site have different fixes."""
+    from .images import cache_dir
+
+    why, where = e.strerror or str(e), e.filename or ""
+    root = cache_dir().expanduser().resolve()
+    path = Path(where).expanduser().resolve() if where else None
+    if path is not None and (path == root or root in path.parents):
+        return (f"could not write the cache {root} ({why}: {where}); free some space there, or set "
+                "DINOREPORT_CACHE to a writable folder with free space — the previous site is unchanged")
+    return (f"could not write the report ({why}: {where}); "
+            "check free disk space and permissions — the previous site is unchanged")
+
+
 @app.command()
 def build(
     config: Path = ConfigOpt,
@@ -77,8 +91,7 @@ def build(
     except KeyboardInterrupt:
         _fail("interrupted; the previous site (if any) is unchanged", code=130)
     except OSError as e:
-        _fail(f"could not write the report ({e.strerror or e}: {e.filename or ''}); "
-              "check free disk space and permissions — the previous site is unchanged")
+        _fail(_write_failure(e))
     if not quiet:
         typer.echo(summary.line(), err=True)
 
@@ -145,10 +158,13 @@ def serve(
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or templates/ change."""
-    from .serve import serve_forever
+    from .serve import ServeError, serve_forever
 
     cfg = _load(config, images)
-    serve_forever(cfg, port=port, random_init=random_init, images=images)
+    try:
+        serve_forever(cfg, port=port, random_init=random_init, images=images)
+    except ServeError as e:
+        _fail(str(e))
 
 
 @app.command()

@@ -88,8 +88,14 @@ def load_image_set(cfg: ReportConfig) -> ImageSet:
     if cfg.images.dir is not None:
         if not cfg.images.dir.is_dir():
             raise ConfigError(f"{cfg.path}: images.dir: folder not found: {cfg.images.dir}")
-        return scan_folder(cfg.images.dir)
-    return load_manifest(cfg.images.manifest)
+        iset = scan_folder(cfg.images.dir)
+    else:
+        iset = load_manifest(cfg.images.manifest)
+    if len(iset.entries) > cfg.images.max_images:
+        raise ConfigError(f"{iset.source}: {len(iset.entries)} images, more than images.max_images = "
+                          f"{cfg.images.max_images} of {cfg.path} (a build holds every image in memory); "
+                          "build from fewer images, or raise images.max_images if this machine has the memory")
+    return iset
 
 
 def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
@@ -307,9 +313,18 @@ def _figures_json(figures) -> list[dict[str, Any]]:
     return rows
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` as published: relative to the working folder when below it, else its name only
+    (an absolute path would publish the user's folders)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _build_json(cfg, opts, cache, facts, summary, featured, groups) -> dict[str, Any]:
     return {
-        "config": str(cfg.path),
+        "config": _shown_path(cfg.path),
         "device": cache.device or "none (every feature came from the cache)",
         "dtype": opts.dtype,
         "random_init": opts.random_init,
