@@ -231,3 +231,18 @@ def test_atomic_writes_name_their_process(tmp_path, monkeypatch):
     with atomic_path(tmp_path / "a.json") as tmp:
         assert tmp.name.startswith(f".part-{os.getpid()}-")
         tmp.write_text("{}")
+
+
+def test_publish_leaves_out_the_sites_own_git_folder(tmp_path, demo_site):
+    site = tmp_path / "site"
+    shutil.copytree(demo_site, site)
+    (site / "CNAME").write_text("report.example.org\n")
+    subprocess.run(["git", "init", "-q", str(site)], check=True)  # the user's repository of the site
+    bare = tmp_path / "pages.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    r = CliRunner().invoke(app, ["publish", "--site", str(site), "--remote", str(bare)])
+    assert r.exit_code == 0, r.output
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "gh-pages"], cwd=bare, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert "CNAME" in files and "index.html" in files and not any(f.startswith(".git/") for f in files)
+    assert (site / ".git" / "HEAD").is_file()
