@@ -9,8 +9,11 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["OURS", "cache_files", "clean_cache"]
+from .outdir import pid_alive
 
+__all__ = ["OURS", "PARTS", "cache_files", "clean_cache", "sweep_parts"]
+
+PARTS = ("features", "sections", "figures", "images", "models")  # the folders the cache writes
 _H = "[0-9a-f]"
 _PART = r"\.part-\d+-[^/]*"
 OURS = re.compile(
@@ -50,7 +53,7 @@ def clean_cache(root: Path) -> tuple[int, list[Path]]:
         p.unlink(missing_ok=True)
     for dirpath, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
         d = Path(dirpath)
-        if d != root and d.relative_to(root).parts[0] in {"features", "sections", "figures", "images", "models"}:
+        if d != root and d.relative_to(root).parts[0] in PARTS:
             try:
                 d.rmdir()
             except OSError:
@@ -61,3 +64,20 @@ def clean_cache(root: Path) -> tuple[int, list[Path]]:
         pass
     left = sorted(p for p in root.iterdir()) if root.exists() else []
     return len(files), left
+
+
+_PART_RE = re.compile(r"^\.part-(\d+)-")
+
+
+def sweep_parts(root: Path) -> int:
+    """Remove the ``.part-PID-*`` files (see :mod:`generator.atomic`) that killed processes left
+    in the cache's folders; returns how many. Files of running processes are left alone."""
+    n = 0
+    for part in PARTS:
+        for dirpath, _, filenames in os.walk(Path(root) / part):
+            for name in filenames:
+                m = _PART_RE.match(name)
+                if m and not pid_alive(int(m.group(1))):
+                    Path(dirpath, name).unlink(missing_ok=True)
+                    n += 1
+    return n

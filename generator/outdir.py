@@ -8,7 +8,7 @@ is refused by name unless ``discard_edits``.
 
 The swap is two renames: ``out -> .out.old-PID`` then ``.out.tmp-PID-* -> out``. A build killed
 between them leaves no ``out``; :func:`recover` (run first by every build) renames the old site
-back. Temporary folders and ``.part-PID-*`` files of builds whose process is gone are removed.
+back, and temporary folders of builds whose process is gone are removed.
 """
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["OutDirError", "MARKER", "check_out", "recover", "make_tmp", "swap_in", "sweep_parts",
-           "written_files", "pid_alive"]
+__all__ = ["OutDirError", "MARKER", "check_out", "recover", "make_tmp", "swap_in", "written_files",
+           "pid_alive"]
 
 MARKER = "data/.dinoreport-manifest.json"
 _FORMAT = "dinoreport-site-1"
 _OLD_RE = re.compile(r"\.old-(\d+)$")
 _TMP_RE = re.compile(r"\.tmp-(\d+)-[^/]*$")
-_PART_RE = re.compile(r"^\.part-(\d+)-")
 
 
 class OutDirError(RuntimeError):
@@ -158,20 +157,6 @@ def recover(out: Path) -> list[str]:
             shutil.rmtree(p, ignore_errors=True)
             said.append(f"removed {p.name}, left by a killed build")
     return said
-
-
-def sweep_parts(root: Path) -> int:
-    """Remove ``.part-PID-*`` files below ``root`` whose writing process is gone; how many."""
-    n = 0
-    if not Path(root).is_dir():
-        return n
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            m = _PART_RE.match(name)
-            if m and not pid_alive(int(m.group(1))):
-                Path(dirpath, name).unlink(missing_ok=True)
-                n += 1
-    return n
 
 
 def make_tmp(out: Path) -> Path:

@@ -26,6 +26,7 @@ from .figures import FigureWriter
 from .images import ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest, scan_folder
 from .page import Credit, ModelInfo, ReportPage
 from . import outdir
+from .cachedir import sweep_parts
 from .progress import Progress, say
 from .registry import get_analysis, list_analyses
 from .section_cache import SectionCache, section_key
@@ -150,7 +151,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     for line in outdir.recover(opts.out):
         say(line, opts.quiet)
     out = outdir.check_out(opts.out, _inputs(cfg), discard_edits=opts.discard_edits)
-    outdir.sweep_parts(cache_dir())
+    sweep_parts(cache_dir())
     if opts.dtype not in ("fp32", "bf16"):
         raise BuildError(f"--dtype must be fp32 or bf16, got {opts.dtype!r}")
     check_device(opts.device)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from generator import outdir
 from generator.cli import app
-from generator.outdir import MARKER, OutDirError, check_out, make_tmp, recover, swap_in, sweep_parts
+from generator.cachedir import sweep_parts
+from generator.outdir import MARKER, OutDirError, check_out, make_tmp, recover, swap_in
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -219,10 +220,12 @@ def test_part_files_of_killed_writers_are_swept(tmp_path):
     stale = tmp_path / "features" / "ab" / f".part-{dead}-x1.safetensors"
     mine = tmp_path / "features" / "ab" / f".part-{live}-x2.safetensors"
     keep = tmp_path / "features" / "ab" / ".part-notes.txt"
-    for p in (stale, mine, keep):
+    elsewhere = tmp_path / "thesis" / f".part-{dead}-draft.tex"  # not a cache folder: not ours
+    elsewhere.parent.mkdir()
+    for p in (stale, mine, keep, elsewhere):
         p.write_bytes(b"x")
     assert sweep_parts(tmp_path) == 1
-    assert not stale.exists() and mine.exists() and keep.exists()
+    assert not stale.exists() and mine.exists() and keep.exists() and elsewhere.exists()
 
 
 def test_atomic_writes_name_their_process(tmp_path, monkeypatch):
