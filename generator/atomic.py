@@ -15,17 +15,31 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto it when the block ends without error.
 
     On any error (including Ctrl-C) the temporary file is removed and ``path`` is untouched.
+    The name carries the process id, so files left by a killed process can be swept later
+    (:func:`generator.outdir.sweep_parts`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".part-{os.getpid()}-", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with the file it was about (a failed write often carries no file name)."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def atomic_write(path: Path, data: bytes) -> None:

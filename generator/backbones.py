@@ -18,7 +18,7 @@ import torch
 
 from .config import ModelSpec
 from .modelmeta import StageInfo
-from .weights import ResolvedWeights
+from .weights import ResolvedWeights, WeightsError, mismatch_message, mismatched_keys, read_state_dict
 
 __all__ = ["StageInfo", "Backbone", "create_backbone", "stage_infos", "is_vit"]
 
@@ -117,8 +117,25 @@ def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: i
         torch.manual_seed(_seed_for(spec, seed))
         model = timm.create_model(spec.timm, pretrained=False, num_classes=0)
         return Backbone(spec, model, "random-init", None)
-    model = timm.create_model(
-        spec.timm, pretrained=True, num_classes=0,
-        pretrained_cfg_overlay={"file": str(weights.path), "hf_hub_id": None, "url": None},
-    )
+    # We read the file ourselves (tensors only, never pickled objects) and hand timm the dict,
+    # so its key remapping (filter_fn) still applies. timm loads non-strictly whenever
+    # num_classes differs from the checkpoint's, which would accept another architecture's
+    # weights with a warning; so load strictly with the checkpoint's classifier first, and
+    # drop only the classifier when that is all that differs.
+    state = read_state_dict(weights.path)
+    overlay = {"file": None, "hf_hub_id": None, "url": None}
+    try:
+        model = timm.create_model(spec.timm, pretrained=True,
+                                  pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
+        model.reset_classifier(0)
+    except RuntimeError as e:
+        cfg = timm.models.get_pretrained_cfg(spec.timm)
+        head = cfg.classifier if cfg is not None else None
+        heads = (head,) if isinstance(head, str) else tuple(head or ())
+        keys = mismatched_keys(e)
+        if not any(keys.values()) or not all(k.startswith(tuple(h + "." for h in heads))
+                                             for ks in keys.values() for k in ks):
+            raise WeightsError(mismatch_message(e, weights.path, spec.timm)) from None
+        model = timm.create_model(spec.timm, pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
     return Backbone(spec, model, weights.source, weights.sha256)

@@ -40,6 +40,20 @@ def _load(config: Path, images: Optional[Path] = None):
     return cfg
 
 
+def _write_failure(e: OSError) -> str:
+    """What to say when a build could not write: the cache and the site have different fixes."""
+    from .images import cache_dir
+
+    why, where = e.strerror or str(e), e.filename or ""
+    root = cache_dir().expanduser().resolve()
+    path = Path(where).expanduser().resolve() if where else None
+    if path is not None and (path == root or root in path.parents):
+        return (f"could not write the cache {root} ({why}: {where}); free some space there, or set "
+                "DINOREPORT_CACHE to a writable folder with free space — the previous site is unchanged")
+    return (f"could not write the report ({why}: {where}); "
+            "check free disk space and permissions — the previous site is unchanged")
+
+
 @app.command()
 def build(
     config: Path = ConfigOpt,
@@ -56,26 +70,28 @@ def build(
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip images that cannot be decoded "
                                     "(listed in the terminal and the report) instead of stopping."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    discard_edits: bool = typer.Option(False, "--discard-edits", help="Replace files of the old site "
+                                       "that were edited since it was built (files you added are always kept)."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
     from .config import ConfigError
     from .images import ImageError
+    from .outdir import OutDirError
     from .pipeline import BuildError, BuildOptions
     from .pipeline import build as run_build
     from .weights import WeightsError
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
-                        keep_going=keep_going, fetch=fetch)
+                        keep_going=keep_going, fetch=fetch, discard_edits=discard_edits)
     try:
         summary = run_build(cfg, opts)
-    except (ConfigError, ImageError, BuildError, WeightsError, ValueError) as e:
+    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; the previous site (if any) is unchanged", code=130)
     except OSError as e:
-        _fail(f"could not write the report ({e.strerror or e}: {e.filename or ''}); "
-              "check free disk space and permissions — the previous site is unchanged")
+        _fail(_write_failure(e))
     if not quiet:
         typer.echo(summary.line(), err=True)
 
@@ -120,13 +136,17 @@ def images_fetch(config: Path = ConfigOpt, timeout: float = typer.Option(20.0, h
 def models(config: Path = ConfigOpt) -> None:
     """Each model of the config: its stages and whether its weights are available here."""
     from .modelmeta import model_meta
-    from .weights import resolve_weights
+    from .weights import check_weights_file, resolve_weights
 
     cfg = _load(config)
     for spec in cfg.models:
         stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in model_meta(spec.timm).stages)
         w = resolve_weights(spec, online=False)
-        where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
+        problem = check_weights_file(w.path) if w else None
+        if problem:
+            where = f"not usable: {problem}"
+        else:
+            where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
         typer.echo(f"{spec.id}\n  timm:    {spec.timm}\n  label:   {spec.label}\n  stages:  {stages}\n  weights: {where}")
 
 
@@ -138,10 +158,13 @@ def serve(
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or templates/ change."""
-    from .serve import serve_forever
+    from .serve import ServeError, serve_forever
 
     cfg = _load(config, images)
-    serve_forever(cfg, port=port, random_init=random_init, images=images)
+    try:
+        serve_forever(cfg, port=port, random_init=random_init, images=images)
+    except ServeError as e:
+        _fail(str(e))
 
 
 @app.command()
@@ -162,20 +185,24 @@ def publish(
 
 
 @app.command()
-def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
-    """Empty the cache (features and fetched images)."""
-    import shutil
-
+def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (needed when not at a terminal).")) -> None:
+    """Delete the cache's own files (features, analyses, figures, fetched images); nothing else."""
+    from .cachedir import cache_files, clean_cache
     from .images import cache_dir
 
     root = cache_dir()
-    if not root.exists():
-        typer.echo(f"nothing to clean: {root} does not exist")
+    files = cache_files(root) if root.is_dir() else []
+    if not files:
+        typer.echo(f"nothing to clean: no dinoreport cache files in {root}")
         return
-    if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete {root}?"):
-        raise typer.Exit(1)
-    shutil.rmtree(root)
-    typer.echo(f"removed {root}")
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(f"not at a terminal: pass --yes to delete {len(files)} cache files under {root}")
+        if not typer.confirm(f"Delete {len(files)} cache files under {root}?"):
+            raise typer.Exit(1)
+    n, left = clean_cache(root)
+    typer.echo(f"removed {n} cache files under {root}"
+               + (f"; kept {len(left)} entries that are not the cache's" if left else ""))
 
 
 @app.command("analyses")

@@ -29,6 +29,16 @@ class ConfigError(ValueError):
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
+# Bounds on what one config can ask for. Memory and time grow with the square of the
+# resolution (and attention with the square of the tokens), and linearly with models and
+# images: past these a build does not finish on any machine this tool is meant for.
+MAX_RESOLUTION = 1024
+MAX_HIGHRES = 2048
+MAX_MODELS = 32
+MAX_BATCH = 256
+MAX_SEED = 2**32 - 1
+DEFAULT_MAX_IMAGES = 1000
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -54,6 +64,7 @@ class ImagesConfig:
     dir: Path | None
     featured: tuple[str, ...]
     max_pixels: int = 64_000_000
+    max_images: int = DEFAULT_MAX_IMAGES  # a build holds every image in memory
 
 
 @dataclass(frozen=True)
@@ -168,6 +179,9 @@ def check_timm_name(name: str, key: str, path: Path) -> None:
 def _models(path: Path, raw: Any, root: Path) -> tuple[ModelSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{path}: models: give at least one [[models]] table")
+    if len(raw) > MAX_MODELS:
+        raise ConfigError(f"{path}: models: {len(raw)} [[models]] tables; at most {MAX_MODELS} fit in one "
+                          "report (each adds a row to every figure) — split them into several reports")
     out: list[ModelSpec] = []
     seen: set[str] = set()
     for i, table in enumerate(raw):
@@ -209,23 +223,30 @@ def load_config(path: Path) -> ReportConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (pass --config FILE)")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: editors on Windows start files with a byte order mark; accept it.
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     root = path.parent
     top = _Reader(path, raw, "")
     top.check_keys(
         {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis"}
     )
     resolution = top.get("resolution", int, 448)
-    if resolution < 32 or resolution % 32:
-        top.fail("resolution", f"must be a positive multiple of 32, got {resolution}")
+    if resolution < 32 or resolution % 32 or resolution > MAX_RESOLUTION:
+        top.fail("resolution", f"must be a multiple of 32 from 32 to {MAX_RESOLUTION} (memory grows with "
+                               f"its square), got {resolution}")
     batch_size = top.get("batch_size", int, 4)
-    if batch_size < 1:
-        top.fail("batch_size", f"must be >= 1, got {batch_size}")
+    if not 1 <= batch_size <= MAX_BATCH:
+        top.fail("batch_size", f"must be from 1 to {MAX_BATCH}, got {batch_size}")
+    seed = top.get("seed", int, 0)
+    if not 0 <= seed <= MAX_SEED:
+        top.fail("seed", f"must be from 0 to {MAX_SEED} (a seed for numpy and torch), got {seed}")
 
     im = _Reader(path, top.get("images", dict, {}), "images")
-    im.check_keys({"manifest", "dir", "featured", "max_pixels"})
+    im.check_keys({"manifest", "dir", "featured", "max_pixels", "max_images"})
     manifest, folder = im.file_path("manifest", root), im.file_path("dir", root)
     if manifest is not None and folder is not None:
         im.fail("images", "give either 'manifest' or 'dir', not both")
@@ -234,7 +255,10 @@ def load_config(path: Path) -> ReportConfig:
     max_pixels = im.get("max_pixels", int, 64_000_000)
     if max_pixels < 1:
         im.fail("images.max_pixels", f"must be >= 1, got {max_pixels}")
-    images = ImagesConfig(manifest, folder, im.str_list("featured"), max_pixels)
+    max_images = im.get("max_images", int, DEFAULT_MAX_IMAGES)
+    if max_images < 1:
+        im.fail("images.max_images", f"must be >= 1, got {max_images}")
+    images = ImagesConfig(manifest, folder, im.str_list("featured"), max_pixels, max_images)
 
     gr = _Reader(path, top.get("groups", dict, {}), "groups")
     groups = {name: gr.str_list(name) for name in sorted(gr.table)}
@@ -243,8 +267,8 @@ def load_config(path: Path) -> ReportConfig:
     an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
-        if isinstance(r, bool) or not isinstance(r, int) or r < 32 or r % 32:
-            an.fail(f"analysis.highres[{i}]", f"must be a positive multiple of 32, got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, int) or r < 32 or r % 32 or r > MAX_HIGHRES:
+            an.fail(f"analysis.highres[{i}]", f"must be a multiple of 32 from 32 to {MAX_HIGHRES}, got {r!r}")
     analysis = AnalysisConfig(
         mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
         random_channels=an.get("random_channels", int, 5),
@@ -263,7 +287,7 @@ def load_config(path: Path) -> ReportConfig:
         title=top.get("title", str, "Feature maps"),
         author=top.get("author", str, ""),
         resolution=resolution,
-        seed=top.get("seed", int, 0),
+        seed=seed,
         batch_size=batch_size,
         models=models,
         images=images,

@@ -337,7 +337,7 @@ def load_manifest(path: Path) -> ImageSet:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: accept a byte order mark
     except OSError as exc:
         raise ImageError(f"{source}: cannot read the image manifest ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -813,10 +813,21 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f"rgb must be uint8, got {rgb.dtype}")
 
 
+MAX_ASPECT = 4  # long side / short side of a source image
+
+
 def _resize_crop(
     arr: np.ndarray, resolution: int, multiple: int, resample: int, name: str
 ) -> np.ndarray:
     height, width = arr.shape[:2]
+    # The short side is resized to ``resolution``, so the long side (and the tokens a ViT
+    # attends over) grows with the aspect ratio: bound it before resizing anything.
+    if max(height, width) > MAX_ASPECT * min(height, width):
+        raise ImageError(
+            f"{name}: aspect ratio {max(height, width) / max(1, min(height, width)):.0f}:1 "
+            f"({width}x{height} pixels) is beyond the limit {MAX_ASPECT}:1 — crop the image "
+            "to a part at most four times as long as it is wide"
+        )
     if min(height, width) < multiple:
         raise ImageError(
             f"{name}: image is too small ({width}x{height} pixels); the minimum is "

@@ -65,7 +65,29 @@ def _read(path: Path) -> dict | None:
 
 
 def _write(path: Path, data: dict) -> None:
-    atomic_write(path, json.dumps(data, sort_keys=True).encode())
+    """Keep ``data`` for next time; a cache that cannot be written (read-only, full) only
+    means it is computed again, so that is not an error here."""
+    try:
+        atomic_write(path, json.dumps(data, sort_keys=True).encode())
+    except OSError:
+        pass
+
+
+def _meta_from(data, name: str) -> ModelMeta | None:
+    """The ModelMeta a cached JSON describes, or None if it has another shape (recompute)."""
+    try:
+        if data["timm"] != name:
+            return None
+        return ModelMeta(
+            timm=data["timm"], stages=tuple(StageInfo(str(s["name"]), int(s["channels"]), int(s["stride"]))
+                                            for s in data["stages"]),
+            mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
+            license=data["license"] if isinstance(data["license"], (str, type(None))) else None,
+            is_vit=bool(data["is_vit"]),
+            hf_hub_id=data["hf_hub_id"] if isinstance(data["hf_hub_id"], (str, type(None))) else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _key(*parts: str) -> str:
@@ -75,8 +97,8 @@ def _key(*parts: str) -> str:
 def model_meta(name: str) -> ModelMeta:
     """The facts of timm model ``name`` (builds only its structure, on torch's meta device)."""
     path = _root() / f"meta-{_key(name, library_versions()['timm'])}.json"
-    data = _read(path)
-    if data is None or data.get("timm") != name:
+    meta = _meta_from(_read(path), name)
+    if meta is None:
         import timm
         import torch
 
@@ -95,18 +117,17 @@ def model_meta(name: str) -> ModelMeta:
             "hf_hub_id": cfg.get("hf_hub_id"),
         }
         _write(path, data)
-    return ModelMeta(
-        timm=data["timm"], stages=tuple(StageInfo(**s) for s in data["stages"]),
-        mean=tuple(data["mean"]), std=tuple(data["std"]), license=data["license"],
-        is_vit=bool(data["is_vit"]), hf_hub_id=data["hf_hub_id"],
-    )
+        meta = _meta_from(data, name)
+    return meta
 
 
 def timm_names() -> tuple[frozenset[str], frozenset[str]]:
     """(architectures, names with a pretrained tag) that the installed timm knows."""
     path = _root() / f"names-{_key(library_versions()['timm'])}.json"
     data = _read(path)
-    if data is None:
+    ok = isinstance(data, dict) and all(
+        isinstance(data.get(k), list) and all(isinstance(n, str) for n in data[k]) for k in ("archs", "pretrained"))
+    if not ok:
         import timm
 
         data = {"archs": sorted(timm.list_models()), "pretrained": sorted(timm.list_models(pretrained=True))}

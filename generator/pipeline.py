@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,9 @@ from .modelmeta import library_versions, model_meta
 from .figures import FigureWriter
 from .images import ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest, scan_folder
 from .page import Credit, ModelInfo, ReportPage
-from .progress import Progress
+from . import outdir
+from .cachedir import sweep_parts
+from .progress import Progress, say
 from .registry import get_analysis, list_analyses
 from .section_cache import SectionCache, section_key
 from .weights import resolve_all
@@ -55,6 +56,7 @@ class BuildOptions:
     site_src: Path | None = None  # default: the config file's folder
     templates: Path | None = None  # default: <project>/templates
     analyses: tuple[str, ...] | None = None  # default: all registered
+    discard_edits: bool = False  # replace files of the old site that the user edited
 
 
 @dataclass
@@ -87,8 +89,14 @@ def load_image_set(cfg: ReportConfig) -> ImageSet:
     if cfg.images.dir is not None:
         if not cfg.images.dir.is_dir():
             raise ConfigError(f"{cfg.path}: images.dir: folder not found: {cfg.images.dir}")
-        return scan_folder(cfg.images.dir)
-    return load_manifest(cfg.images.manifest)
+        iset = scan_folder(cfg.images.dir)
+    else:
+        iset = load_manifest(cfg.images.manifest)
+    if len(iset.entries) > cfg.images.max_images:
+        raise ConfigError(f"{iset.source}: {len(iset.entries)} images, more than images.max_images = "
+                          f"{cfg.images.max_images} of {cfg.path} (a build holds every image in memory); "
+                          "build from fewer images, or raise images.max_images if this machine has the memory")
+    return iset
 
 
 def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
@@ -105,32 +113,14 @@ def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
     return {g: tuple(sorted(ids)) for g, ids in cfg.groups.items()}
 
 
-def _check_out(out: Path, cfg: ReportConfig) -> Path:
-    """Refuse an output folder that overlaps the inputs or holds something other than a site."""
-    out = out.resolve()
+def _inputs(cfg: ReportConfig) -> list[Path]:
+    """Folders a build reads from: an output folder must not be or contain any of them."""
     inputs = [cfg.root, PROJECT_ROOT / "templates"]
     if cfg.images.dir:
         inputs.append(cfg.images.dir)
     if cfg.images.manifest:
         inputs.append(cfg.images.manifest.parent)
-    for p in inputs:
-        if out == p or out in p.parents:
-            raise BuildError(f"--out {out} would replace the input folder {p}; choose another folder")
-    if out.exists() and any(out.iterdir()) and not (out / "data" / "build.json").is_file():
-        raise BuildError(f"--out {out} exists and is not a dinoreport site (no data/build.json); "
-                         "refusing to replace it — remove it or choose another folder")
-    return out
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with two renames; the old site survives any failure before."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return inputs
 
 
 def _json_dump(obj: Any, path: Path) -> None:
@@ -158,7 +148,10 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
 
     t0 = time.perf_counter()
     summary = BuildSummary(out=opts.out.resolve())
-    out = _check_out(opts.out, cfg)
+    for line in outdir.recover(opts.out):
+        say(line, opts.quiet)
+    out = outdir.check_out(opts.out, _inputs(cfg), discard_edits=opts.discard_edits)
+    sweep_parts(cache_dir())
     if opts.dtype not in ("fp32", "bf16"):
         raise BuildError(f"--dtype must be fp32 or bf16, got {opts.dtype!r}")
     check_device(opts.device)
@@ -234,9 +227,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         timings["extract"] = time.perf_counter() - t - cache.load_seconds
 
         # Analyses and figures, into a fresh folder beside the output.
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a site is meant to be served
+        tmp = outdir.make_tmp(out)
         try:
             t = time.perf_counter()
             ctx = BuildContext(cfg=cfg, images=images, entries=entries,
@@ -290,7 +281,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             summary.sections_computed, summary.sections_reused = sections.computed, sections.hits
             _json_dump(_build_json(cfg, opts, cache, facts, summary, featured, groups), tmp / "data" / "build.json")
             summary.page = page
-            _swap_in(tmp, out)
+            outdir.swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -323,9 +314,18 @@ def _figures_json(figures) -> list[dict[str, Any]]:
     return rows
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` as published: relative to the working folder when below it, else its name only
+    (an absolute path would publish the user's folders)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def _build_json(cfg, opts, cache, facts, summary, featured, groups) -> dict[str, Any]:
     return {
-        "config": str(cfg.path),
+        "config": _shown_path(cfg.path),
         "device": cache.device or "none (every feature came from the cache)",
         "dtype": opts.dtype,
         "random_init": opts.random_init,

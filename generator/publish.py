@@ -52,7 +52,9 @@ def publish_site(site: Path, *, remote: str = "origin", branch: str = "gh-pages"
         fetched = _git("fetch", "-q", "--depth=1", url, branch, cwd=work, check=False).returncode == 0
         if fetched:
             _git("reset", "-q", "FETCH_HEAD", cwd=work)
-        for item in site.iterdir():
+        for item in sorted(site.iterdir()):
+            if item.name == ".git":  # the user's own repository of the site (kept by rebuilds)
+                continue
             dest = work / item.name
             if item.is_dir():
                 shutil.copytree(item, dest)

@@ -2,24 +2,32 @@
 
 A section's key is the sha256 of: its name, the source of the code that computes and draws
 (analysis/, sections.py, figures.py, page.py, context.py), the feature cache keys it reads,
-and every config value it can see. A hit restores the pickled :class:`SectionOutput` and
+and every config value it can see. A hit restores the :class:`SectionOutput` and
 copies its picture files (stored content-addressed under the cache) into the new site.
+
+Entries are data, never pickles: ``sections/<key>.json`` holds the output as a JSON tree
+(dataclasses by their fields, tagged with their class name from a fixed list) and
+``sections/<key>.npz`` its arrays (read with ``allow_pickle=False``). A file in the cache
+therefore cannot run code, whatever it contains.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import pickle
 import shutil
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .atomic import atomic_write
 from .context import BuildContext
+from .page import Figure, Panel, Row, Table
 from .registry import SectionOutput
 
-__all__ = ["SectionCache", "section_key"]
+__all__ = ["SectionCache", "section_key", "encode", "decode", "EntryError"]
 
 _CODE = ("analysis", "sections.py", "figures.py", "page.py", "context.py", "registry.py")
 
@@ -62,41 +70,169 @@ def section_key(name: str, ctx: BuildContext) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
+_FORMAT = "dinoreport-section-1"
+# The only classes an entry may name; each is rebuilt from its fields (added fields with
+# defaults round-trip; an entry naming an unknown class or field is damaged).
+_CLASSES: dict[str, type] = {c.__name__: c for c in (SectionOutput, Figure, Row, Panel, Table)}
+
+
+class EntryError(ValueError):
+    """A cache entry that cannot be stored or read back as data."""
+
+
+def encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``value`` as a JSON tree; arrays (and numpy scalars) go to ``arrays`` by name."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.ndarray, np.generic)):
+        name = f"a{len(arrays)}"
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise EntryError("object arrays cannot be cached")
+        arrays[name] = arr
+        return {"__array__": name, "scalar": isinstance(value, np.generic)}
+    if dataclasses.is_dataclass(value) and type(value).__name__ in _CLASSES:
+        return {"__class__": type(value).__name__,
+                "fields": {f.name: encode(getattr(value, f.name), arrays) for f in dataclasses.fields(value)}}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode(v, arrays) for v in value]}
+    if isinstance(value, list):
+        return [encode(v, arrays) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and not any(k.startswith("__") for k in value):
+            return {k: encode(v, arrays) for k, v in value.items()}
+        return {"__items__": [[encode(k, arrays), encode(v, arrays)] for k, v in value.items()]}
+    raise EntryError(f"cannot cache a value of type {type(value).__name__}")
+
+
+def decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """The inverse of :func:`encode`; raises EntryError for anything it did not write."""
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    if isinstance(tree, list):
+        return [decode(v, arrays) for v in tree]
+    if not isinstance(tree, dict):
+        raise EntryError(f"unexpected {type(tree).__name__}")
+    if "__array__" in tree:
+        arr = arrays.get(tree["__array__"]) if isinstance(tree["__array__"], str) else None
+        if arr is None:
+            raise EntryError("an array named in the entry is missing")
+        return arr[()] if tree.get("scalar") else arr
+    if "__class__" in tree:
+        cls = _CLASSES.get(tree["__class__"]) if isinstance(tree["__class__"], str) else None
+        fields = tree.get("fields")
+        if cls is None or not isinstance(fields, dict):
+            raise EntryError(f"unknown class {tree['__class__']!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not set(fields) <= names:
+            raise EntryError(f"{cls.__name__} has no fields {sorted(set(fields) - names)}")
+        try:
+            return cls(**{k: decode(v, arrays) for k, v in fields.items()})
+        except TypeError as e:
+            raise EntryError(str(e)) from None
+    if "__tuple__" in tree:
+        items = tree["__tuple__"]
+        if not isinstance(items, list):
+            raise EntryError("bad tuple")
+        return tuple(decode(v, arrays) for v in items)
+    if "__items__" in tree:
+        items = tree["__items__"]
+        if not isinstance(items, list) or not all(isinstance(p, list) and len(p) == 2 for p in items):
+            raise EntryError("bad mapping")
+        return {_hashable(decode(k, arrays)): decode(v, arrays) for k, v in items}
+    return {k: decode(v, arrays) for k, v in tree.items()}
+
+
+def _hashable(key: Any) -> Any:
+    try:
+        hash(key)
+    except TypeError:
+        raise EntryError("unhashable mapping key") from None
+    return key
+
+
+def _safe_rel(rel: Any) -> bool:
+    """A site-relative path that stays inside the site."""
+    if not isinstance(rel, str) or not rel:
+        return False
+    p = Path(rel)
+    return not p.is_absolute() and ".." not in p.parts
+
+
 class SectionCache:
-    """``<root>/sections/<key>.pkl`` (output + file list) and ``<root>/figures/<name>`` (bytes)."""
+    """``<root>/sections/<key>.json`` (+ ``.npz`` arrays) and ``<root>/figures/<name>`` (bytes)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.hits = 0
         self.computed = 0
 
-    def _pkl(self, key: str) -> Path:
-        return self.root / "sections" / f"{key}.pkl"
+    def _json(self, key: str) -> Path:
+        return self.root / "sections" / f"{key}.json"
+
+    def _npz(self, key: str) -> Path:
+        return self.root / "sections" / f"{key}.npz"
+
+    def _read(self, key: str) -> tuple[SectionOutput, list[str]]:
+        meta = json.loads(self._json(key).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise EntryError("not a section entry")
+        files = meta.get("files")
+        if not isinstance(files, list) or not all(_safe_rel(f) for f in files):
+            raise EntryError("bad file list")
+        arrays: dict[str, np.ndarray] = {}
+        if meta.get("npz_sha256") is not None:
+            raw = self._npz(key).read_bytes()
+            if hashlib.sha256(raw).hexdigest() != meta["npz_sha256"]:
+                raise EntryError("arrays do not match the entry")
+            with np.load(self._npz(key), allow_pickle=False) as z:
+                arrays = {n: z[n] for n in z.files}
+        out = decode(meta.get("output"), arrays)
+        if not isinstance(out, SectionOutput):
+            raise EntryError("not a section output")
+        return out, files
 
     def get(self, key: str, site: Path) -> tuple[SectionOutput, list[str]] | None:
         """The stored output with its files copied into ``site``, or None (absent or damaged)."""
-        p = self._pkl(key)
-        if not p.is_file():
+        if not self._json(key).is_file():
             return None
         try:
-            out, files = pickle.loads(p.read_bytes())
+            out, files = self._read(key)
             for rel in files:
                 src = self.root / "figures" / Path(rel).name
                 dst = site / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
-        except Exception:  # noqa: BLE001 - anything wrong with an entry means: compute again
-            p.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError, EntryError):  # anything wrong with an entry: compute again
+            self._json(key).unlink(missing_ok=True)
+            self._npz(key).unlink(missing_ok=True)
             return None
         self.hits += 1
         return out, files
 
     def put(self, key: str, out: SectionOutput, files: list[str], site: Path) -> None:
+        """Store ``out``; an output that is not plain data is simply not cached."""
+        self.computed += 1
+        arrays: dict[str, np.ndarray] = {}
+        try:
+            tree = encode(out, arrays)
+        except EntryError:
+            return
         figs = self.root / "figures"
         figs.mkdir(parents=True, exist_ok=True)
         for rel in files:
             dst = figs / Path(rel).name
             if not dst.is_file():
                 atomic_write(dst, (site / rel).read_bytes())
-        atomic_write(self._pkl(key), pickle.dumps((out, sorted(files)), protocol=pickle.HIGHEST_PROTOCOL))
-        self.computed += 1
+        npz_sha = None
+        if arrays:
+            import io
+
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            atomic_write(self._npz(key), buf.getvalue())
+            npz_sha = hashlib.sha256(buf.getvalue()).hexdigest()
+        # The JSON goes last: its presence means the entry is complete.
+        meta = {"format": _FORMAT, "files": sorted(files), "npz_sha256": npz_sha, "output": tree}
+        # Insertion order is kept (not sorted): sections iterate their dicts in that order.
+        atomic_write(self._json(key), json.dumps(meta).encode("utf-8"))

@@ -12,13 +12,14 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from .config import ReportConfig, load_config
 from .pipeline import PROJECT_ROOT, BuildOptions, build
 from .render import render_site
 
-__all__ = ["serve_forever", "snapshot", "Handler", "make_server", "HOST"]
+__all__ = ["serve_forever", "snapshot", "Handler", "make_server", "HOST", "ServeError"]
 
 HOST = "127.0.0.1"  # never all interfaces: the preview is for this machine only
 
@@ -33,17 +34,53 @@ def snapshot(folders: list[Path]) -> dict[str, float]:
     return out
 
 
+class ServeError(RuntimeError):
+    """The preview server cannot start; the message says why and what to do."""
+
+
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves only below its directory (the base class already refuses ``..``); quiet log."""
+    """Serves only files below its directory: ``..`` is refused by the base class; a symlink
+    that points outside, a folder without index.html and a NUL in the path are refused here.
+    Quiet log."""
+
+    def send_head(self):
+        if "\0" in urllib.parse.unquote(self.path):
+            self.send_error(400, "NUL in path")
+            return None
+        path = Path(self.translate_path(self.path))
+        root = Path(self.directory).resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            real = None
+        if real is None or not (real == root or root in real.parents):
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
+
+    def list_directory(self, path):
+        self.send_error(404, "File not found")  # no folder listings
+        return None
 
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
         pass
 
 
 def make_server(site: Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
-    """An HTTP server for the files below ``site`` on 127.0.0.1:``port`` (0: any free port)."""
+    """An HTTP server for the files below ``site`` on 127.0.0.1:``port`` (0: any free port).
+
+    Raises
+    ------
+    ServeError
+        The port is taken (or not allowed); the message names it and the way out.
+    """
     handler = functools.partial(Handler, directory=str(site))
-    return http.server.ThreadingHTTPServer((HOST, port), handler)
+    try:
+        return http.server.ThreadingHTTPServer((HOST, port), handler)
+    except OSError as e:
+        raise ServeError(f"cannot listen on {HOST}:{port} ({e.strerror or e}); another program "
+                         "(maybe another `dinoreport serve`) uses it — pass --port with another number, "
+                         "or --port 0 for any free port") from None
 
 
 def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = False,
@@ -53,8 +90,12 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
     site = site_root / "site"
     templates = PROJECT_ROOT / "templates"
     opts = BuildOptions(out=site, random_init=random_init, quiet=False)
+    try:
+        server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes
+    except ServeError:
+        shutil.rmtree(site_root, ignore_errors=True)
+        raise
     summary = build(cfg, opts)
-    server = make_server(site, port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"serving http://{HOST}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
     watched = [cfg.root, templates]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Callable
 
 from .config import ModelSpec
 
-__all__ = ["ResolvedWeights", "WeightsError", "resolve_weights", "resolve_all", "sha256_file", "hub_reachable"]
+__all__ = ["ResolvedWeights", "WeightsError", "resolve_weights", "resolve_all", "sha256_file", "hub_reachable",
+           "read_state_dict", "check_weights_file", "mismatch_message"]
 
 HUB_HOST = "huggingface.co"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -136,3 +138,97 @@ def resolve_all(
             "  3. build with --random-init to see the pipeline with seeded random weights."
         )
     return found
+
+
+_WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model")
+
+
+def read_state_dict(path: Path) -> dict:
+    """The tensors of a weights file, read as data only.
+
+    ``.safetensors`` through safetensors; anything else through ``torch.load`` with
+    ``weights_only=True`` (set here, not left to the library's default), so a checkpoint that
+    needs Python objects beyond tensors is refused instead of run. Training checkpoints are
+    unwrapped as timm does (``state_dict_ema``, ``model_ema``, ``state_dict``, ``model``;
+    a ``module.`` prefix dropped).
+
+    Raises
+    ------
+    WeightsError
+        Naming the file, what is wrong with it and what to do.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            sd = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise WeightsError(
+                f"{path}: cannot read this safetensors file ({e}); it is damaged or truncated "
+                "(an interrupted download?) — download it again, or remove it to use the hub cache") from None
+        return sd
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise WeightsError(
+            f"{path}: refused to load this checkpoint: it is a pickle that needs Python objects beyond "
+            f"tensors ({first}). Loading it could run code from the file. Convert it to .safetensors "
+            "on a machine where you trust it, or use the model's published safetensors weights") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e)[:200]}); "
+                           "give a .safetensors file or a torch state_dict") from None
+    for key in _WRAPPERS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: holds no state_dict of tensors; give the model's weights file")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def check_weights_file(path: Path) -> str | None:
+    """Why ``path`` cannot be used as weights, or None when it reads as tensors only."""
+    try:
+        read_state_dict(path)
+    except WeightsError as e:
+        return str(e)
+    return None
+
+
+_KEYS_RE = {kind.lower(): re.compile(rf'{kind} key\(s\) in state_dict: ((?:"[^"]*"(?:, )?)+)')
+            for kind in ("Missing", "Unexpected")}
+
+
+def mismatched_keys(err: Exception) -> dict[str, list[str]]:
+    """``{"missing": [...], "unexpected": [...], "shape": [...]}`` from torch's load_state_dict error."""
+    text = str(err)
+    out = {}
+    for kind, rx in _KEYS_RE.items():
+        m = rx.search(text)
+        out[kind] = re.findall(r'"([^"]*)"', m.group(1)) if m else []
+    out["shape"] = re.findall(r"size mismatch for ([^:]+):", text)
+    return out
+
+
+def mismatch_message(err: Exception, path: Path, timm_name: str, shown: int = 5) -> str:
+    """A short message for a checkpoint that does not fit the model, from torch's long one.
+
+    torch lists every missing and unexpected key (kilobytes for a wrong architecture); this
+    keeps the counts and the first few of each.
+    """
+    parts = []
+    for kind, keys in mismatched_keys(err).items():
+        if keys:
+            more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
+            what = "tensors of the wrong shape" if kind == "shape" else f"{kind} keys"
+            parts.append(f"{len(keys)} {what} ({', '.join(keys[:shown])}{more})")
+    what = "; ".join(parts) or str(err).splitlines()[0][:300]
+    return (f"{path}: these weights do not fit the model {timm_name}: {what}. The file is probably for "
+            "another architecture or size — check `timm` and `weights` of this model in report.toml")

@@ -13,7 +13,8 @@ import timm
 from safetensors.torch import save_file
 
 from generator.config import load_config
-from generator.pipeline import BuildError, BuildOptions, build
+from generator.outdir import OutDirError
+from generator.pipeline import BuildOptions, build
 from generator.weights import sha256_file
 
 from conftest import planted_photo, write_project
@@ -103,6 +104,10 @@ def test_two_builds_are_byte_identical_except_build_json(tmp_path, demo_site):
     build(load_config(cfg_path), BuildOptions(out=tmp_path / "again", random_init=True, quiet=True))
     a, b = _tree(demo_site), _tree(tmp_path / "again")
     a.pop("data/build.json"), b.pop("data/build.json")
+    # The marker lists build.json's hash (it has timings); every other file's hash must agree.
+    ma, mb = (json.loads(t.pop("data/.dinoreport-manifest.json"))["files"] for t in (a, b))
+    ma.pop("data/build.json"), mb.pop("data/build.json")
+    assert ma == mb
     assert sorted(a) == sorted(b)
     assert [k for k in a if a[k] != b[k]] == []
 
@@ -143,12 +148,12 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, demo_site, monkeypatch):
 
 def test_out_must_not_replace_inputs_or_foreign_folders(tmp_path, demo_site):
     cfg = load_config(demo_site.parent / "site_src" / "report.toml")
-    with pytest.raises(BuildError, match="would replace the input folder"):
+    with pytest.raises(OutDirError, match="would replace the input folder"):
         build(cfg, BuildOptions(out=demo_site.parent, random_init=True, quiet=True))
     foreign = tmp_path / "docs"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    with pytest.raises(BuildError, match="is not a dinoreport site"):
+    with pytest.raises(OutDirError, match="not written by dinoreport"):
         build(cfg, BuildOptions(out=foreign, random_init=True, quiet=True))
     assert (foreign / "keep.txt").read_text() == "mine"
 

@@ -115,10 +115,10 @@ def test_analyses_in_registry_order():
 def test_clean_yes_removes_the_cache(tmp_path):
     cache = tmp_path / "cache"
     (cache / "features" / "ab").mkdir(parents=True)
-    (cache / "features" / "ab" / "x.safetensors").write_bytes(b"x")
+    (cache / "features" / "ab" / ("ab" + "0" * 62 + ".safetensors")).write_bytes(b"x")
     r = run("clean", "--yes", env={"DINOREPORT_CACHE": str(cache)})
     assert r.exit_code == 0, r.output
-    assert f"removed {cache}" in r.output
+    assert f"removed 1 cache files under {cache}" in r.output
     assert not cache.exists()
     r = run("clean", "--yes", env={"DINOREPORT_CACHE": str(cache)})
     assert r.exit_code == 0 and "nothing to clean" in r.output

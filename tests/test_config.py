@@ -53,7 +53,7 @@ def test_bool_is_not_an_int(tmp_path):
 
 
 def test_resolution_must_be_multiple_of_32(tmp_path):
-    with pytest.raises(ConfigError, match=r"resolution: must be a positive multiple of 32, got 450"):
+    with pytest.raises(ConfigError, match=r"resolution: must be a multiple of 32 from 32 to 1024 .*got 450"):
         load_config(write(tmp_path, 'resolution = 450\n' + MODEL + '[images]\ndir = "imgs"\n'))
 
 
