@@ -1,4 +1,4 @@
-# The README's commands. `make report` needs internet once (weights, the dog photos);
+# The README's commands. `make report` needs internet once (the weights);
 # `make demo` and `make test` work offline.
 PY      ?= python3
 VENV    ?= .venv
@@ -18,7 +18,7 @@ $(BIN)/dinoreport: pyproject.toml
 
 setup: $(BIN)/dinoreport   ## create .venv and install the project
 
-report: setup              ## the real report: pretrained weights (internet once), dog photos fetched
+report: setup              ## the real report: pretrained weights (internet once)
 	$(BIN)/dinoreport build --fetch --out $(OUT) $(IMAGES_FLAG) $(ARGS)
 
 demo: setup                ## the same report with seeded random weights: offline, illustrates the pipeline

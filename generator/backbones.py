@@ -20,7 +20,7 @@ from .config import ModelSpec
 from .modelmeta import StageInfo
 from .weights import ResolvedWeights, WeightsError, mismatch_message, mismatched_keys, read_state_dict
 
-__all__ = ["StageInfo", "Backbone", "create_backbone", "stage_infos", "is_vit"]
+__all__ = ["StageInfo", "Backbone", "create_backbone", "exercise_every_block", "stage_infos", "is_vit"]
 
 
 class Backbone:
@@ -106,16 +106,58 @@ def stage_infos(model: torch.nn.Module) -> tuple[StageInfo, ...]:
 
 
 def _seed_for(spec: ModelSpec, seed: int) -> int:
+    """The random-init seed of one model: the config seed mixed with the model id, so two
+    models of the same architecture (the two ConvNeXt-T) get different weights."""
     return (seed * 1_000_003 + zlib.crc32(spec.id.encode())) % (2**31)
 
 
+LAYER_SCALE_RANGE = (0.5, 1.0)
+"""Random-init layer-scale values are drawn uniformly from this range."""
+
+
+def _is_layer_scale(param: torch.Tensor) -> bool:
+    """A constant, nonzero, near-zero tensor: a layer-scale gamma as timm initialises it
+    (ConvNeXt ``gamma`` 1e-6, DINOv3 ViT ``gamma_1``/``gamma_2`` 1e-5). Zero biases are not."""
+    flat = param.detach().flatten()
+    if flat.numel() == 0:
+        return False
+    first = float(flat[0])
+    return 0.0 < abs(first) < 1e-3 and bool(torch.all(flat == flat[0]))
+
+
+@torch.no_grad()
+def exercise_every_block(model: torch.nn.Module) -> None:
+    """Re-initialise a freshly created random model so that every residual block changes its input.
+
+    timm initialises layer scale near zero (1e-6, 1e-5) and block weights with std 0.02, which
+    is right for training but makes a random network a chain of near-identities: stages of one
+    model, and two models of one architecture, then give the same statistics and a pipeline
+    that returned one block three times would go unnoticed. Here every layer-scale tensor is
+    drawn from U(LAYER_SCALE_RANGE) and every weight (ndim >= 2) inside a block gets
+    variance-preserving std 1/sqrt(fan_in), so each block adds an update about as large as its
+    input (0.3-1.3 of the input norm for ConvNeXt-T and ViT-S/16). Uses torch's global
+    generator: call it right after ``torch.manual_seed``.
+    """
+    for name, param in sorted(model.named_parameters()):
+        if _is_layer_scale(param):
+            param.uniform_(*LAYER_SCALE_RANGE)
+        elif param.ndim >= 2 and "blocks." in name:
+            fan_in = param[0].numel()
+            param.normal_(0.0, 1.0 / math.sqrt(fan_in))
+
+
 def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: int = 0) -> Backbone:
-    """Build the model of ``spec`` with ``weights`` (None: seeded random init)."""
+    """Build the model of ``spec`` with ``weights``.
+
+    ``weights=None`` gives a random init seeded by ``seed`` and the model id (:func:`_seed_for`)
+    in which every block contributes (:func:`exercise_every_block`).
+    """
     import timm
 
     if weights is None:
         torch.manual_seed(_seed_for(spec, seed))
         model = timm.create_model(spec.timm, pretrained=False, num_classes=0)
+        exercise_every_block(model)
         return Backbone(spec, model, "random-init", None)
     # We read the file ourselves (tensors only, never pickled objects) and hand timm the dict,
     # so its key remapping (filter_fn) still applies. timm loads non-strictly whenever

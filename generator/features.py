@@ -62,17 +62,22 @@ def pick_device(name: str) -> "torch.device":
     return torch.device(name)
 
 
+RANDOM_INIT = "every-block-v1"
+"""The random-init recipe of :func:`generator.backbones.create_backbone` (part of cache keys)."""
+
+
 def model_identity(spec: ModelSpec, meta: ModelMeta, weights_sha256: str | None, seed: int, dtype: str) -> dict:
     """Everything about a model that changes its features (part of every cache key).
 
     Random-init weights are identified by the seed and the model id, because the seed of
-    each model's initialisation is derived from both.
+    each model's initialisation is derived from both, and by :data:`RANDOM_INIT`, the name of
+    the initialisation recipe (bumped when it changes, so old random features are not reused).
     """
     versions = library_versions()
     return {
         "format": FORMAT,
         "timm_name": spec.timm,
-        "weights": weights_sha256 or f"random-init:{seed}:{spec.id}",
+        "weights": weights_sha256 or f"random-init:{RANDOM_INIT}:{seed}:{spec.id}",
         "c5_norm": spec.convnext_c5_norm,
         "mean": [round(float(v), 6) for v in meta.mean],
         "std": [round(float(v), 6) for v in meta.std],

@@ -18,6 +18,7 @@ __all__ = [
     "rgb_map",
     "signed_map",
     "overlay",
+    "refmask_overlay",
     "colormap_lut",
     "hist_figure",
     "heatmap_figure",
@@ -75,6 +76,52 @@ def overlay(photo: np.ndarray, mask: np.ndarray, colour=(255, 64, 32), alpha: fl
     out[~m] *= 0.35
     out[m] = (1 - alpha) * out[m] + alpha * np.array(colour, dtype=np.float32)
     return Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGB")
+
+
+def refmask_overlay(photo: np.ndarray, polygons: Sequence[Sequence[Sequence[float]]], *,
+                    colour: tuple[int, int, int] = (255, 64, 32), alpha: float = 0.4,
+                    max_side: int = 640, line_width: int = 2) -> Image.Image:
+    """A photo with its reference-mask polygons: translucent fill and an outline, for checking.
+
+    Parameters
+    ----------
+    photo : (H, W, 3) uint8
+        The whole decoded photo (before the model's crop), so every vertex is on the picture.
+    polygons : sequence of polygons of (x, y)
+        Normalised coordinates (fractions of W and H), as in the manifest's ``mask_polygons``.
+    colour : RGB
+        Fill and outline colour.
+    alpha : float
+        Opacity of the fill in [0, 1].
+    max_side : int
+        The picture is shrunk (bicubic) so its long side is at most this many pixels; 0 keeps it.
+    line_width : int
+        Outline width in pixels of the output.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB. The fill is the mask the analyses use (:func:`generator.refmasks.rasterize`,
+        pixel centres, even-odd within a polygon, union across polygons).
+    """
+    from PIL import ImageDraw
+
+    from .refmasks import rasterize
+
+    img = Image.fromarray(np.asarray(photo, dtype=np.uint8), "RGB")
+    if max_side and max(img.size) > max_side:
+        s = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BICUBIC)
+    w, h = img.size
+    inside = rasterize(polygons, (h, w))
+    out = np.asarray(img, dtype=np.float32).copy()
+    out[inside] = (1 - alpha) * out[inside] + alpha * np.asarray(colour, dtype=np.float32)
+    img = Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for poly in polygons:
+        pts = [(x * w, y * h) for x, y in poly]
+        draw.line(pts + pts[:1], fill=tuple(colour), width=line_width, joint="curve")
+    return img
 
 
 class FigureWriter:

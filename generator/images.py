@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_write
+from .refmasks import Polygons, parse_polygons, rasterize
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -106,8 +107,15 @@ class ImageEntry:
         http(s) URL, fetched into :func:`cache_dir` by :func:`fetch`.
     sha256 : str or None
         Lower-case hex digest of the file bytes; verified whenever the bytes are read.
+    original_url : str or None
+        Full-resolution original of a bundled ``file`` that was resized; not read by builds.
+    modified : str or None
+        How the bundled file differs from the original (``"resized to 1024x682"``), for credits.
     mask : Path or None
         Optional ground-truth foreground mask (any image file, nonzero = foreground).
+    mask_polygons : Polygons or None
+        Optional reference foreground mask drawn as polygons in normalised coordinates
+        (:mod:`generator.refmasks`); at most one of ``mask`` and ``mask_polygons``.
     """
 
     id: str
@@ -121,7 +129,10 @@ class ImageEntry:
     package: str | None = None
     url: str | None = None
     sha256: str | None = None
+    original_url: str | None = None
+    modified: str | None = None
     mask: Path | None = None
+    mask_polygons: Polygons | None = None
 
     @property
     def share_alike(self) -> bool:
@@ -191,8 +202,11 @@ _KEYS: dict[str, tuple[type, str, bool]] = {
     "file": (str, "a path string", False),
     "package": (str, "a string like 'skimage:astronaut'", False),
     "url": (str, "an http(s) URL string", False),
+    "original_url": (str, "an http(s) URL string", False),
+    "modified": (str, "a string, e.g. 'resized to 1024x682'", False),
     "sha256": (str, "64 lower-case hex digits", False),
     "mask": (str, "a path string", False),
+    "mask_polygons": (list, "a list of polygons [[[x, y], ...], ...] in 0..1", False),
 }
 
 
@@ -242,7 +256,7 @@ def _parse_entry(raw: Any, index: int, source: str, root: Path) -> ImageEntry:
             raise ImageError(
                 f"{where}: {dotted}.{key} must be {desc}, got {type(value).__name__} {value!r}"
             )
-        if typ is list and not all(isinstance(v, str) for v in value):
+        if key == "groups" and not all(isinstance(v, str) for v in value):
             raise ImageError(f"{where}: {dotted}.{key} must be {desc}, got {value!r}")
 
     assert isinstance(image_id, str)
@@ -268,7 +282,7 @@ def _parse_entry(raw: Any, index: int, source: str, root: Path) -> ImageEntry:
             f"{where}: give exactly one of {dotted}.file, {dotted}.package, {dotted}.url "
             f"(got {got})"
         )
-    for key in ("url", "license_url", "source_url"):
+    for key in ("url", "original_url", "license_url", "source_url"):
         if key in raw and not _is_http(raw[key]):
             raise ImageError(
                 f"{where}: {dotted}.{key} must be an http:// or https:// URL, got {raw[key]!r}"
@@ -281,6 +295,14 @@ def _parse_entry(raw: Any, index: int, source: str, root: Path) -> ImageEntry:
                 f"{where}: {dotted}.package {package!r} must look like 'skimage:astronaut' or "
                 f"'sklearn:china.jpg' (packages: {', '.join(_PACKAGES)})"
             )
+    polygons = None
+    if "mask_polygons" in raw:
+        if "mask" in raw:
+            raise ImageError(f"{where}: give at most one of {dotted}.mask and {dotted}.mask_polygons")
+        try:
+            polygons = parse_polygons(raw["mask_polygons"], f"{where}: {dotted}.mask_polygons")
+        except ValueError as exc:
+            raise ImageError(str(exc)) from exc
     sha = raw.get("sha256")
     if sha is not None and not _SHA_RE.match(sha):
         raise ImageError(
@@ -310,7 +332,10 @@ def _parse_entry(raw: Any, index: int, source: str, root: Path) -> ImageEntry:
         package=package,
         url=raw.get("url"),
         sha256=sha,
+        original_url=raw.get("original_url"),
+        modified=raw.get("modified"),
         mask=resolve("mask"),
+        mask_polygons=polygons,
     )
 
 
@@ -952,22 +977,27 @@ def load_mask(
     Returns
     -------
     (h, w) bool ndarray or None
-        None when the entry has no mask. Resized with nearest neighbour, same crop.
+        None when the entry has neither ``mask`` nor ``mask_polygons``. Polygons are
+        rasterised at the source size; either mask is resized with nearest neighbour, same crop.
 
     Raises
     ------
     ImageError
         Mask unreadable, or its size differs from the image's.
     """
-    if entry.mask is None:
+    if entry.mask is None and entry.mask_polygons is None:
         return None
-    name = f"{entry.id} mask ({entry.mask})"
-    try:
-        data = entry.mask.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{name}: cannot read ({exc.strerror or exc}); check images.{entry.id}.mask") from exc
-    mask = _mask_array(data, name)
     img_h, img_w = _source_size(entry)
+    if entry.mask is None:
+        name = f"{entry.id} mask_polygons"
+        mask = rasterize(entry.mask_polygons, (img_h, img_w)).astype(np.uint8) * 255
+    else:
+        name = f"{entry.id} mask ({entry.mask})"
+        try:
+            data = entry.mask.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot read ({exc.strerror or exc}); check images.{entry.id}.mask") from exc
+        mask = _mask_array(data, name)
     if mask.shape != (img_h, img_w):
         raise ImageError(
             f"{name}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is {img_w}x{img_h}; "

@@ -82,6 +82,8 @@ class Credit:
     license_url: str | None
     source_url: str | None
     share_alike: bool
+    modified: str | None = None  # how the bundled copy differs, e.g. "resized to 1024x682"
+    original_url: str | None = None  # the full-resolution original of a resized copy
 
 
 @dataclass(frozen=True)

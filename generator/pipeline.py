@@ -263,7 +263,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                                        tuple(s.name for s in m.stages)) for m in facts),
                 figures=tuple(figures), tables=tuple(tables), results=results,
                 credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
-                                     e.share_alike) for e in iset.entries if e.id in images),
+                                     e.share_alike, e.modified, e.original_url)
+                                for e in iset.entries if e.id in images),
                 skipped=tuple(summary.skipped), explorer=explorer, featured=featured,
                 notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                             for m in facts if not m.is_vit),

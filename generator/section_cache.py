@@ -29,7 +29,7 @@ from .registry import SectionOutput
 
 __all__ = ["SectionCache", "section_key", "encode", "decode", "EntryError"]
 
-_CODE = ("analysis", "sections.py", "figures.py", "page.py", "context.py", "registry.py")
+_CODE = ("analysis", "sections.py", "figures.py", "page.py", "context.py", "registry.py", "refmasks.py")
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +63,8 @@ def section_key(name: str, ctx: BuildContext) -> str:
         "highres": {str(r): v for r, v in hr_keys.items()},
         "featured": list(ctx.featured),
         "groups": {g: list(v) for g, v in sorted(ctx.groups.items())},
-        "masks": {i: _file_sha(e.mask) for i, e in sorted(ctx.entries.items()) if i in ctx.images},
+        "masks": {i: [_file_sha(e.mask), e.mask_polygons] for i, e in sorted(ctx.entries.items())
+                  if i in ctx.images},
         "random_init": ctx.random_init,
         "dtype": ctx.dtype,
     }

@@ -395,10 +395,9 @@ def mask_agreement(ctx: BuildContext) -> SectionOutput:
             rows.append({"image": i, "model_a": a.id, "model_b": b.id, "iou": _r(iou)})
         tab.append((a.label, b.label, _r(float(np.mean(ious))), _r(float(np.min(ious))), len(ious)))
     for i in ctx.image_ids():
-        entry = ctx.entries[i]
-        if entry.mask is None:
+        gt = load_mask(ctx.entries[i], ctx.images[i].shape[:2], resolution=ctx.cfg.resolution)
+        if gt is None:  # neither a mask file nor mask_polygons in the manifest
             continue
-        gt = load_mask(entry, ctx.images[i].shape[:2], resolution=ctx.cfg.resolution)
         for m in ctx.models:
             gt_rows.append({"image": i, "model": m.id, "iou": _r(A.mask_iou(masks[m.id][i], gt))})
     out.results["mask_iou"] = rows

@@ -70,9 +70,21 @@ def test_random_init_is_seeded():
 @pytest.mark.parametrize("name", ["convnext_tiny.dinov3_lvd1689m", "vit_small_patch16_dinov3.lvd1689m"])
 @pytest.mark.parametrize("corner", ["tl", "br"])
 def test_orientation_planted_square(name, corner):
-    """A distinct square in one corner: PC1 of the last stage is extreme there and not elsewhere."""
+    """A distinct square in one corner: PC1 of the last stage is extreme there and not elsewhere.
+
+    Checks that the adapter keeps the spatial layout (no flip or transpose). Layer scale is set
+    back to timm's near-zero value so the blocks are near-identities and the layout is that of
+    the stem and downsampling; a random net whose blocks all contribute (our random init) mixes
+    the whole 224-px field and its PC1 need not follow the square.
+    """
     img = planted_photo(224, 224, corner)
-    bb, out = run(ModelSpec("m", name, "m"), img)
+    bb = create_backbone(ModelSpec("m", name, "m"), None)
+    with torch.no_grad():
+        for n, p in bb.model.named_parameters():
+            if "gamma" in n:
+                p.fill_(1e-6)
+    with torch.inference_mode():
+        out = bb.forward(bb.normalize(torch.from_numpy(img)[None]))
     fmap = out[bb.stages[-1].name][0].numpy()
     pc1, _ = orient_by_border(pca_within(fmap).proj[0])
     h, w = pc1.shape
@@ -83,3 +95,50 @@ def test_orientation_planted_square(name, corner):
     means = {k: float(v.mean()) for k, v in quads.items()}
     assert means[corner] > 0
     assert all(means[corner] > 2 * abs(v) for k, v in means.items() if k != corner)
+
+
+def _stage_stats(spec: ModelSpec) -> dict[str, tuple[float, float]]:
+    """Per stage: (std, mean) over the whole map."""
+    _, out = run(spec, planted_photo(64, 64))
+    return {k: (float(v.std()), float(v.mean())) for k, v in out.items()}
+
+
+def _distinct(a: tuple[float, float], b: tuple[float, float], rel: float = 0.01) -> bool:
+    """Std or mean differ by more than ``rel`` of the larger std (identity blocks give ~1e-6)."""
+    scale = max(a[0], b[0])
+    return abs(a[0] - b[0]) > rel * scale or abs(a[1] - b[1]) > rel * scale
+
+
+@pytest.mark.parametrize("name", ["vit_small_patch16_dinov3.lvd1689m", "convnext_tiny.dinov3_lvd1689m"])
+def test_random_init_stages_differ(name):
+    """Every block contributes: no two stages of one random model share their statistics
+    (with timm's layer scale of 1e-5 the ViT gave std 0.770999 at B3, B6 and B9)."""
+    stats = _stage_stats(ModelSpec("m", name, "m"))
+    names = sorted(stats)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert _distinct(stats[a], stats[b]), (a, b, stats[a], stats[b])
+
+
+def test_random_init_same_architecture_models_differ():
+    """The two ConvNeXt-T of the default config get their own seed (from the model id) and
+    differ at every stage."""
+    img = planted_photo(64, 64)
+    _, a = run(ModelSpec("dinov3_convnext_tiny", "convnext_tiny.dinov3_lvd1689m", "a"), img)
+    _, b = run(ModelSpec("in1k_convnext_tiny", "convnext_tiny.fb_in1k", "b"), img)
+    for stage in a:
+        # Random nets of one architecture share their overall std by construction; the
+        # per-channel statistics are what tells two draws apart.
+        mean_a, mean_b = a[stage].mean(dim=(0, 2, 3)), b[stage].mean(dim=(0, 2, 3))
+        std_a, std_b = a[stage].std(dim=(0, 2, 3)), b[stage].std(dim=(0, 2, 3))
+        scale = float(a[stage].std())
+        assert float((mean_a - mean_b).abs().max()) > 0.1 * scale, stage
+        assert float((std_a - std_b).abs().max()) > 0.1 * scale, stage
+
+
+def test_random_init_replaces_near_zero_layer_scale():
+    bb, _ = run(ModelSpec("m", "vit_small_patch16_dinov3.lvd1689m", "m"), np.zeros((32, 32, 3), np.uint8))
+    gammas = [p.detach() for n, p in bb.model.named_parameters() if "gamma" in n]
+    assert len(gammas) == 24
+    for g in gammas:
+        assert float(g.min()) >= 0.5 and float(g.max()) <= 1.0 and float(g.std()) > 0

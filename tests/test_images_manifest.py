@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.images import ImageError, available, load_image, load_manifest, scan_folder
+from PIL import Image
+
+from generator.images import ImageError, available, load_image, load_manifest, load_mask, scan_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "images" / "manifest.toml"
@@ -233,8 +235,33 @@ def test_shipped_manifest_valid():
             assert entry.url.startswith("https://commons.wikimedia.org/wiki/Special:FilePath/")
             assert entry.url.endswith("?width=1280")
             assert entry.source_url and entry.source_url.startswith("https://commons.wikimedia.org/wiki/File:")
-    # the project ships no image files of its own: everything is package data or a URL
-    assert all(e.file is None for e in set_.entries)
+    # Bundled photos (issue 12): the dogs and the Maine Coon, resized, pinned, credited, never
+    # share-alike, each with its full-resolution original.
+    files = [e for e in set_.entries if e.file is not None]
+    assert {e.id for e in files} == set(DOGS) | {"cat_mainecoon"}
+    for entry in files:
+        assert entry.sha256 and not entry.share_alike
+        assert entry.original_url.startswith("https://commons.wikimedia.org/wiki/Special:FilePath/")
+        assert entry.source_url.startswith("https://commons.wikimedia.org/wiki/File:")
+        with Image.open(entry.file) as im:
+            assert max(im.size) <= 1024
+            assert (entry.modified == f"resized to {im.width}x{im.height}") == (entry.modified is not None)
+        rgb = load_image(entry, 448)  # verifies sha256
+        assert min(rgb.shape[:2]) == 448
+
+
+def test_shipped_manifest_every_photo_has_a_reference_mask():
+    set_ = load_manifest(SHIPPED)
+    for entry in set_.entries:
+        assert entry.mask_polygons, entry.id
+        mask = load_mask(entry, load_image(entry, 448).shape[:2], resolution=448)
+        # A subject, not the whole frame or nothing (the Hubble field marks its largest galaxies).
+        assert 0.005 < mask.mean() < 0.9, (entry.id, mask.mean())
+
+
+def test_shipped_dogs_are_offline():
+    set_ = load_manifest(SHIPPED)
+    assert all(available(set_[i]) for i in DOGS)
 
 
 def test_shipped_manifest_has_an_offline_group_of_three():
