@@ -398,7 +398,7 @@ def mask_agreement(ctx: BuildContext) -> SectionOutput:
         entry = ctx.entries[i]
         if entry.mask is None:
             continue
-        gt = load_mask(entry, ctx.images[i].shape[:2], resolution=ctx.cfg.resolution)
+        gt = load_mask(entry, ctx.images[i].shape[:2], resolution=ctx.cfg.resolution, multiple=ctx.crop[0])
         for m in ctx.models:
             gt_rows.append({"image": i, "model": m.id, "iou": _r(A.mask_iou(masks[m.id][i], gt))})
     out.results["mask_iou"] = rows
