@@ -106,6 +106,13 @@ class Backbone:
                 f"{type(self.model).__name__} probably accepts only the input size it was built for; "
                 "pick a variant that takes any size (e.g. a ViT, Swin, ConvNeXt or ResNet) or a "
                 "resolution that matches the model.") from None
+        for s, t in zip(self.stages, maps):
+            if tuple(t.shape[-2:]) != (h // s.stride, w // s.stride):
+                raise BackboneError(
+                    f"Model '{self.spec.timm}' gave a {t.shape[-2]}×{t.shape[-1]} map at stage {s.name} for a "
+                    f"{h}×{w} input, where its stride {s.stride} predicts {h // s.stride}×{w // s.stride}: "
+                    "its cells would not line up with the image. Pick another stage (`stages` in "
+                    "report.toml) or another model family (ViT, Swin, ConvNeXt, ResNet, EfficientNet).")
         return {s.name: t.float() for s, t in zip(self.stages, maps)}
 
     def _intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -172,6 +179,8 @@ def model_facts(model: torch.nn.Module, name: str) -> dict[str, Any]:
             f"Model '{name}' ({cls}) only accepts {fixed[1]}×{fixed[0]} px inputs: its timm class takes "
             "neither dynamic_img_size nor other sizes, while the report keeps each photo's aspect ratio. "
             "Try a family that accepts any size (ViT, Swin, ConvNeXt, ResNet, EfficientNet).")
+    info = getattr(model, "feature_info", None)
+    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info or [])
     if is_vit(model):
         patch = model.patch_embed.patch_size
         ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
@@ -180,27 +189,36 @@ def model_facts(model: torch.nn.Module, name: str) -> dict[str, Any]:
                 f"Model '{name}' ({cls}) has non-square {ph}×{pw} patches; the report needs one stride "
                 "per stage. Try a model with square patches.")
         depth = len(model.blocks)
-        available = [StageInfo(f"B{b}", int(model.embed_dim), ph) for b in range(1, depth + 1)]
-        return {"is_vit": True, "available": [asdict(s) for s in available],
-                "default": [f"B{b}" for b in _vit_blocks(depth)], "multiple": ph}
-    info = getattr(model, "feature_info", None)
-    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info or [])
+        # feature_info knows hybrid stems (a CNN before the patch embed); else the patch size.
+        stride = int(entries[-1]["reduction"]) if entries else ph
+        return _isotropic([StageInfo(f"B{b}", int(model.embed_dim), stride) for b in range(1, depth + 1)], True)
     if not entries:
         raise BackboneError(
             f"Model '{name}' ({cls}) cannot be shown: it has no feature_info, so timm does not say "
             "which layers give spatial feature maps at which stride. Try a model family that has it, "
             "such as ConvNeXt, ResNet, EfficientNet, Swin or a ViT.")
-    available, seen = [], {}
-    for entry in entries:
-        stride = int(entry["reduction"])
+    strides = [int(e["reduction"]) for e in entries]
+    if len(entries) > 1 and len(set(strides)) == 1:
+        # One resolution throughout (MLP-Mixer, ConvMixer, ...): blocks, as for a ViT.
+        return _isotropic([StageInfo(f"B{k}", int(e["num_chs"]), strides[0]) for k, e in enumerate(entries, 1)],
+                          False)
+    available, count = [], {}
+    for entry, stride in zip(entries, strides):
         base = f"C{int(math.log2(stride))}" if stride & (stride - 1) == 0 else f"S{stride}"
-        seen[base] = seen.get(base, 0) + 1
-        # Two entries at one stride (rare) keep apart as C4, C4b, ...
-        label = base if seen[base] == 1 else f"{base}{chr(ord('a') + seen[base] - 1)}"
-        available.append(StageInfo(label, int(entry["num_chs"]), stride))
-    default = [s.name for s in available if s.stride >= 4] or [available[-1].name]
+        count[base] = count.get(base, 0) + 1
+        # Several entries at one stride (rare) keep apart as C4, C4_2, C4_3.
+        available.append(StageInfo(base if count[base] == 1 else f"{base}_{count[base]}", int(entry["num_chs"]), stride))
+    # Default: the last entry at each stride >= 4 (stage ends; stride-2 stems left out).
+    last = {s.stride: s.name for s in available}
+    default = [s.name for s in available if s.stride >= 4 and last[s.stride] == s.name] or [available[-1].name]
     return {"is_vit": False, "available": [asdict(s) for s in available], "default": default,
-            "multiple": max(s.stride for s in available)}
+            "multiple": max(strides)}
+
+
+def _isotropic(available: list[StageInfo], vit: bool) -> dict[str, Any]:
+    depth = len(available)
+    return {"is_vit": vit, "available": [asdict(s) for s in available],
+            "default": [f"B{b}" for b in _vit_blocks(depth)], "multiple": available[0].stride}
 
 
 def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:

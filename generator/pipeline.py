@@ -280,7 +280,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                                      e.share_alike) for e in iset.entries if e.id in images),
                 skipped=tuple(summary.skipped), explorer=explorer, featured=featured,
                 notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
-                            for m in facts if not m.is_vit),
+                            for m in facts if any(s.name == "C5" for s in m.stages)),
             )
             render_site(page, site_src=opts.site_src or cfg.root,
                         templates=opts.templates or PROJECT_ROOT / "templates", out=tmp)
