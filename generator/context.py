@@ -82,7 +82,7 @@ class BuildContext:
         multiple, needs = self.crop
         bits = [f"short side {self.cfg.resolution} px, sides cropped to multiples of {multiple} px"]
         if len(set(needs.values())) > 1:
-            bits[0] += f" (least common multiple of {', '.join(map(str, sorted(set(needs.values()))))})"
+            bits[0] += f" = lcm({', '.join(map(str, sorted(set(needs.values()))))})"
         if model is not None:
             src = model.weights_source
             if model.weights_sha256:

@@ -38,4 +38,4 @@ def test_example_builds_offline(tmp_path):
     html = (out / "index.html").read_text()
     assert "Why put DINOv3 beside DINOv2" in html and "multiples of 224 pixels" in html
     figs = json.loads((out / "data" / "figures.json").read_text())
-    assert any("least common multiple of 14, 16, 32" in f["caption"] for f in figs)
+    assert any("multiples of 224 px = lcm(14, 16, 32)" in f["caption"] for f in figs)
