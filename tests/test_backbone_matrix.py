@@ -212,3 +212,26 @@ def test_full_small_build(tmp_path, names, resolution):
     assert all(f"multiples of {multiple} px" in f["caption"] for f in figs if f["kind"] == "within_pca")
     res = json.loads((out / "data" / "results.json").read_text())
     assert {r["model"] for r in res["within_image_pca"]} == {f"m{k}" for k in range(len(names))}
+
+
+@pytest.mark.parametrize("name", ["swin_tiny_patch4_window7_224.ms_in1k", "vit_small_patch14_reg4_dinov2.lvd142m"])
+def test_checkpoint_of_the_fixed_size_model_loads_into_the_dynamic_one(tmp_path, name):
+    """Published checkpoints come from the fixed-size classes; created with dynamic sizes, the
+    model must take every tensor but the classifier unchanged."""
+    import timm
+    from safetensors.torch import save_file
+
+    from generator.weights import ResolvedWeights
+
+    torch.manual_seed(1)
+    sd = {k: v.contiguous() for k, v in timm.create_model(name, pretrained=False).state_dict().items()}
+    path = tmp_path / "w.safetensors"
+    save_file(sd, path)
+    bb = create_backbone(ModelSpec("m", name, "m"), ResolvedWeights(path, "file", "0" * 64))
+    got = bb.model.state_dict()
+    assert {k for k in sd if k not in got} <= {"head.weight", "head.bias", "head.fc.weight", "head.fc.bias"}
+    for k in got:
+        if k in sd:
+            assert torch.equal(got[k], sd[k]), k
+    out = forward(bb, np.zeros((224, 448, 3), np.uint8))
+    assert out[bb.stages[-1].name].shape[1:] == (224 // bb.stages[-1].stride, 448 // bb.stages[-1].stride)
