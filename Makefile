@@ -8,7 +8,7 @@ IMAGES  ?=
 ARGS    ?=
 IMAGES_FLAG = $(if $(IMAGES),--images $(IMAGES),)
 
-.PHONY: setup report demo test serve clean bench
+.PHONY: setup report demo test serve clean bench bench-backbones
 
 $(BIN)/dinoreport: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,9 @@ serve: setup               ## preview on http://127.0.0.1:8000, rebuilt when sit
 
 bench: setup               ## build timings per phase, cold and warm
 	$(BIN)/python bench/build.py
+
+bench-backbones: setup     ## per architecture: stages, grid at 448, cold single-model build time
+	$(BIN)/python bench/backbones.py
 
 clean:                     ## remove the built site and the feature/image cache
 	rm -rf $(OUT)

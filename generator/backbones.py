@@ -1,9 +1,28 @@
 """timm adapters: one interface, ``{stage name: NCHW float32 tensor}``.
 
-Hierarchical models (ConvNeXt and any timm model with ``feature_info``) give one stage per
-``feature_info`` entry, named C2, C3, ... by stride (stride 4 -> C2). ViTs give patch tokens
-of four blocks at 1/4, 1/2, 3/4 and the end of depth, named B3, B6, ... (1-based block
-number); the last one after the model's final norm, prefix (class/register) tokens dropped.
+Two families, told apart by the model's own structure (:func:`is_vit`):
+
+* **Plain ViTs** (ViT, DeiT, CLIP, DINOv2 with or without registers, DINOv3 ViT/EVA): one
+  resolution for every block. A stage is the patch tokens after one block, named ``B<n>``
+  (1-based block number), stride = patch size, grid = input size / patch size. Class,
+  register and other prefix tokens (``num_prefix_tokens``) are dropped by timm's
+  ``forward_intermediates``. Default blocks: 1/4, 1/2, 3/4 and the end of depth (B3, B6, B9,
+  B12 for depth 12). The model's last block is taken after its final norm (what the model
+  itself outputs); earlier blocks are raw.
+* **Hierarchical models** (ConvNeXt V1/V2, ResNet, EfficientNet, Swin, ...): one stage per
+  ``feature_info`` entry, named ``C<log2 stride>`` (stride 4 -> C2 ... stride 32 -> C5). Default:
+  every entry with stride >= 4 (the stride-2 stems of ResNet/EfficientNet are left out).
+
+``[[models]] stages = ["B6", "B12"]`` (or ``["C3", "C5"]``) in report.toml overrides the default.
+
+Input sizes. Every model is created with ``dynamic_img_size=True`` when its timm class takes
+it (ViTs, EVA, Swin): ViTs then interpolate their position embedding to any grid, and Swin
+pads each stage to whole windows and crops back, so its maps stay aligned with the input.
+A fixed image size at creation (``img_size``) is *not* used: the report's crops keep each
+photo's aspect ratio, so no single size fits them all. Models that accept neither stop with a
+:class:`BackboneError`. What each model needs from the input is :attr:`ModelMeta.multiple`
+(patch size for ViTs, the largest ``feature_info`` stride otherwise); the build crops every
+image to the least common multiple over its models (see :func:`generator.modelmeta.crop_multiple`).
 
 We build the *full* timm model (``num_classes=0``) rather than ``features_only``: it keeps
 ``head.norm`` for ``convnext_c5_norm`` and loads checkpoints with their own key names; its
@@ -13,14 +32,17 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import asdict
+from typing import Any
 
 import torch
 
 from .config import ModelSpec
-from .modelmeta import StageInfo
+from .modelmeta import BackboneError, StageInfo, select_stages
 from .weights import ResolvedWeights, WeightsError, mismatch_message, mismatched_keys, read_state_dict
 
-__all__ = ["StageInfo", "Backbone", "create_backbone", "exercise_every_block", "stage_infos", "is_vit"]
+__all__ = ["StageInfo", "Backbone", "BackboneError", "create_backbone", "create_model", "model_facts",
+           "exercise_every_block", "is_vit"]
 
 
 class Backbone:
@@ -32,13 +54,15 @@ class Backbone:
         self.model = model.eval()
         self.weights_source = weights_source
         self.weights_sha256 = weights_sha256
-        self.is_vit = is_vit(model)
-        self.stages = stage_infos(model)
-        if self.is_vit:
-            depth = len(model.blocks)
-            self._indices = [b - 1 for b in _vit_blocks(depth)]
-        else:
-            self._indices = list(range(len(self.stages)))
+        facts = model_facts(model, spec.timm)
+        self.is_vit = facts["is_vit"]
+        available = tuple(StageInfo(**s) for s in facts["available"])
+        self.stages = select_stages(spec.timm, available, tuple(facts["default"]), spec.stages)
+        self._multiple = int(facts["multiple"])
+        names = [s.name for s in available]
+        # forward_intermediates indices: block index for ViTs, feature_info index otherwise.
+        self._indices = [names.index(s.name) for s in self.stages]
+        self._final_norm = self.is_vit and self._indices[-1] == len(available) - 1
         cfg = model.pretrained_cfg
         self.mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
@@ -46,8 +70,8 @@ class Backbone:
 
     @property
     def multiple(self) -> int:
-        """Input sides must be a multiple of this (largest stride)."""
-        return max(s.stride for s in self.stages)
+        """Input sides must be a multiple of this: patch size (ViT) or the largest stride."""
+        return self._multiple
 
     def to(self, device: torch.device) -> "Backbone":
         self.model.to(device)
@@ -60,20 +84,55 @@ class Backbone:
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(N, 3, H, W) normalised -> ``{stage: (N, C, H/stride, W/stride) float32}``."""
+        """(N, 3, H, W) normalised -> ``{stage: (N, C, H/stride, W/stride) float32}``.
+
+        Raises
+        ------
+        BackboneError
+            H or W is not a multiple of :attr:`multiple`, or the model fails on this input.
+        """
+        h, w = x.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise BackboneError(
+                f"Model '{self.spec.timm}' needs input sides that are multiples of {self.multiple} px, "
+                f"but got {w}×{h}. Crop the images with images.preprocess(..., multiple={self.multiple}) "
+                "or let the build choose the crop (it uses the least common multiple of its models).")
+        try:
+            maps = self._intermediates(x)
+        except (RuntimeError, AssertionError, ValueError, TypeError) as e:
+            last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise BackboneError(
+                f"Model '{self.spec.timm}' could not run on a {w}×{h} input ({last}). Its timm class "
+                f"{type(self.model).__name__} probably accepts only the input size it was built for; "
+                "pick a variant that takes any size (e.g. a ViT, Swin, ConvNeXt or ResNet) or a "
+                "resolution that matches the model.") from None
+        for s, t in zip(self.stages, maps):
+            if tuple(t.shape[-2:]) != (h // s.stride, w // s.stride):
+                raise BackboneError(
+                    f"Model '{self.spec.timm}' gave a {t.shape[-2]}×{t.shape[-1]} map at stage {s.name} for a "
+                    f"{h}×{w} input, where its stride {s.stride} predicts {h // s.stride}×{w // s.stride}: "
+                    "its cells would not line up with the image. Pick another stage (`stages` in "
+                    "report.toml) or another model family (ViT, Swin, ConvNeXt, ResNet, EfficientNet).")
+        return {s.name: t.float() for s, t in zip(self.stages, maps)}
+
+    def _intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
         m = self.model
         if self.is_vit:
             maps = m.forward_intermediates(
                 x, indices=self._indices, norm=False, output_fmt="NCHW", intermediates_only=True
             )
-            # Only the last block goes through the final norm (what the model itself outputs).
-            last = maps[-1]
-            maps[-1] = m.norm(last.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        else:
-            maps = m.forward_intermediates(x, indices=self._indices, intermediates_only=True)
-            if self.spec.convnext_c5_norm:
-                maps[-1] = m.head.norm(maps[-1])
-        return {s.name: t.float() for s, t in zip(self.stages, maps)}
+            if self._final_norm:
+                # Only the last block goes through the final norm (what the model itself outputs).
+                maps[-1] = m.norm(maps[-1].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return list(maps)
+        maps = list(m.forward_intermediates(x, indices=self._indices, intermediates_only=True))
+        if self.spec.convnext_c5_norm and self._indices[-1] == len(m.feature_info) - 1:
+            maps[-1] = m.head.norm(maps[-1])
+        # Some hierarchical transformers report channels-last maps; the interface is NCHW.
+        for k, (s, t) in enumerate(zip(self.stages, maps)):
+            if t.ndim == 4 and t.shape[1] != s.channels and t.shape[-1] == s.channels:
+                maps[k] = t.permute(0, 3, 1, 2)
+        return maps
 
 
 def _vit_blocks(depth: int) -> list[int]:
@@ -83,26 +142,120 @@ def _vit_blocks(depth: int) -> list[int]:
 
 def is_vit(model: torch.nn.Module) -> bool:
     """A plain ViT (token blocks over patches) rather than a model with feature_info stages."""
-    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model, "num_prefix_tokens")
 
 
-def stage_infos(model: torch.nn.Module) -> tuple[StageInfo, ...]:
-    """The stages a model gives, from its own metadata (no forward pass)."""
+def _fixed_size(model: torch.nn.Module) -> tuple[int, int] | None:
+    """The only input size a model accepts, or None when it takes any (multiple of) size."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is not None and getattr(pe, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
+        size = getattr(pe, "img_size", None)
+        return tuple(size) if size is not None else (0, 0)
+    return None
+
+
+def model_facts(model: torch.nn.Module, name: str) -> dict[str, Any]:
+    """The stages a model offers, its default stages and input multiple (no forward pass).
+
+    Returns
+    -------
+    dict with ``is_vit``, ``available`` (list of StageInfo dicts, in forward order), ``default``
+    (stage names) and ``multiple`` (px).
+
+    Raises
+    ------
+    BackboneError
+        The model gives no spatial feature maps, or only accepts one fixed input size.
+    """
+    cls = type(model).__name__
+    if not hasattr(model, "forward_intermediates"):
+        raise BackboneError(
+            f"Model '{name}' ({cls}) cannot be shown: its timm class has no forward_intermediates, so "
+            "it gives no per-stage feature maps. Try a model family that does, such as ConvNeXt, "
+            "ResNet, EfficientNet, Swin or a ViT (vit_*, *_dinov2, *_dinov3).")
+    fixed = _fixed_size(model)
+    if fixed is not None:
+        raise BackboneError(
+            f"Model '{name}' ({cls}) only accepts {fixed[1]}×{fixed[0]} px inputs: its timm class takes "
+            "neither dynamic_img_size nor other sizes, while the report keeps each photo's aspect ratio. "
+            "Try a family that accepts any size (ViT, Swin, ConvNeXt, ResNet, EfficientNet).")
+    info = getattr(model, "feature_info", None)
+    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info or [])
     if is_vit(model):
         patch = model.patch_embed.patch_size
-        stride = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
-        return tuple(StageInfo(f"B{b}", model.embed_dim, stride) for b in _vit_blocks(len(model.blocks)))
-    info = getattr(model, "feature_info", None)
-    if not info:
-        raise ValueError(
-            f"{type(model).__name__} has no feature_info: it gives no spatial feature maps; "
-            "pick a timm model with feature_info (ConvNeXt, ResNet, ...) or a ViT"
-        )
-    out = []
-    for entry in info:
-        stride = int(entry["reduction"])
-        out.append(StageInfo(f"C{int(math.log2(stride))}", int(entry["num_chs"]), stride))
-    return tuple(out)
+        ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+        if ph != pw:
+            raise BackboneError(
+                f"Model '{name}' ({cls}) has non-square {ph}×{pw} patches; the report needs one stride "
+                "per stage. Try a model with square patches.")
+        depth = len(model.blocks)
+        # feature_info knows hybrid stems (a CNN before the patch embed); else the patch size.
+        stride = int(entries[-1]["reduction"]) if entries else ph
+        return _isotropic([StageInfo(f"B{b}", int(model.embed_dim), stride) for b in range(1, depth + 1)], True)
+    if not entries:
+        raise BackboneError(
+            f"Model '{name}' ({cls}) cannot be shown: it has no feature_info, so timm does not say "
+            "which layers give spatial feature maps at which stride. Try a model family that has it, "
+            "such as ConvNeXt, ResNet, EfficientNet, Swin or a ViT.")
+    strides = [int(e["reduction"]) for e in entries]
+    if len(entries) > 1 and len(set(strides)) == 1:
+        # One resolution throughout (MLP-Mixer, ConvMixer, ...): blocks, as for a ViT.
+        return _isotropic([StageInfo(f"B{k}", int(e["num_chs"]), strides[0]) for k, e in enumerate(entries, 1)],
+                          False)
+    available, count = [], {}
+    for entry, stride in zip(entries, strides):
+        base = f"C{int(math.log2(stride))}" if stride & (stride - 1) == 0 else f"S{stride}"
+        count[base] = count.get(base, 0) + 1
+        # Several entries at one stride (rare) keep apart as C4, C4_2, C4_3.
+        available.append(StageInfo(base if count[base] == 1 else f"{base}_{count[base]}", int(entry["num_chs"]), stride))
+    # Default: the last entry at each stride >= 4 (stage ends; stride-2 stems left out).
+    last = {s.stride: s.name for s in available}
+    default = [s.name for s in available if s.stride >= 4 and last[s.stride] == s.name] or [available[-1].name]
+    return {"is_vit": False, "available": [asdict(s) for s in available], "default": default,
+            "multiple": max(strides)}
+
+
+def _isotropic(available: list[StageInfo], vit: bool) -> dict[str, Any]:
+    depth = len(available)
+    return {"is_vit": vit, "available": [asdict(s) for s in available],
+            "default": [f"B{b}" for b in _vit_blocks(depth)], "multiple": available[0].stride}
+
+
+def create_model(name: str, *, pretrained: bool = False, num_classes: int | None = 0,
+                 **kwargs: Any) -> torch.nn.Module:
+    """``timm.create_model(name, num_classes=0)`` that accepts the report's image sizes.
+
+    ``num_classes=None`` keeps the pretrained config's classifier (to load a checkpoint strictly).
+
+    ``dynamic_img_size=True`` is passed to every class that takes it (ViTs, EVA, Swin); others
+    (CNNs) accept any multiple of their stride as they are.
+
+    Raises
+    ------
+    BackboneError
+        timm does not know ``name``.
+    """
+    import timm
+
+    arch = name.split(".", 1)[0]
+    if not timm.is_model(arch):
+        from .config import closest
+
+        hint = closest(arch, timm.list_models())
+        raise BackboneError(
+            f"Model '{name}' is unknown to the installed timm {timm.__version__}: there is no "
+            f"architecture '{arch}'. " + (f"Closest names: {', '.join(hint)}. " if hint else "")
+            + "Run `python -c \"import timm; print(timm.list_models('*convnext*', pretrained=True))\"` "
+              "to list real names.")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        return timm.create_model(name, pretrained=pretrained, dynamic_img_size=True, **kwargs)
+    except TypeError as e:
+        # The class does not take the argument (raised before any weight is initialised).
+        if "dynamic_img_size" not in str(e):
+            raise
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 def _seed_for(spec: ModelSpec, seed: int) -> int:
@@ -151,14 +304,19 @@ def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: i
 
     ``weights=None`` gives a random init seeded by ``seed`` and the model id (:func:`_seed_for`)
     in which every block contributes (:func:`exercise_every_block`).
-    """
-    import timm
 
+    Raises
+    ------
+    BackboneError
+        Unknown name, no spatial features, a fixed input size, or unknown ``spec.stages``.
+    """
     if weights is None:
         torch.manual_seed(_seed_for(spec, seed))
-        model = timm.create_model(spec.timm, pretrained=False, num_classes=0)
+        model = create_model(spec.timm)
         exercise_every_block(model)
         return Backbone(spec, model, "random-init", None)
+    import timm
+
     # We read the file ourselves (tensors only, never pickled objects) and hand timm the dict,
     # so its key remapping (filter_fn) still applies. timm loads non-strictly whenever
     # num_classes differs from the checkpoint's, which would accept another architecture's
@@ -167,8 +325,8 @@ def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: i
     state = read_state_dict(weights.path)
     overlay = {"file": None, "hf_hub_id": None, "url": None}
     try:
-        model = timm.create_model(spec.timm, pretrained=True,
-                                  pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
+        model = create_model(spec.timm, pretrained=True, num_classes=None,
+                             pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
         model.reset_classifier(0)
     except RuntimeError as e:
         cfg = timm.models.get_pretrained_cfg(spec.timm)
@@ -178,6 +336,7 @@ def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: i
         if not any(keys.values()) or not all(k.startswith(tuple(h + "." for h in heads))
                                              for ks in keys.values() for k in ks):
             raise WeightsError(mismatch_message(e, weights.path, spec.timm)) from None
-        model = timm.create_model(spec.timm, pretrained=True, num_classes=0,
-                                  pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
+        model = create_model(spec.timm, pretrained=True,
+                             pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
     return Backbone(spec, model, weights.source, weights.sha256)
+

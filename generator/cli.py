@@ -135,19 +135,26 @@ def images_fetch(config: Path = ConfigOpt, timeout: float = typer.Option(20.0, h
 @app.command()
 def models(config: Path = ConfigOpt) -> None:
     """Each model of the config: its stages and whether its weights are available here."""
-    from .modelmeta import model_meta
+    from .modelmeta import BackboneError, model_meta
     from .weights import check_weights_file, resolve_weights
 
     cfg = _load(config)
     for spec in cfg.models:
-        stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in model_meta(spec.timm).stages)
+        try:
+            meta = model_meta(spec.timm, spec.stages)
+        except BackboneError as e:
+            _fail(f"{cfg.path}: models.{spec.id}: {e}")
+        stages = ", ".join(f"{s.name}({s.channels}ch/{s.stride})" for s in meta.stages)
+        others = ", ".join(s.name for s in meta.available if s not in meta.stages)
         w = resolve_weights(spec, online=False)
         problem = check_weights_file(w.path) if w else None
         if problem:
             where = f"not usable: {problem}"
         else:
             where = f"{w.source} {w.path}" if w else "not available offline (needs internet once, a local file, or --random-init)"
-        typer.echo(f"{spec.id}\n  timm:    {spec.timm}\n  label:   {spec.label}\n  stages:  {stages}\n  weights: {where}")
+        typer.echo(f"{spec.id}\n  timm:    {spec.timm}\n  label:   {spec.label}\n  stages:  {stages}"
+                   + (f"\n  also:    {others}" if others else "")
+                   + f"\n  input:   sides a multiple of {meta.multiple} px\n  weights: {where}")
 
 
 @app.command()

@@ -49,6 +49,8 @@ class ModelSpec:
     label : human label for captions.
     weights : optional local weights file (safetensors or a torch checkpoint).
     convnext_c5_norm : apply the head LayerNorm to C5 per position (ConvNeXt only).
+    stages : stage names to show (``B6``, ``C4``, ...); empty: the family default
+        (see :mod:`generator.backbones`). Checked against the model when the build starts.
     """
 
     id: str
@@ -56,6 +58,7 @@ class ModelSpec:
     label: str
     weights: Path | None = None
     convnext_c5_norm: bool = False
+    stages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ def _models(path: Path, raw: Any, root: Path) -> tuple[ModelSpec, ...]:
         r = _Reader(path, table, f"models[{i}]")
         mid = r.get("id", str, required=True)
         r.key = f"models.{mid}"
-        r.check_keys({"id", "timm", "label", "weights", "convnext_c5_norm"})
+        r.check_keys({"id", "timm", "label", "weights", "convnext_c5_norm", "stages"})
         if not ID_RE.match(mid):
             r.fail(r.key, "id must be lowercase letters, digits and '_' (e.g. dinov3_vits16)")
         if mid in seen:
@@ -206,6 +209,7 @@ def _models(path: Path, raw: Any, root: Path) -> tuple[ModelSpec, ...]:
                 label=r.get("label", str, mid),
                 weights=weights,
                 convnext_c5_norm=r.get("convnext_c5_norm", bool, False),
+                stages=r.str_list("stages"),
             )
         )
     return tuple(out)
@@ -235,8 +239,10 @@ def load_config(path: Path) -> ReportConfig:
         {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis"}
     )
     resolution = top.get("resolution", int, 448)
-    if resolution < 32 or resolution % 32 or resolution > MAX_RESOLUTION:
-        top.fail("resolution", f"must be a multiple of 32 from 32 to {MAX_RESOLUTION} (memory grows with "
+    # Whether it suits the models (a multiple of their patch/stride) is checked when the build
+    # starts, once their facts are known (generator.modelmeta.crop_multiple).
+    if not 14 <= resolution <= MAX_RESOLUTION:
+        top.fail("resolution", f"must be from 14 (one ViT/14 patch) to {MAX_RESOLUTION} (memory grows with "
                                f"its square), got {resolution}")
     batch_size = top.get("batch_size", int, 4)
     if not 1 <= batch_size <= MAX_BATCH:
@@ -267,8 +273,8 @@ def load_config(path: Path) -> ReportConfig:
     an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
-        if isinstance(r, bool) or not isinstance(r, int) or r < 32 or r % 32 or r > MAX_HIGHRES:
-            an.fail(f"analysis.highres[{i}]", f"must be a multiple of 32 from 32 to {MAX_HIGHRES}, got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
+            an.fail(f"analysis.highres[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
     analysis = AnalysisConfig(
         mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
         random_channels=an.get("random_channels", int, 5),

@@ -56,6 +56,8 @@ class BuildContext:
     random_init: bool
     dtype: str
     extras: dict[str, object] = field(default_factory=dict)
+    # (crop multiple, {timm name: what it needs}): see generator.modelmeta.crop_multiple.
+    crop: tuple[int, dict[str, int]] = (32, {})
 
     def fmap(self, model: str, image: str, stage: str) -> np.ndarray:
         """(C, h, w) float32 feature map from the cache."""
@@ -76,8 +78,11 @@ class BuildContext:
         return max(1, round(w * s)), max(1, round(h * s))
 
     def provenance(self, model: ModelFacts | None = None) -> str:
-        """Caption tail: resolution, weights source, dtype."""
-        bits = [f"short side {self.cfg.resolution} px"]
+        """Caption tail: resolution and crop rule, weights source, dtype."""
+        multiple, needs = self.crop
+        bits = [f"short side {self.cfg.resolution} px, sides cropped to multiples of {multiple} px"]
+        if len(set(needs.values())) > 1:
+            bits[0] += f" = lcm({', '.join(map(str, sorted(set(needs.values()))))})"
         if model is not None:
             src = model.weights_source
             if model.weights_sha256:

@@ -911,7 +911,7 @@ def preprocess(
 
 
 def load_image(
-    entry: ImageEntry, resolution: int, *, max_pixels: int = 64_000_000
+    entry: ImageEntry, resolution: int, *, multiple: int = 32, max_pixels: int = 64_000_000
 ) -> np.ndarray:
     """:func:`image_bytes` -> :func:`decode` -> :func:`preprocess`.
 
@@ -922,7 +922,7 @@ def load_image(
     data = image_bytes(entry)
     name = f"{entry.id} ({entry.origin})"
     rgb = decode(data, name=name, max_pixels=max_pixels)
-    return preprocess(rgb, resolution, name=name)
+    return preprocess(rgb, resolution, multiple, name=name)
 
 
 def _mask_array(data: bytes, name: str) -> np.ndarray:

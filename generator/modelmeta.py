@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .atomic import atomic_write
 
-__all__ = ["StageInfo", "ModelMeta", "model_meta", "timm_names", "library_versions"]
+__all__ = ["StageInfo", "ModelMeta", "BackboneError", "model_meta", "select_stages", "crop_multiple",
+           "timm_names", "library_versions"]
+
+# Bump when the facts stored per model change shape or meaning.
+_FORMAT = "2"
+
+
+class BackboneError(ValueError):
+    """A model the report cannot show; the message is one paragraph naming the model,
+    what is missing and what to try."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,12 @@ class StageInfo:
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """A model's stages, normalisation (from its pretrained_cfg), license and hub repo."""
+    """A model's stages, normalisation (from its pretrained_cfg), license and hub repo.
+
+    stages : the stages the report shows (the family default or ``[[models]] stages``).
+    available : every stage the model offers (all blocks of a ViT, all feature_info entries).
+    multiple : input sides must be a multiple of this many pixels (patch size or last stride).
+    """
 
     timm: str
     stages: tuple[StageInfo, ...]
@@ -38,6 +53,8 @@ class ModelMeta:
     license: str | None
     is_vit: bool
     hf_hub_id: str | None
+    multiple: int = 32
+    available: tuple[StageInfo, ...] = ()
 
 
 def library_versions() -> dict[str, str]:
@@ -73,20 +90,16 @@ def _write(path: Path, data: dict) -> None:
         pass
 
 
-def _meta_from(data, name: str) -> ModelMeta | None:
-    """The ModelMeta a cached JSON describes, or None if it has another shape (recompute)."""
+def _cached_meta(name: str, data, wanted: tuple[str, ...]) -> ModelMeta | None:
+    """The ModelMeta that cached facts describe, or None when they are missing or of another
+    shape (then they are recomputed). A stage the model lacks is still an error."""
+    if not isinstance(data, dict) or data.get("timm") != name:
+        return None
     try:
-        if data["timm"] != name:
-            return None
-        return ModelMeta(
-            timm=data["timm"], stages=tuple(StageInfo(str(s["name"]), int(s["channels"]), int(s["stride"]))
-                                            for s in data["stages"]),
-            mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
-            license=data["license"] if isinstance(data["license"], (str, type(None))) else None,
-            is_vit=bool(data["is_vit"]),
-            hf_hub_id=data["hf_hub_id"] if isinstance(data["hf_hub_id"], (str, type(None))) else None,
-        )
-    except (KeyError, TypeError, ValueError):
+        return meta_from_facts(name, data, wanted)
+    except BackboneError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
@@ -94,30 +107,82 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def model_meta(name: str) -> ModelMeta:
-    """The facts of timm model ``name`` (builds only its structure, on torch's meta device)."""
-    path = _root() / f"meta-{_key(name, library_versions()['timm'])}.json"
-    meta = _meta_from(_read(path), name)
+def select_stages(name: str, available: tuple[StageInfo, ...], default: tuple[str, ...],
+                  wanted: tuple[str, ...]) -> tuple[StageInfo, ...]:
+    """The stages to show: ``wanted`` (in the model's own order) or else ``default``.
+
+    Raises
+    ------
+    BackboneError
+        A wanted name is not a stage of the model.
+    """
+    names = [s.name for s in available]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise BackboneError(
+            f"Model '{name}' has no stage {', '.join(unknown)}: its stages are {', '.join(names)}. "
+            "Fix `stages` of this model in report.toml, or remove it to get the default "
+            f"({', '.join(default)}).")
+    pick = set(wanted or default)
+    return tuple(s for s in available if s.name in pick)
+
+
+def crop_multiple(multiples: dict[str, int]) -> int:
+    """The one crop rule of a build: image sides are multiples of the least common multiple
+    of what every model needs (``{timm name: multiple}``, e.g. ViT-S/14 14, ViT-S/16 16,
+    ConvNeXt 32 -> 224).
+
+    Every model then sees the *same* pixels and every stage of every model has a whole number
+    of cells that tile the image exactly, so maps, masks and CKA compare position by position.
+    The price is a coarser crop when patch sizes share few factors: with 14 and 32 the long side
+    loses up to 223 px at short side 448 (a 4:3 photo becomes 448×448); models that share
+    factors (16 and 32 -> 32) lose at most 31 px.
+    """
+    return math.lcm(*sorted(set(multiples.values()))) if multiples else 1
+
+
+def meta_from_facts(name: str, facts: dict, wanted: tuple[str, ...] = ()) -> ModelMeta:
+    """ModelMeta from the stored facts (see :func:`model_meta`) and the stages asked for."""
+    available = tuple(StageInfo(**s) for s in facts["available"])
+    return ModelMeta(
+        timm=facts["timm"], stages=select_stages(name, available, tuple(facts["default"]), tuple(wanted)),
+        mean=tuple(facts["mean"]), std=tuple(facts["std"]), license=facts["license"],
+        is_vit=bool(facts["is_vit"]), hf_hub_id=facts["hf_hub_id"], multiple=int(facts["multiple"]),
+        available=available,
+    )
+
+
+def model_meta(name: str, stages: tuple[str, ...] = ()) -> ModelMeta:
+    """The facts of timm model ``name`` (builds only its structure, on torch's meta device).
+
+    ``stages``: the stage names to show (empty: the family default, see :mod:`generator.backbones`).
+
+    Raises
+    ------
+    BackboneError
+        The model cannot be shown (unknown, no spatial features, fixed size, unknown stage).
+    """
+    path = _root() / f"meta-{_key(name, library_versions()['timm'], _FORMAT)}.json"
+    data = _read(path)
+    meta = _cached_meta(name, data, stages)
     if meta is None:
-        import timm
         import torch
 
-        from .backbones import is_vit, stage_infos
+        from .backbones import create_model, model_facts
 
         with torch.device("meta"):
-            model = timm.create_model(name, pretrained=False, num_classes=0)
+            model = create_model(name)
         cfg = model.pretrained_cfg
         data = {
             "timm": name,
-            "stages": [asdict(s) for s in stage_infos(model)],
+            **model_facts(model, name),
             "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
             "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
             "license": cfg.get("license"),
-            "is_vit": is_vit(model),
             "hf_hub_id": cfg.get("hf_hub_id"),
         }
         _write(path, data)
-        meta = _meta_from(data, name)
+        meta = meta_from_facts(name, data, stages)
     return meta
 
 

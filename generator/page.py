@@ -103,6 +103,7 @@ class ReportPage:
     explorer: dict[str, Any] | None = None  # see render.py for the format
     notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
     featured: tuple[str, ...] = ()  # image ids the narrative shows in full (``image=featured``)
+    multiple: int = 32  # image sides are multiples of this (generator.modelmeta.crop_multiple)
 
 
 FIGURE_KINDS: dict[str, str] = {

@@ -21,7 +21,7 @@ import numpy as np
 from .config import ConfigError, ReportConfig, closest
 from .context import BuildContext, ModelFacts
 from .features import FeatureCache, check_device, extract_all, model_identity
-from .modelmeta import library_versions, model_meta
+from .modelmeta import BackboneError, ModelMeta, crop_multiple, library_versions, model_meta
 from .figures import FigureWriter
 from .images import ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest, scan_folder
 from .page import Credit, ModelInfo, ReportPage
@@ -166,6 +166,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             for iid, status in fetch(missing):
                 if status != "fetched" and not opts.quiet:
                     print(f"could not fetch image {iid}: {status}", file=sys.stderr)
+    metas = _model_metas(cfg)
+    multiple = _check_crop(cfg, metas, names)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     timings["resolve"] = t - t0
@@ -179,7 +181,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                     summary.skipped.append((e.id, NOT_FETCHED))
                 else:
                     try:
-                        images[e.id] = load_image(e, cfg.resolution, max_pixels=cfg.images.max_pixels)
+                        images[e.id] = load_image(e, cfg.resolution, multiple=multiple,
+                                                  max_pixels=cfg.images.max_pixels)
                     except ImageError as err:
                         if not opts.keep_going:
                             raise
@@ -205,12 +208,12 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         cache = FeatureCache(cache_dir() / "features")
         facts, keys = [], {}
         entries = {e.id: e for e in iset.entries}
-        hr = _highres_plan(cfg, featured, entries, names)
+        hr = _highres_plan(cfg, featured, entries, names, multiple)
         hr_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in hr}
         n_work = len(cfg.models) * len(images) + sum(len(v) for v in hr.values()) * len(_highres_models(cfg))
         with progress.phase("extract features", n_work) as advance:
             for spec in cfg.models:
-                meta = model_meta(spec.timm)
+                meta = metas[spec.id]
                 w = weights.get(spec.id)
                 identity = model_identity(spec, meta, w.sha256 if w else None, cfg.seed, opts.dtype)
                 run = dict(cache=cache, make_backbone=_model_loader(spec, w, cfg.seed), device=opts.device,
@@ -233,7 +236,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             ctx = BuildContext(cfg=cfg, images=images, entries=entries,
                                models=tuple(facts), keys=keys, cache=cache, writer=FigureWriter(tmp),
                                groups=groups, featured=featured, random_init=opts.random_init, dtype=opts.dtype,
-                               extras={"highres": (hr, hr_keys)})
+                               extras={"highres": (hr, hr_keys)},
+                               crop=(multiple, {m.timm: metas[m.id].multiple for m in cfg.models}))
             results: dict[str, Any] = {}
             figures, tables, explorer = [], [], None
             sections = SectionCache(cache_dir())
@@ -259,6 +263,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             t = time.perf_counter()
             page = ReportPage(
                 title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
+                multiple=multiple,
                 models=tuple(ModelInfo(m.id, m.label, m.timm, m.weights_source, m.weights_sha256, m.license,
                                        tuple(s.name for s in m.stages)) for m in facts),
                 figures=tuple(figures), tables=tuple(tables), results=results,
@@ -267,7 +272,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                                 for e in iset.entries if e.id in images),
                 skipped=tuple(summary.skipped), explorer=explorer, featured=featured,
                 notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
-                            for m in facts if not m.is_vit),
+                            for m in facts if any(s.name == "C5" for s in m.stages)),
             )
             render_site(page, site_src=opts.site_src or cfg.root,
                         templates=opts.templates or PROJECT_ROOT / "templates", out=tmp)
@@ -280,7 +285,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                 cache.stats.computed, cache.stats.hits, cache.stats.damaged)
             summary.figures = len(ctx.writer.written)
             summary.sections_computed, summary.sections_reused = sections.computed, sections.hits
-            _json_dump(_build_json(cfg, opts, cache, facts, summary, featured, groups), tmp / "data" / "build.json")
+            _json_dump(_build_json(cfg, opts, cache, facts, summary, featured, groups, ctx.crop), tmp / "data" / "build.json")
             summary.page = page
             outdir.swap_in(tmp, out)
         except BaseException:
@@ -289,17 +294,49 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     return summary
 
 
+def _model_metas(cfg: ReportConfig) -> dict[str, ModelMeta]:
+    """Each model's facts, before any work: a model the report cannot show stops the build here."""
+    metas = {}
+    for spec in cfg.models:
+        try:
+            metas[spec.id] = model_meta(spec.timm, spec.stages)
+        except BackboneError as e:
+            raise ConfigError(f"{cfg.path}: models.{spec.id}: {e}") from None
+    return metas
+
+
+def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], names) -> int:
+    """The build's crop multiple (:func:`crop_multiple`); every resolution must be a multiple of it."""
+    need = {spec.timm: metas[spec.id].multiple for spec in cfg.models}
+    multiple = crop_multiple(need)
+    res = [("resolution", cfg.resolution)]
+    if "highres" in names:
+        res += [(f"analysis.highres[{i}]", r) for i, r in enumerate(cfg.analysis.highres)]
+    for key, r in res:
+        if r % multiple:
+            why = ", ".join(f"{n} needs {m}" for n, m in sorted(need.items()))
+            lo, hi = r // multiple * multiple, (r // multiple + 1) * multiple
+            ok = " or ".join(str(v) for v in (lo, hi) if v > 0)
+            raise ConfigError(
+                f"{cfg.path}: {key}: {r} px is not a multiple of {multiple} px, the least common "
+                f"multiple of what the models need ({why}). Every image is cropped to multiples of "
+                f"{multiple} so that all models see the same pixels on whole cells; use {ok}.")
+    return multiple
+
+
 def _highres_models(cfg: ReportConfig) -> tuple[str, ...]:
     return cfg.analysis.highres_models or tuple(m.id for m in cfg.models)
 
 
-def _highres_plan(cfg: ReportConfig, featured, entries, names) -> dict[int, dict[str, np.ndarray]]:
+def _highres_plan(cfg: ReportConfig, featured, entries, names,
+                  multiple: int) -> dict[int, dict[str, np.ndarray]]:
     """Featured images preprocessed at each gallery resolution other than the build's own."""
     if "highres" not in names:
         return {}
     plan: dict[int, dict[str, np.ndarray]] = {}
     for res in sorted(set(cfg.analysis.highres) - {cfg.resolution}):
-        plan[res] = {i: load_image(entries[i], res, max_pixels=cfg.images.max_pixels) for i in featured}
+        plan[res] = {i: load_image(entries[i], res, multiple=multiple, max_pixels=cfg.images.max_pixels)
+                     for i in featured}
     return plan
 
 
@@ -324,13 +361,14 @@ def _shown_path(path: Path) -> str:
         return path.name
 
 
-def _build_json(cfg, opts, cache, facts, summary, featured, groups) -> dict[str, Any]:
+def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dict[str, Any]:
     return {
         "config": _shown_path(cfg.path),
         "device": cache.device or "none (every feature came from the cache)",
         "dtype": opts.dtype,
         "random_init": opts.random_init,
         "resolution": cfg.resolution,
+        "crop": {"multiple": crop[0], "needs": dict(sorted(crop[1].items()))},
         "seed": cfg.seed,
         "models": [{"id": m.id, "timm": m.timm, "weights_source": m.weights_source,
                     "weights_sha256": m.weights_sha256, "stages": [s.name for s in m.stages],

@@ -395,7 +395,7 @@ def mask_agreement(ctx: BuildContext) -> SectionOutput:
             rows.append({"image": i, "model_a": a.id, "model_b": b.id, "iou": _r(iou)})
         tab.append((a.label, b.label, _r(float(np.mean(ious))), _r(float(np.min(ious))), len(ious)))
     for i in ctx.image_ids():
-        gt = load_mask(ctx.entries[i], ctx.images[i].shape[:2], resolution=ctx.cfg.resolution)
+        gt = load_mask(ctx.entries[i], ctx.images[i].shape[:2], resolution=ctx.cfg.resolution, multiple=ctx.crop[0])
         if gt is None:  # neither a mask file nor mask_polygons in the manifest
             continue
         for m in ctx.models:

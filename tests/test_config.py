@@ -52,9 +52,20 @@ def test_bool_is_not_an_int(tmp_path):
         load_config(write(tmp_path, 'seed = true\n' + MODEL + '[images]\ndir = "imgs"\n'))
 
 
-def test_resolution_must_be_multiple_of_32(tmp_path):
-    with pytest.raises(ConfigError, match=r"resolution: must be a multiple of 32 from 32 to 1024 .*got 450"):
-        load_config(write(tmp_path, 'resolution = 450\n' + MODEL + '[images]\ndir = "imgs"\n'))
+def test_resolution_upper_bound(tmp_path):
+    with pytest.raises(ConfigError, match=r"resolution: must be from 14 \(one ViT/14 patch\) to 1024 .*got 100000"):
+        load_config(write(tmp_path, 'resolution = 100000\n' + MODEL + '[images]\ndir = "imgs"\n'))
+
+
+def test_resolution_below_one_patch(tmp_path):
+    # Whether a resolution suits the models is checked at build time (test_backbone_matrix).
+    with pytest.raises(ConfigError, match=r"resolution: must be from 14 \(one ViT/14 patch\) to 1024 .*got 8"):
+        load_config(write(tmp_path, 'resolution = 8\n' + MODEL + '[images]\ndir = "imgs"\n'))
+
+
+def test_model_stages_are_read(tmp_path):
+    cfg = load_config(write(tmp_path, MODEL + 'stages = ["C3", "C5"]\n[images]\ndir = "imgs"\n'))
+    assert cfg.models[0].stages == ("C3", "C5")
 
 
 def test_unknown_timm_name_gets_real_names(tmp_path):

@@ -31,7 +31,7 @@ def _invoke(*args: str):
 # --------------------------------------------------------------------------- config values
 
 @pytest.mark.parametrize("line, key, what", [
-    ("resolution = 100000", "resolution", "a multiple of 32 from 32 to 1024"),
+    ("resolution = 100000", "resolution", "from 14 .one ViT/14 patch. to 1024"),
     ("seed = -1", "seed", "from 0 to 4294967295"),
     ("batch_size = 100000", "batch_size", "from 1 to 256"),
 ])
@@ -47,7 +47,7 @@ def test_absurd_numbers_name_their_key(tmp_path, line, key, what):
 
 def test_highres_has_an_upper_bound(tmp_path):
     cfg = write_project(tmp_path, {"a": planted_photo(224, 224)}, models=ONE_MODEL, highres=[224, 65536])
-    with pytest.raises(ConfigError, match=r"analysis\.highres\[1\]: must be a multiple of 32 from 32 to 2048"):
+    with pytest.raises(ConfigError, match=r"analysis\.highres\[1\]: must be an int from 14 to 2048"):
         load_config(cfg)
 
 
