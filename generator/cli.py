@@ -58,6 +58,7 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
+    from .analyses import AnalysisLoadError
     from .config import ConfigError
     from .images import ImageError
     from .pipeline import BuildError, BuildOptions
@@ -69,7 +70,7 @@ def build(
                         keep_going=keep_going, fetch=fetch)
     try:
         summary = run_build(cfg, opts)
-    except (ConfigError, ImageError, BuildError, WeightsError, ValueError) as e:
+    except (ConfigError, ImageError, BuildError, WeightsError, AnalysisLoadError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; the previous site (if any) is unchanged", code=130)
@@ -179,10 +180,15 @@ def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) ->
 
 
 @app.command("analyses")
-def analyses() -> None:
-    """The registered analyses, in report order."""
-    from .registry import list_analyses
+def analyses(config: Path = ConfigOpt) -> None:
+    """The registered analyses in report order: built-in, plugins and the report's analyses/ folder."""
+    from .analyses import AnalysisLoadError, list_analyses, load_user_analyses
 
+    cfg = _load(config)
+    try:
+        load_user_analyses(cfg.root)
+    except AnalysisLoadError as e:
+        _fail(str(e))
     for name in list_analyses():
         typer.echo(name)
 

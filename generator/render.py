@@ -42,7 +42,8 @@ import jinja2
 import markdown as md_lib
 from markupsafe import Markup
 
-from .page import FIGURE_KINDS, TABLE_KINDS, Figure, ModelInfo, ReportPage, Table
+from .analyses import figure_kinds, table_kinds
+from .page import Figure, ModelInfo, ReportPage, Table
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
 
@@ -111,25 +112,17 @@ def _pct(x: float | None, digits: int = 3) -> str:
     return _sig(100.0 * float(x), digits) + "%"
 
 
-_PCT_COLUMN = re.compile(r"(ratio|fraction|explained|share|%)", re.I)
-_PC_COLUMN = re.compile(r"^(pc\s*\d+|pc\d+\s*var.*|var.*|sum|total)$", re.I)
-_RATIO_TABLE_KINDS = {"explained_variance", "across_pca"}
-
-
-def _is_pct_column(table: Table, column: str) -> bool:
-    if _PCT_COLUMN.search(column):
-        return True
-    return table.kind in _RATIO_TABLE_KINDS and bool(_PC_COLUMN.match(column.strip()))
-
-
 def _table_columns(table: Table) -> list[dict]:
-    """Per column: name, whether it is shown as a percentage, whether it is numeric."""
+    """Per column: name, whether it is shown as a percentage (the table kind's declared
+    ``percent`` columns), whether it is numeric."""
+    kind = table_kinds().get(table.kind)
+    percent = set(kind.percent) if kind else set()
     cols = []
     for i, name in enumerate(table.columns):
         vals = [r[i] for r in table.rows if i < len(r) and r[i] is not None]
         numeric = bool(vals) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-        cols.append({"name": name, "percent": _is_pct_column(table, name), "numeric": numeric})
+        cols.append({"name": name, "percent": name in percent, "numeric": numeric})
     return cols
 
 
@@ -282,7 +275,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
 
     def refs(kind: str) -> Markup:
         """Links to every figure (or table) of a kind: 'Figures 2–4' / 'Figure 2'."""
-        if kind not in FIGURE_KINDS and kind not in TABLE_KINDS:
+        if kind not in figure_kinds() and kind not in table_kinds():
             raise _HelperError(f"refs(): unknown kind {kind!r}")
         return Markup(f"@@REFS:{kind.replace('_', '-')}@@")
 
@@ -348,7 +341,7 @@ def _directive(name: str, args: str, page: ReportPage, where: str) -> _Block:
             raise RenderError(f"{where}: unknown {name} id {pos[0]!r}")
         return _Block(name, [pool[pos[0]]])
     if name in ("figures", "tables"):
-        kinds = FIGURE_KINDS if name == "figures" else TABLE_KINDS
+        kinds = {k: v.description for k, v in (figure_kinds() if name == "figures" else table_kinds()).items()}
         kind = kw.pop("kind", None)
         if pos or kind is None:
             raise RenderError(f"{where}: '::: {name}' needs kind=<kind>, got {args!r}")
@@ -574,7 +567,7 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
 
         def sub_refs(m: re.Match) -> str:
             kind = m.group(1).replace("-", "_")
-            objs = [f for f in page.figures if f.kind == kind] if kind in FIGURE_KINDS else []
+            objs = [f for f in page.figures if f.kind == kind] if kind in figure_kinds() else []
             word, d = "Figure", numbering.fig
             if not objs:
                 objs = [t for t in page.tables if t.kind == kind]

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from generator.cli import app
-from generator.registry import list_analyses
+from generator.analyses import list_analyses
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_CONFIG = ROOT / "site_src" / "report.toml"
@@ -42,7 +42,7 @@ HELP = {
     ("publish",): ["--site", "The built site to publish", "--remote", "name or URL", "--branch",
                    "gh-pages", "--message", "Commit message"],
     ("clean",): ["--yes", "Do not ask", "cache"],
-    ("analyses",): ["report order"],
+    ("analyses",): ["report order", "--config"],
 }
 
 
