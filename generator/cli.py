@@ -12,13 +12,17 @@ from .pipeline import PROJECT_ROOT
 app = typer.Typer(
     help="Build a blog-style report of what timm vision backbones see: PCA maps, channels, "
          "statistics and more, as a static site plus one self-contained HTML file.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
 )
-images_app = typer.Typer(help="List or download the images of the manifest.", no_args_is_help=True)
+images_app = typer.Typer(help="List or download the images of the manifest.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(images_app, name="images")
 
-DEFAULT_CONFIG = PROJECT_ROOT / "site_src" / "report.toml"
+# ./report.toml when run inside a report folder (see `dinoreport new`), else the project's demo.
+DEFAULT_CONFIG = (Path("report.toml") if Path("report.toml").is_file()
+                  else PROJECT_ROOT / "site_src" / "report.toml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The report config (TOML).")
+SCAFFOLD = Path(__file__).with_name("scaffold")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -177,6 +181,19 @@ def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) ->
         raise typer.Exit(1)
     shutil.rmtree(root)
     typer.echo(f"removed {root}")
+
+
+@app.command()
+def new(folder: Path = typer.Argument(..., help="The report folder to create (must not exist or be empty).")) -> None:
+    """Start a report: report.toml, a narrative, an image manifest and an example analysis."""
+    import shutil
+
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        _fail(f"{folder} exists and is not empty; choose a new folder")
+    shutil.copytree(SCAFFOLD, folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    typer.echo(f"created {folder}: report.toml, 01-report.md, images/manifest.toml, "
+               f"analyses/feature_norms.py\nnext: cd {folder} && dinoreport build --random-init")
 
 
 @app.command("analyses")

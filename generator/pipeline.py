@@ -55,7 +55,7 @@ class BuildOptions:
     keep_going: bool = False
     fetch: bool = False  # download URL images that are not cached yet (after the weights check)
     site_src: Path | None = None  # default: the config file's folder
-    templates: Path | None = None  # default: <project>/templates
+    templates: Path | None = None  # default: the theme inside the package (generator/theme)
     analyses: tuple[str, ...] | None = None  # default: all registered
 
 
@@ -110,7 +110,7 @@ def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
 def _check_out(out: Path, cfg: ReportConfig) -> Path:
     """Refuse an output folder that overlaps the inputs or holds something other than a site."""
     out = out.resolve()
-    inputs = [cfg.root, PROJECT_ROOT / "templates"]
+    inputs = [cfg.root]
     if cfg.images.dir:
         inputs.append(cfg.images.dir)
     if cfg.images.manifest:
@@ -405,7 +405,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
 def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
            analysed: Analysed, skipped: list[tuple[str, str]], site: Path) -> ReportPage:
     """The page (figures, tables, facts, credits) rendered with the narrative into ``site``."""
-    from .render import render_site
+    from .render import DEFAULT_THEME, render_site
 
     facts = extracted.models
     page = ReportPage(
@@ -419,8 +419,7 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
         notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                     for m in facts if not m.is_vit),
     )
-    render_site(page, site_src=opts.site_src or cfg.root,
-                templates=opts.templates or PROJECT_ROOT / "templates", out=site)
+    render_site(page, site_src=opts.site_src or cfg.root, templates=opts.templates or DEFAULT_THEME, out=site)
     return page
 
 

@@ -47,6 +47,8 @@ from .page import Figure, ModelInfo, ReportPage, Table
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
 
+DEFAULT_THEME = Path(__file__).with_name("theme")  # templates + static files, shipped as package data
+
 DINOV3_LICENSE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-license/"
 
 CSP_SITE = (
