@@ -11,16 +11,15 @@ We build the *full* timm model (``num_classes=0``) rather than ``features_only``
 """
 from __future__ import annotations
 
-import math
 import zlib
 
 import torch
 
 from .config import ModelSpec
-from .modelmeta import StageInfo
+from .modelmeta import StageInfo, is_vit, stage_infos, vit_blocks
 from .weights import ResolvedWeights
 
-__all__ = ["StageInfo", "Backbone", "create_backbone", "stage_infos", "is_vit"]
+__all__ = ["Backbone", "create_backbone"]
 
 
 class Backbone:
@@ -36,7 +35,7 @@ class Backbone:
         self.stages = stage_infos(model)
         if self.is_vit:
             depth = len(model.blocks)
-            self._indices = [b - 1 for b in _vit_blocks(depth)]
+            self._indices = [b - 1 for b in vit_blocks(depth)]
         else:
             self._indices = list(range(len(self.stages)))
         cfg = model.pretrained_cfg
@@ -74,35 +73,6 @@ class Backbone:
             if self.spec.convnext_c5_norm:
                 maps[-1] = m.head.norm(maps[-1])
         return {s.name: t.float() for s, t in zip(self.stages, maps)}
-
-
-def _vit_blocks(depth: int) -> list[int]:
-    """1-based block numbers at 1/4, 1/2, 3/4 and the end of depth (ViT-S: 3, 6, 9, 12)."""
-    return sorted({max(1, math.ceil(depth * q / 4)) for q in (1, 2, 3, 4)})
-
-
-def is_vit(model: torch.nn.Module) -> bool:
-    """A plain ViT (token blocks over patches) rather than a model with feature_info stages."""
-    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
-
-
-def stage_infos(model: torch.nn.Module) -> tuple[StageInfo, ...]:
-    """The stages a model gives, from its own metadata (no forward pass)."""
-    if is_vit(model):
-        patch = model.patch_embed.patch_size
-        stride = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
-        return tuple(StageInfo(f"B{b}", model.embed_dim, stride) for b in _vit_blocks(len(model.blocks)))
-    info = getattr(model, "feature_info", None)
-    if not info:
-        raise ValueError(
-            f"{type(model).__name__} has no feature_info: it gives no spatial feature maps; "
-            "pick a timm model with feature_info (ConvNeXt, ResNet, ...) or a ViT"
-        )
-    out = []
-    for entry in info:
-        stride = int(entry["reduction"])
-        out.append(StageInfo(f"C{int(math.log2(stride))}", int(entry["num_chs"]), stride))
-    return tuple(out)
 
 
 def _seed_for(spec: ModelSpec, seed: int) -> int:

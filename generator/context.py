@@ -16,27 +16,7 @@ from .config import ReportConfig
 from .features import FeatureCache, load_stage
 from .figures import FigureWriter
 from .images import ImageEntry
-from .modelmeta import StageInfo
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    id: str
-    label: str
-    timm: str
-    stages: tuple[StageInfo, ...]
-    weights_source: str
-    weights_sha256: str | None
-    license: str | None
-    is_vit: bool
-    c5_norm: bool
-
-    @property
-    def last(self) -> str:
-        return self.stages[-1].name
-
-    def stage(self, name: str) -> StageInfo:
-        return next(s for s in self.stages if s.name == name)
+from .modelmeta import ModelFacts
 
 
 T = TypeVar("T")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .modelmeta import ModelFacts
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -64,17 +66,6 @@ class Table:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    label: str
-    timm: str
-    weights_source: str  # "file", "hf-cache", "hub" or "random-init"
-    weights_sha256: str | None
-    license: str | None  # from timm's pretrained_cfg, e.g. "dinov3-license"
-    stages: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class Credit:
     id: str
     subject: str
@@ -93,7 +84,7 @@ class ReportPage:
     author: str
     random_init: bool
     resolution: int
-    models: tuple[ModelInfo, ...]
+    models: tuple[ModelFacts, ...]
     figures: tuple[Figure, ...]
     tables: tuple[Table, ...]
     results: dict[str, Any]

@@ -22,13 +22,13 @@ import numpy as np
 
 from .config import ConfigError, ReportConfig, closest
 from .analyses import Analysis, get_analysis, list_analyses, load_user_analyses
-from .context import BuildContext, ModelFacts
+from .context import BuildContext
 from .features import FeatureCache, check_device, extract_all, model_identity
-from .modelmeta import library_versions, model_meta
+from .modelmeta import ModelFacts, library_versions, model_meta
 from .figures import FigureWriter
 from .images import (ImageEntry, ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest,
                      load_mask, scan_folder)
-from .page import Credit, Figure, ModelInfo, ReportPage, Table
+from .page import Credit, Figure, ReportPage, Table
 from .progress import Progress
 from .section_cache import SectionCache, section_key
 from .weights import resolve_all
@@ -359,9 +359,7 @@ def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                 if spec.id in models:
                     # One image per pass: at twice the resolution a batch would multiply peak memory.
                     extra_keys[res][spec.id] = extract_all(identity, decoded.extra_images[res], batch_size=1, **run)
-            facts.append(ModelFacts(spec.id, spec.label, spec.timm, meta.stages,
-                                    "random-init" if w is None else w.source, w.sha256 if w else None,
-                                    meta.license, meta.is_vit, spec.convnext_c5_norm))
+            facts.append(ModelFacts.of(spec, meta, w))
     return Extracted(models=tuple(facts), keys=keys, extra_keys=extra_keys, cache=cache)
 
 
@@ -410,8 +408,7 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
     facts = extracted.models
     page = ReportPage(
         title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
-        models=tuple(ModelInfo(m.id, m.label, m.timm, m.weights_source, m.weights_sha256, m.license,
-                               tuple(s.name for s in m.stages)) for m in facts),
+        models=facts,
         figures=analysed.figures, tables=analysed.tables, results=analysed.results,
         credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
                              e.share_alike) for e in plan.iset.entries if e.id in decoded.images),

@@ -43,7 +43,8 @@ import markdown as md_lib
 from markupsafe import Markup
 
 from .analyses import figure_kinds, table_kinds
-from .page import Figure, ModelInfo, ReportPage, Table
+from .modelmeta import ModelFacts
+from .page import Figure, ReportPage, Table
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
 
@@ -242,7 +243,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
         m = by_id.get(model_id)
         return m.label if m else model_id
 
-    def model(model_id: str) -> ModelInfo | None:
+    def model(model_id: str) -> ModelFacts | None:
         return by_id.get(model_id)
 
     def has_model(*ids: str) -> bool:
@@ -250,7 +251,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
 
     def stages(model_id: str) -> tuple[str, ...]:
         m = by_id.get(model_id)
-        return m.stages if m else ()
+        return m.stage_names if m else ()
 
     def first_stage(model_id: str) -> str | None:
         s = stages(model_id)
@@ -598,7 +599,7 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
 
         dinov3 = [m for m in page.models
                   if m.license and "dinov3" in m.license.lower()
-                  and m.weights_source != "random-init"]
+                  and not m.random_init]
         share_alike = [c for c in page.credits if c.share_alike]
         has_data = (not inline) and (out / "data" / "results.json").is_file()
         html_out = env.get_template("page.html.j2").render(
