@@ -142,7 +142,7 @@ def serve(
     random_init: bool = typer.Option(False, "--random-init", help="As for build."),
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
 ) -> None:
-    """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or templates/ change."""
+    """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
     from .serve import serve_forever
 
     cfg = _load(config, images)
