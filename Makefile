@@ -27,7 +27,7 @@ demo: setup                ## the same report with seeded random weights: offlin
 test: setup                ## the test suite (offline)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-serve: setup               ## preview on http://127.0.0.1:8000, rebuilt when site_src/ or templates/ change
+serve: setup               ## preview on http://127.0.0.1:8000, rebuilt when site_src/ or the theme change
 	$(BIN)/dinoreport serve --random-init $(IMAGES_FLAG)
 
 bench: setup               ## build timings per phase, cold and warm

@@ -32,17 +32,14 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import asdict
-from typing import Any
 
 import torch
 
 from .config import ModelSpec
-from .modelmeta import BackboneError, StageInfo, select_stages
+from .modelmeta import BackboneError, StageInfo, create_model, model_facts, select_stages
 from .weights import ResolvedWeights, WeightsError, mismatch_message, mismatched_keys, read_state_dict
 
-__all__ = ["StageInfo", "Backbone", "BackboneError", "create_backbone", "create_model", "model_facts",
-           "exercise_every_block", "is_vit"]
+__all__ = ["Backbone", "BackboneError", "create_backbone", "exercise_every_block"]
 
 
 class Backbone:
@@ -133,129 +130,6 @@ class Backbone:
             if t.ndim == 4 and t.shape[1] != s.channels and t.shape[-1] == s.channels:
                 maps[k] = t.permute(0, 3, 1, 2)
         return maps
-
-
-def _vit_blocks(depth: int) -> list[int]:
-    """1-based block numbers at 1/4, 1/2, 3/4 and the end of depth (ViT-S: 3, 6, 9, 12)."""
-    return sorted({max(1, math.ceil(depth * q / 4)) for q in (1, 2, 3, 4)})
-
-
-def is_vit(model: torch.nn.Module) -> bool:
-    """A plain ViT (token blocks over patches) rather than a model with feature_info stages."""
-    return hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model, "num_prefix_tokens")
-
-
-def _fixed_size(model: torch.nn.Module) -> tuple[int, int] | None:
-    """The only input size a model accepts, or None when it takes any (multiple of) size."""
-    pe = getattr(model, "patch_embed", None)
-    if pe is not None and getattr(pe, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
-        size = getattr(pe, "img_size", None)
-        return tuple(size) if size is not None else (0, 0)
-    return None
-
-
-def model_facts(model: torch.nn.Module, name: str) -> dict[str, Any]:
-    """The stages a model offers, its default stages and input multiple (no forward pass).
-
-    Returns
-    -------
-    dict with ``is_vit``, ``available`` (list of StageInfo dicts, in forward order), ``default``
-    (stage names) and ``multiple`` (px).
-
-    Raises
-    ------
-    BackboneError
-        The model gives no spatial feature maps, or only accepts one fixed input size.
-    """
-    cls = type(model).__name__
-    if not hasattr(model, "forward_intermediates"):
-        raise BackboneError(
-            f"Model '{name}' ({cls}) cannot be shown: its timm class has no forward_intermediates, so "
-            "it gives no per-stage feature maps. Try a model family that does, such as ConvNeXt, "
-            "ResNet, EfficientNet, Swin or a ViT (vit_*, *_dinov2, *_dinov3).")
-    fixed = _fixed_size(model)
-    if fixed is not None:
-        raise BackboneError(
-            f"Model '{name}' ({cls}) only accepts {fixed[1]}×{fixed[0]} px inputs: its timm class takes "
-            "neither dynamic_img_size nor other sizes, while the report keeps each photo's aspect ratio. "
-            "Try a family that accepts any size (ViT, Swin, ConvNeXt, ResNet, EfficientNet).")
-    info = getattr(model, "feature_info", None)
-    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info or [])
-    if is_vit(model):
-        patch = model.patch_embed.patch_size
-        ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
-        if ph != pw:
-            raise BackboneError(
-                f"Model '{name}' ({cls}) has non-square {ph}×{pw} patches; the report needs one stride "
-                "per stage. Try a model with square patches.")
-        depth = len(model.blocks)
-        # feature_info knows hybrid stems (a CNN before the patch embed); else the patch size.
-        stride = int(entries[-1]["reduction"]) if entries else ph
-        return _isotropic([StageInfo(f"B{b}", int(model.embed_dim), stride) for b in range(1, depth + 1)], True)
-    if not entries:
-        raise BackboneError(
-            f"Model '{name}' ({cls}) cannot be shown: it has no feature_info, so timm does not say "
-            "which layers give spatial feature maps at which stride. Try a model family that has it, "
-            "such as ConvNeXt, ResNet, EfficientNet, Swin or a ViT.")
-    strides = [int(e["reduction"]) for e in entries]
-    if len(entries) > 1 and len(set(strides)) == 1:
-        # One resolution throughout (MLP-Mixer, ConvMixer, ...): blocks, as for a ViT.
-        return _isotropic([StageInfo(f"B{k}", int(e["num_chs"]), strides[0]) for k, e in enumerate(entries, 1)],
-                          False)
-    available, count = [], {}
-    for entry, stride in zip(entries, strides):
-        base = f"C{int(math.log2(stride))}" if stride & (stride - 1) == 0 else f"S{stride}"
-        count[base] = count.get(base, 0) + 1
-        # Several entries at one stride (rare) keep apart as C4, C4_2, C4_3.
-        available.append(StageInfo(base if count[base] == 1 else f"{base}_{count[base]}", int(entry["num_chs"]), stride))
-    # Default: the last entry at each stride >= 4 (stage ends; stride-2 stems left out).
-    last = {s.stride: s.name for s in available}
-    default = [s.name for s in available if s.stride >= 4 and last[s.stride] == s.name] or [available[-1].name]
-    return {"is_vit": False, "available": [asdict(s) for s in available], "default": default,
-            "multiple": max(strides)}
-
-
-def _isotropic(available: list[StageInfo], vit: bool) -> dict[str, Any]:
-    depth = len(available)
-    return {"is_vit": vit, "available": [asdict(s) for s in available],
-            "default": [f"B{b}" for b in _vit_blocks(depth)], "multiple": available[0].stride}
-
-
-def create_model(name: str, *, pretrained: bool = False, num_classes: int | None = 0,
-                 **kwargs: Any) -> torch.nn.Module:
-    """``timm.create_model(name, num_classes=0)`` that accepts the report's image sizes.
-
-    ``num_classes=None`` keeps the pretrained config's classifier (to load a checkpoint strictly).
-
-    ``dynamic_img_size=True`` is passed to every class that takes it (ViTs, EVA, Swin); others
-    (CNNs) accept any multiple of their stride as they are.
-
-    Raises
-    ------
-    BackboneError
-        timm does not know ``name``.
-    """
-    import timm
-
-    arch = name.split(".", 1)[0]
-    if not timm.is_model(arch):
-        from .config import closest
-
-        hint = closest(arch, timm.list_models())
-        raise BackboneError(
-            f"Model '{name}' is unknown to the installed timm {timm.__version__}: there is no "
-            f"architecture '{arch}'. " + (f"Closest names: {', '.join(hint)}. " if hint else "")
-            + "Run `python -c \"import timm; print(timm.list_models('*convnext*', pretrained=True))\"` "
-              "to list real names.")
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    try:
-        return timm.create_model(name, pretrained=pretrained, dynamic_img_size=True, **kwargs)
-    except TypeError as e:
-        # The class does not take the argument (raised before any weight is initialised).
-        if "dynamic_img_size" not in str(e):
-            raise
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 def _seed_for(spec: ModelSpec, seed: int) -> int:

@@ -12,13 +12,17 @@ from .pipeline import PROJECT_ROOT
 app = typer.Typer(
     help="Build a blog-style report of what timm vision backbones see: PCA maps, channels, "
          "statistics and more, as a static site plus one self-contained HTML file.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
 )
-images_app = typer.Typer(help="List or download the images of the manifest.", no_args_is_help=True)
+images_app = typer.Typer(help="List or download the images of the manifest.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(images_app, name="images")
 
-DEFAULT_CONFIG = PROJECT_ROOT / "site_src" / "report.toml"
+# ./report.toml when run inside a report folder (see `dinoreport new`), else the project's demo.
+DEFAULT_CONFIG = (Path("report.toml") if Path("report.toml").is_file()
+                  else PROJECT_ROOT / "site_src" / "report.toml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The report config (TOML).")
+SCAFFOLD = Path(__file__).with_name("scaffold")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -74,6 +78,7 @@ def build(
                                        "that were edited since it was built (files you added are always kept)."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
+    from .analyses import AnalysisLoadError
     from .config import ConfigError
     from .images import ImageError
     from .outdir import OutDirError
@@ -86,7 +91,7 @@ def build(
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits)
     try:
         summary = run_build(cfg, opts)
-    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, ValueError) as e:
+    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; the previous site (if any) is unchanged", code=130)
@@ -164,7 +169,7 @@ def serve(
     random_init: bool = typer.Option(False, "--random-init", help="As for build."),
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
 ) -> None:
-    """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or templates/ change."""
+    """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
     from .serve import ServeError, serve_forever
 
     cfg = _load(config, images)
@@ -212,11 +217,29 @@ def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (neede
                + (f"; kept {len(left)} entries that are not the cache's" if left else ""))
 
 
-@app.command("analyses")
-def analyses() -> None:
-    """The registered analyses, in report order."""
-    from .registry import list_analyses
+@app.command()
+def new(folder: Path = typer.Argument(..., help="The report folder to create (must not exist or be empty).")) -> None:
+    """Start a report: report.toml, a narrative, an image manifest and an example analysis."""
+    import shutil
 
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        _fail(f"{folder} exists and is not empty; choose a new folder")
+    shutil.copytree(SCAFFOLD, folder, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    typer.echo(f"created {folder}: report.toml, 01-report.md, images/manifest.toml, "
+               f"analyses/feature_norms.py\nnext: cd {folder} && dinoreport build --random-init")
+
+
+@app.command("analyses")
+def analyses(config: Path = ConfigOpt) -> None:
+    """The registered analyses in report order: built-in, plugins and the report's analyses/ folder."""
+    from .analyses import AnalysisLoadError, list_analyses, load_user_analyses
+
+    cfg = _load(config)
+    try:
+        load_user_analyses(cfg.root)
+    except AnalysisLoadError as e:
+        _fail(str(e))
     for name in list_analyses():
         typer.echo(name)
 

@@ -72,7 +72,7 @@ class ImagesConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Knobs of the analyses (defaults follow DESIGN.md)."""
+    """Knobs of the analyses (defaults follow docs/DESIGN.md)."""
 
     mask_threshold: float = 0.0
     random_channels: int = 5

@@ -1,13 +1,14 @@
-"""The read-only view of a build that every report section works from.
+"""The view of a build that every analysis works from.
 
-It holds what earlier steps produced (preprocessed images, feature cache keys, model facts)
-and answers "give me stage S of model M for image I" from the feature cache; it computes
-nothing itself.
+It holds what earlier phases produced (preprocessed images, feature cache keys, model facts,
+reference masks) and answers "give me stage S of model M for image I" from the feature cache;
+it computes nothing itself. The pipeline adds the artifacts each analysis provides (e.g. the
+PC1 foreground masks) as the analyses run, in report order; nothing else changes it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import numpy as np
 
@@ -15,34 +16,21 @@ from .config import ReportConfig
 from .features import FeatureCache, load_stage
 from .figures import FigureWriter
 from .images import ImageEntry
-from .modelmeta import StageInfo
+from .modelmeta import ModelFacts
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    id: str
-    label: str
-    timm: str
-    stages: tuple[StageInfo, ...]
-    weights_source: str
-    weights_sha256: str | None
-    license: str | None
-    is_vit: bool
-    c5_norm: bool
-
-    @property
-    def last(self) -> str:
-        return self.stages[-1].name
-
-    def stage(self, name: str) -> StageInfo:
-        return next(s for s in self.stages if s.name == name)
+T = TypeVar("T")
 
 
 @dataclass
 class BuildContext:
     """cfg; images ``{id: (H, W, 3) uint8}`` preprocessed at ``cfg.resolution``;
     keys ``{model id: {image id: cache key}}``; entries ``{image id: ImageEntry}``;
-    groups ``{group: ids}`` restricted to images that decoded; featured ids."""
+    groups ``{group: ids}`` restricted to images that decoded; featured ids;
+    extra_keys ``{short side: {model id: {image id: cache key}}}`` for the extra resolutions
+    the analyses declared; reference_masks ``{image id: (H, W) bool}`` at the build's
+    resolution (loaded when an analysis needs them); artifacts ``{type: value}`` that earlier
+    analyses provided."""
 
     cfg: ReportConfig
     images: dict[str, np.ndarray]
@@ -55,13 +43,29 @@ class BuildContext:
     featured: tuple[str, ...]
     random_init: bool
     dtype: str
-    extras: dict[str, object] = field(default_factory=dict)
+    extra_keys: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict)
+    reference_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    artifacts: dict[type, object] = field(default_factory=dict)
     # (crop multiple, {timm name: what it needs}): see generator.modelmeta.crop_multiple.
     crop: tuple[int, dict[str, int]] = (32, {})
 
-    def fmap(self, model: str, image: str, stage: str) -> np.ndarray:
-        """(C, h, w) float32 feature map from the cache."""
-        return load_stage(self.cache, self.keys[model][image], stage)
+    def fmap(self, model: str, image: str, stage: str, resolution: int | None = None) -> np.ndarray:
+        """(C, h, w) float32 feature map from the cache, at the build's resolution or at an
+        extra ``resolution`` (short side, px) that an analysis declared in its needs."""
+        if resolution is None or resolution == self.cfg.resolution:
+            return load_stage(self.cache, self.keys[model][image], stage)
+        return load_stage(self.cache, self.extra_keys[resolution][model][image], stage)
+
+    def has_resolution(self, resolution: int, model: str) -> bool:
+        """Whether ``model``'s features were extracted at the extra ``resolution``."""
+        return model in self.extra_keys.get(resolution, {})
+
+    def artifact(self, kind: type[T]) -> T:
+        """The artifact of type ``kind`` that an earlier analysis provided."""
+        if kind not in self.artifacts:
+            raise LookupError(f"no {kind.__name__} in this build: the analysis that provides it did "
+                              "not run before (check the analyses' order and needs)")
+        return self.artifacts[kind]  # type: ignore[return-value]
 
     def image_ids(self) -> list[str]:
         return sorted(self.images)

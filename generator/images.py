@@ -169,11 +169,6 @@ class ImageSet:
                 return entry
         raise KeyError(image_id)
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        """All ids, sorted."""
-        return tuple(e.id for e in self.entries)
-
 
 def _make_set(entries: Iterable[ImageEntry], source: str) -> ImageSet:
     ordered = tuple(sorted(entries, key=lambda e: e.id))

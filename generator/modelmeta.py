@@ -10,14 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from .atomic import atomic_write
 
-__all__ = ["StageInfo", "ModelMeta", "BackboneError", "model_meta", "select_stages", "crop_multiple",
-           "timm_names", "library_versions"]
+__all__ = ["StageInfo", "ModelMeta", "ModelFacts", "BackboneError", "model_meta", "select_stages",
+           "crop_multiple", "create_model", "model_facts", "is_vit", "vit_blocks", "timm_names",
+           "library_versions", "RANDOM_INIT"]
+
+RANDOM_INIT = "random-init"  # the weights source of a model built with seeded random weights
 
 # Bump when the facts stored per model change shape or meaning.
 _FORMAT = "2"
@@ -35,6 +39,9 @@ class StageInfo:
     name: str
     channels: int
     stride: int
+
+    def __str__(self) -> str:  # pages and narratives show a stage by its name
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,47 @@ class ModelMeta:
     hf_hub_id: str | None
     multiple: int = 32
     available: tuple[StageInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Everything the build knows about one model of the config, built once by the pipeline:
+    the config's id/label/timm name and C5 choice, timm's facts (stages, license, ViT or not)
+    and where the weights came from (``RANDOM_INIT``, "file", "hf-cache" or "hub")."""
+
+    id: str
+    label: str
+    timm: str
+    stages: tuple[StageInfo, ...]
+    weights_source: str
+    weights_sha256: str | None
+    license: str | None
+    is_vit: bool
+    c5_norm: bool
+
+    @classmethod
+    def of(cls, spec: Any, meta: ModelMeta, weights: Any | None) -> "ModelFacts":
+        """From a config ``ModelSpec``, its :class:`ModelMeta` and its ``ResolvedWeights``
+        (None: random init)."""
+        return cls(id=spec.id, label=spec.label, timm=spec.timm, stages=meta.stages,
+                   weights_source=RANDOM_INIT if weights is None else weights.source,
+                   weights_sha256=None if weights is None else weights.sha256,
+                   license=meta.license, is_vit=meta.is_vit, c5_norm=spec.convnext_c5_norm)
+
+    @property
+    def random_init(self) -> bool:
+        return self.weights_source == RANDOM_INIT
+
+    @property
+    def last(self) -> str:
+        return self.stages[-1].name
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+    def stage(self, name: str) -> StageInfo:
+        return next(s for s in self.stages if s.name == name)
 
 
 def library_versions() -> dict[str, str]:
@@ -168,8 +216,6 @@ def model_meta(name: str, stages: tuple[str, ...] = ()) -> ModelMeta:
     if meta is None:
         import torch
 
-        from .backbones import create_model, model_facts
-
         with torch.device("meta"):
             model = create_model(name)
         cfg = model.pretrained_cfg
@@ -198,3 +244,128 @@ def timm_names() -> tuple[frozenset[str], frozenset[str]]:
         data = {"archs": sorted(timm.list_models()), "pretrained": sorted(timm.list_models(pretrained=True))}
         _write(path, data)
     return frozenset(data["archs"]), frozenset(data["pretrained"])
+
+
+# --- what a timm model offers (stages, input multiple), read from its structure ----------
+
+def vit_blocks(depth: int) -> list[int]:
+    """1-based block numbers at 1/4, 1/2, 3/4 and the end of depth (ViT-S: 3, 6, 9, 12)."""
+    return sorted({max(1, math.ceil(depth * q / 4)) for q in (1, 2, 3, 4)})
+
+
+def is_vit(model: Any) -> bool:
+    """A plain ViT (token blocks over patches) rather than a model with feature_info stages."""
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model, "num_prefix_tokens")
+
+
+def _fixed_size(model: Any) -> tuple[int, int] | None:
+    """The only input size a model accepts, or None when it takes any (multiple of) size."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is not None and getattr(pe, "strict_img_size", False) and not getattr(model, "dynamic_img_size", False):
+        size = getattr(pe, "img_size", None)
+        return tuple(size) if size is not None else (0, 0)
+    return None
+
+
+def model_facts(model: Any, name: str) -> dict[str, Any]:
+    """The stages a model offers, its default stages and input multiple (no forward pass).
+
+    Returns
+    -------
+    dict with ``is_vit``, ``available`` (list of StageInfo dicts, in forward order), ``default``
+    (stage names) and ``multiple`` (px).
+
+    Raises
+    ------
+    BackboneError
+        The model gives no spatial feature maps, or only accepts one fixed input size.
+    """
+    cls = type(model).__name__
+    if not hasattr(model, "forward_intermediates"):
+        raise BackboneError(
+            f"Model '{name}' ({cls}) cannot be shown: its timm class has no forward_intermediates, so "
+            "it gives no per-stage feature maps. Try a model family that does, such as ConvNeXt, "
+            "ResNet, EfficientNet, Swin or a ViT (vit_*, *_dinov2, *_dinov3).")
+    fixed = _fixed_size(model)
+    if fixed is not None:
+        raise BackboneError(
+            f"Model '{name}' ({cls}) only accepts {fixed[1]}×{fixed[0]} px inputs: its timm class takes "
+            "neither dynamic_img_size nor other sizes, while the report keeps each photo's aspect ratio. "
+            "Try a family that accepts any size (ViT, Swin, ConvNeXt, ResNet, EfficientNet).")
+    info = getattr(model, "feature_info", None)
+    entries = info.get_dicts() if hasattr(info, "get_dicts") else list(info or [])
+    if is_vit(model):
+        patch = model.patch_embed.patch_size
+        ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+        if ph != pw:
+            raise BackboneError(
+                f"Model '{name}' ({cls}) has non-square {ph}×{pw} patches; the report needs one stride "
+                "per stage. Try a model with square patches.")
+        depth = len(model.blocks)
+        # feature_info knows hybrid stems (a CNN before the patch embed); else the patch size.
+        stride = int(entries[-1]["reduction"]) if entries else ph
+        return _isotropic([StageInfo(f"B{b}", int(model.embed_dim), stride) for b in range(1, depth + 1)], True)
+    if not entries:
+        raise BackboneError(
+            f"Model '{name}' ({cls}) cannot be shown: it has no feature_info, so timm does not say "
+            "which layers give spatial feature maps at which stride. Try a model family that has it, "
+            "such as ConvNeXt, ResNet, EfficientNet, Swin or a ViT.")
+    strides = [int(e["reduction"]) for e in entries]
+    if len(entries) > 1 and len(set(strides)) == 1:
+        # One resolution throughout (MLP-Mixer, ConvMixer, ...): blocks, as for a ViT.
+        return _isotropic([StageInfo(f"B{k}", int(e["num_chs"]), strides[0]) for k, e in enumerate(entries, 1)],
+                          False)
+    available, count = [], {}
+    for entry, stride in zip(entries, strides):
+        base = f"C{int(math.log2(stride))}" if stride & (stride - 1) == 0 else f"S{stride}"
+        count[base] = count.get(base, 0) + 1
+        # Several entries at one stride (rare) keep apart as C4, C4_2, C4_3.
+        available.append(StageInfo(base if count[base] == 1 else f"{base}_{count[base]}", int(entry["num_chs"]), stride))
+    # Default: the last entry at each stride >= 4 (stage ends; stride-2 stems left out).
+    last = {s.stride: s.name for s in available}
+    default = [s.name for s in available if s.stride >= 4 and last[s.stride] == s.name] or [available[-1].name]
+    return {"is_vit": False, "available": [asdict(s) for s in available], "default": default,
+            "multiple": max(strides)}
+
+
+def _isotropic(available: list[StageInfo], vit: bool) -> dict[str, Any]:
+    depth = len(available)
+    return {"is_vit": vit, "available": [asdict(s) for s in available],
+            "default": [f"B{b}" for b in vit_blocks(depth)], "multiple": available[0].stride}
+
+
+def create_model(name: str, *, pretrained: bool = False, num_classes: int | None = 0,
+                 **kwargs: Any) -> Any:
+    """``timm.create_model(name, num_classes=0)`` that accepts the report's image sizes.
+
+    ``num_classes=None`` keeps the pretrained config's classifier (to load a checkpoint strictly).
+
+    ``dynamic_img_size=True`` is passed to every class that takes it (ViTs, EVA, Swin); others
+    (CNNs) accept any multiple of their stride as they are.
+
+    Raises
+    ------
+    BackboneError
+        timm does not know ``name``.
+    """
+    import timm
+
+    arch = name.split(".", 1)[0]
+    if not timm.is_model(arch):
+        from .config import closest
+
+        hint = closest(arch, timm.list_models())
+        raise BackboneError(
+            f"Model '{name}' is unknown to the installed timm {timm.__version__}: there is no "
+            f"architecture '{arch}'. " + (f"Closest names: {', '.join(hint)}. " if hint else "")
+            + "Run `python -c \"import timm; print(timm.list_models('*convnext*', pretrained=True))\"` "
+              "to list real names.")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        return timm.create_model(name, pretrained=pretrained, dynamic_img_size=True, **kwargs)
+    except TypeError as e:
+        # The class does not take the argument (raised before any weight is initialised).
+        if "dynamic_img_size" not in str(e):
+            raise
+    return timm.create_model(name, pretrained=pretrained, **kwargs)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .modelmeta import ModelFacts
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -36,7 +38,8 @@ class Figure:
     """A numbered figure: a grid of panels with a caption.
 
     id : unique, usable as an HTML id (``[a-z0-9-]+``), stable across builds.
-    kind : which analysis made it (see ``FIGURE_KINDS``); narrative directives select by kind.
+    kind : a figure kind its analysis declares (``generator.analyses``); narrative directives
+        select by kind.
     caption : plain text; carries provenance (model labels, stage, resolution, weights).
     column_labels : header of each column (may be empty).
     image / group : the image id or group the figure is about, when it is about one.
@@ -63,17 +66,6 @@ class Table:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    label: str
-    timm: str
-    weights_source: str  # "file", "hf-cache", "hub" or "random-init"
-    weights_sha256: str | None
-    license: str | None  # from timm's pretrained_cfg, e.g. "dinov3-license"
-    stages: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class Credit:
     id: str
     subject: str
@@ -94,7 +86,7 @@ class ReportPage:
     author: str
     random_init: bool
     resolution: int
-    models: tuple[ModelInfo, ...]
+    models: tuple[ModelFacts, ...]
     figures: tuple[Figure, ...]
     tables: tuple[Table, ...]
     results: dict[str, Any]
@@ -104,27 +96,3 @@ class ReportPage:
     notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
     featured: tuple[str, ...] = ()  # image ids the narrative shows in full (``image=featured``)
     multiple: int = 32  # image sides are multiples of this (generator.modelmeta.crop_multiple)
-
-
-FIGURE_KINDS: dict[str, str] = {
-    "within_pca": "within-image PCA of the last stage: RGB and PC1..PC3 per model",
-    "stage_pca": "within-image PCA as RGB at every stage, models as rows",
-    "random_channels": "five seeded random channels per stage",
-    "foreground_mask": "PC1 foreground mask overlaid on the image",
-    "across_pca_naive": "across-image PCA over a group, all pixels",
-    "across_pca_masked": "across-image PCA over a group, foreground pixels only",
-    "across_pca_components": "single across-image components (masked)",
-    "feature_hist": "feature-value histograms per stage (linear, log, cropped)",
-    "channel_hist": "one random channel's histograms per stage",
-    "cka": "linear CKA between stages of every model pair",
-    "highres": "the featured images at several resolutions",
-}
-
-TABLE_KINDS: dict[str, str] = {
-    "explained_variance": "explained variance of PC1..PC3 per model and image",
-    "feature_stats": "statistics of all feature values per model and stage",
-    "channel_stats": "statistics of one random channel per model and stage",
-    "across_pca": "explained variance of across-image PCA per group",
-    "cka_best": "best-matching stage of one model for each stage of another",
-    "mask_iou": "agreement of PC1 foreground masks between models",
-}

@@ -1,4 +1,4 @@
-"""The one place that wires the steps: config -> images -> features -> analyses -> figures -> render.
+"""The one place that wires the phases: resolve -> decode -> extract -> analyse -> render -> write out.
 
 Like MkDocs, everything is gathered first and written last: the site is built in a temporary
 folder beside the output and swapped in only when complete, so a failed or interrupted build
@@ -12,23 +12,25 @@ import platform
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from .config import ConfigError, ReportConfig, closest
-from .context import BuildContext, ModelFacts
+from .analyses import Analysis, get_analysis, list_analyses, load_user_analyses
+from .context import BuildContext
 from .features import FeatureCache, check_device, extract_all, model_identity
-from .modelmeta import BackboneError, ModelMeta, crop_multiple, library_versions, model_meta
+from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
 from .figures import FigureWriter
-from .images import ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest, scan_folder
-from .page import Credit, ModelInfo, ReportPage
+from .images import (ImageEntry, ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest,
+                     load_mask, scan_folder)
+from .page import Credit, Figure, ReportPage, Table
+from .progress import Progress
 from . import outdir
 from .cachedir import sweep_parts
-from .progress import Progress, say
-from .registry import get_analysis, list_analyses
 from .section_cache import SectionCache, section_key
 from .weights import resolve_all
 
@@ -54,7 +56,7 @@ class BuildOptions:
     keep_going: bool = False
     fetch: bool = False  # download URL images that are not cached yet (after the weights check)
     site_src: Path | None = None  # default: the config file's folder
-    templates: Path | None = None  # default: <project>/templates
+    templates: Path | None = None  # default: the theme inside the package (generator/theme)
     analyses: tuple[str, ...] | None = None  # default: all registered
     discard_edits: bool = False  # replace files of the old site that the user edited
 
@@ -115,7 +117,7 @@ def _groups(cfg: ReportConfig, iset: ImageSet) -> dict[str, tuple[str, ...]]:
 
 def _inputs(cfg: ReportConfig) -> list[Path]:
     """Folders a build reads from: an output folder must not be or contain any of them."""
-    inputs = [cfg.root, PROJECT_ROOT / "templates"]
+    inputs = [cfg.root]
     if cfg.images.dir:
         inputs.append(cfg.images.dir)
     if cfg.images.manifest:
@@ -142,20 +144,122 @@ def _model_loader(spec, weights, seed: int):
     return get
 
 
-def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
-    """Build the whole report into ``opts.out``; see DESIGN.md for what is written."""
-    from .render import render_site
+# --------------------------------------------------------------------------- phase artifacts
 
-    t0 = time.perf_counter()
+@dataclass(frozen=True)
+class Plan:
+    """What ``resolve`` settles before any work: the analyses in report order, their joint
+    needs, the image set and groups, and the weights of each model (absent under random-init)."""
+
+    analyses: tuple[Analysis, ...]
+    extra: dict[int, tuple[str, ...]]  # short side -> model ids to extract there (featured images)
+    reference_masks: bool
+    iset: ImageSet
+    groups: dict[str, tuple[str, ...]]
+    weights: dict[str, Any]
+    metas: dict[str, ModelMeta]  # model id -> timm facts with the stages the config asks for
+    multiple: int  # image sides are multiples of this (crop_multiple over the models)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Images preprocessed at the build's resolution (and at each extra one, featured only)."""
+
+    images: dict[str, np.ndarray]
+    extra_images: dict[int, dict[str, np.ndarray]]
+    entries: dict[str, ImageEntry]
+    groups: dict[str, tuple[str, ...]]
+    featured: tuple[str, ...]
+    reference_masks: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """Model facts and the feature cache keys of every model and image."""
+
+    models: tuple[ModelFacts, ...]
+    keys: dict[str, dict[str, str]]
+    extra_keys: dict[int, dict[str, dict[str, str]]]
+    cache: FeatureCache
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """Everything the analyses produced, in report order; picture files are already written."""
+
+    results: dict[str, Any]
+    figures: tuple[Figure, ...]
+    tables: tuple[Table, ...]
+    explorer: dict[str, Any] | None
+    files: int  # picture files in the site
+    computed: int
+    reused: int
+
+
+# --------------------------------------------------------------------------- the build
+
+def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
+    """Build the whole report into ``opts.out`` in named phases (see docs/DESIGN.md for what is
+    written): resolve, decode, extract, analyse, render, write out. The site is assembled in a
+    fresh folder beside ``opts.out`` and swapped in only when complete."""
     summary = BuildSummary(out=opts.out.resolve())
     for line in outdir.recover(opts.out):
-        say(line, opts.quiet)
+        if not opts.quiet:
+            print(line, file=sys.stderr)
     out = outdir.check_out(opts.out, _inputs(cfg), discard_edits=opts.discard_edits)
     sweep_parts(cache_dir())
+    timings = summary.seconds
+    with _timed(timings, "resolve"):
+        plan = resolve(cfg, opts)
+    with Progress(opts.quiet) as progress:
+        with _timed(timings, "decode"):
+            decoded = decode(cfg, opts, plan, progress, summary.skipped)
+        t = time.perf_counter()
+        extracted = extract(cfg, opts, plan, decoded, progress)
+        timings["load_models"] = extracted.cache.load_seconds
+        timings["extract"] = time.perf_counter() - t - extracted.cache.load_seconds
+        tmp = outdir.make_tmp(out)
+        try:
+            with _timed(timings, "analyse_and_figures"):
+                analysed = analyse(cfg, opts, plan, decoded, extracted, tmp, progress)
+            with _timed(timings, "render"):
+                summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
+            summary.computed, summary.reused, summary.damaged = (
+                extracted.cache.stats.computed, extracted.cache.stats.hits, extracted.cache.stats.damaged)
+            summary.figures = analysed.files
+            summary.sections_computed, summary.sections_reused = analysed.computed, analysed.reused
+            write_out(cfg, opts, plan, decoded, extracted, analysed, summary, tmp)
+            outdir.swap_in(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return summary
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    t = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - t
+
+
+def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
+    """Check the options, load the analyses and the image set, find the weights (a build that
+    cannot get them stops before any work) and fetch missing images if asked."""
     if opts.dtype not in ("fp32", "bf16"):
         raise BuildError(f"--dtype must be fp32 or bf16, got {opts.dtype!r}")
     check_device(opts.device)
-    names = opts.analyses or tuple(list_analyses())
+    load_user_analyses(opts.site_src or cfg.root)
+    analyses = _plan_analyses(opts.analyses or tuple(list_analyses()), cfg)
+    extra: dict[int, set[str]] = {}
+    all_models = tuple(m.id for m in cfg.models)
+    for a in analyses:
+        needs = a.needs(cfg)
+        for res in needs.extra_resolutions:
+            if res != cfg.resolution:
+                extra.setdefault(res, set()).update(needs.extra_models or all_models)
+    metas = _model_metas(cfg)
+    multiple = _check_crop(cfg, metas, sorted(extra))
     iset = load_image_set(cfg)
     groups = _groups(cfg, iset)
     # Weights first: a build that cannot get them stops before any work.
@@ -166,132 +270,170 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             for iid, status in fetch(missing):
                 if status != "fetched" and not opts.quiet:
                     print(f"could not fetch image {iid}: {status}", file=sys.stderr)
-    metas = _model_metas(cfg)
-    multiple = _check_crop(cfg, metas, names)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    timings["resolve"] = t - t0
+    return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
+                reference_masks=any(a.needs(cfg).reference_masks for a in analyses),
+                iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple)
 
-    with Progress(opts.quiet) as progress:
-        # Decode images.
-        images: dict[str, np.ndarray] = {}
-        with progress.phase("decode images", len(iset.entries)) as advance:
-            for e in iset.entries:
-                if not available(e):
-                    summary.skipped.append((e.id, NOT_FETCHED))
-                else:
-                    try:
-                        images[e.id] = load_image(e, cfg.resolution, multiple=multiple,
-                                                  max_pixels=cfg.images.max_pixels)
-                    except ImageError as err:
-                        if not opts.keep_going:
-                            raise
-                        # The reason goes into a page that may be published: no local folders in it.
-                        why = str(err).replace(str(e.file.parent) + os.sep, "") if e.file else str(err)
-                        summary.skipped.append((e.id, why))
-                advance(1)
-        if not images:
-            raise BuildError(f"no usable images in {iset.source}"
-                             + ("".join(f"\n  {i}: {why}" for i, why in summary.skipped)))
-        unfetched = [i for i, why in summary.skipped if why.startswith(NOT_FETCHED)]
-        if unfetched:
-            progress.log(f"{len(unfetched)} images left out, {NOT_FETCHED}: {', '.join(unfetched)}")
-        for i, why in summary.skipped:
-            if i not in unfetched:
-                progress.log(f"skipped image {i}: {why}")
-        groups = {g: tuple(i for i in ids if i in images) for g, ids in groups.items()}
-        featured = tuple(i for i in cfg.images.featured if i in images) or tuple(sorted(images))[:2]
-        timings["decode"] = time.perf_counter() - t
 
-        # Models and features: a model is built only if some of its features are not cached.
-        t = time.perf_counter()
-        cache = FeatureCache(cache_dir() / "features")
-        facts, keys = [], {}
-        entries = {e.id: e for e in iset.entries}
-        hr = _highres_plan(cfg, featured, entries, names, multiple)
-        hr_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in hr}
-        n_work = len(cfg.models) * len(images) + sum(len(v) for v in hr.values()) * len(_highres_models(cfg))
-        with progress.phase("extract features", n_work) as advance:
-            for spec in cfg.models:
-                meta = metas[spec.id]
-                w = weights.get(spec.id)
-                identity = model_identity(spec, meta, w.sha256 if w else None, cfg.seed, opts.dtype)
-                run = dict(cache=cache, make_backbone=_model_loader(spec, w, cfg.seed), device=opts.device,
-                           dtype=opts.dtype, advance=advance)
-                keys[spec.id] = extract_all(identity, images, batch_size=cfg.batch_size, **run)
-                if spec.id in _highres_models(cfg):
-                    for res, imgs in hr.items():
-                        # One image per pass: at twice the resolution a batch would multiply peak memory.
-                        hr_keys[res][spec.id] = extract_all(identity, imgs, batch_size=1, **run)
-                facts.append(ModelFacts(spec.id, spec.label, spec.timm, meta.stages,
-                                        "random-init" if w is None else w.source, w.sha256 if w else None,
-                                        meta.license, meta.is_vit, spec.convnext_c5_norm))
-        timings["load_models"] = cache.load_seconds
-        timings["extract"] = time.perf_counter() - t - cache.load_seconds
+def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig) -> tuple[Analysis, ...]:
+    """The named analyses in report order; each artifact an analysis needs must come from an
+    earlier one."""
+    try:
+        chosen = sorted((get_analysis(n) for n in names), key=lambda a: (a.order, a.name))
+    except KeyError as e:
+        raise BuildError(e.args[0]) from e
+    provided: set[type] = set()
+    for a in chosen:
+        for kind in a.needs(cfg).artifacts:
+            if kind not in provided:
+                makers = [n for n in list_analyses() if kind in get_analysis(n).provides]
+                raise BuildError(f"analysis {a.name} needs {kind.__name__}, which "
+                                 f"{' or '.join(makers) or 'no analysis'} provides earlier in the report; "
+                                 "include it")
+        provided.update(a.provides)
+    return tuple(chosen)
 
-        # Analyses and figures, into a fresh folder beside the output.
-        tmp = outdir.make_tmp(out)
-        try:
-            t = time.perf_counter()
-            ctx = BuildContext(cfg=cfg, images=images, entries=entries,
-                               models=tuple(facts), keys=keys, cache=cache, writer=FigureWriter(tmp),
-                               groups=groups, featured=featured, random_init=opts.random_init, dtype=opts.dtype,
-                               extras={"highres": (hr, hr_keys)},
-                               crop=(multiple, {m.timm: metas[m.id].multiple for m in cfg.models}))
-            results: dict[str, Any] = {}
-            figures, tables, explorer = [], [], None
-            sections = SectionCache(cache_dir())
-            with progress.phase("analyses and figures", len(names)) as advance:
-                for name in names:
-                    key = section_key(name, ctx)
-                    hit = sections.get(key, tmp)
-                    if hit is not None:
-                        sec, files = hit
-                        ctx.writer.written.update(files)
-                    else:
-                        start = len(ctx.writer.log)
-                        sec = get_analysis(name)(ctx)
-                        sections.put(key, sec, sorted(set(ctx.writer.log[start:])), tmp)
-                    ctx.extras.update(sec.shared)
-                    results.update(sec.results)
-                    figures += sec.figures
-                    tables += sec.tables
-                    explorer = sec.explorer or explorer
-                    advance(1)
-            timings["analyse_and_figures"] = time.perf_counter() - t
 
-            t = time.perf_counter()
-            page = ReportPage(
-                title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
-                multiple=multiple,
-                models=tuple(ModelInfo(m.id, m.label, m.timm, m.weights_source, m.weights_sha256, m.license,
-                                       tuple(s.name for s in m.stages)) for m in facts),
-                figures=tuple(figures), tables=tuple(tables), results=results,
-                credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
-                                     e.share_alike, e.modified, e.original_url)
-                                for e in iset.entries if e.id in images),
-                skipped=tuple(summary.skipped), explorer=explorer, featured=featured,
-                notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
-                            for m in facts if any(s.name == "C5" for s in m.stages)),
-            )
-            render_site(page, site_src=opts.site_src or cfg.root,
-                        templates=opts.templates or PROJECT_ROOT / "templates", out=tmp)
-            _json_dump(results, tmp / "data" / "results.json")
-            _json_dump(_figures_json(figures), tmp / "data" / "figures.json")
-            (tmp / ".nojekyll").touch()
-            timings["render"] = time.perf_counter() - t
-            summary.seconds = timings
-            summary.computed, summary.reused, summary.damaged = (
-                cache.stats.computed, cache.stats.hits, cache.stats.damaged)
-            summary.figures = len(ctx.writer.written)
-            summary.sections_computed, summary.sections_reused = sections.computed, sections.hits
-            _json_dump(_build_json(cfg, opts, cache, facts, summary, featured, groups, ctx.crop), tmp / "data" / "build.json")
-            summary.page = page
-            outdir.swap_in(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return summary
+def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress,
+           skipped: list[tuple[str, str]]) -> Decoded:
+    """Preprocess every available image (skipping undecodable ones under --keep-going, each
+    noted in ``skipped``), the featured ones at each extra resolution, and reference masks."""
+    iset = plan.iset
+    images: dict[str, np.ndarray] = {}
+    with progress.phase("decode images", len(iset.entries)) as advance:
+        for e in iset.entries:
+            if not available(e):
+                skipped.append((e.id, NOT_FETCHED))
+            else:
+                try:
+                    images[e.id] = load_image(e, cfg.resolution, multiple=plan.multiple,
+                                              max_pixels=cfg.images.max_pixels)
+                except ImageError as err:
+                    if not opts.keep_going:
+                        raise
+                    # The reason goes into a page that may be published: no local folders in it.
+                    why = str(err).replace(str(e.file.parent) + os.sep, "") if e.file else str(err)
+                    skipped.append((e.id, why))
+            advance(1)
+    if not images:
+        raise BuildError(f"no usable images in {iset.source}"
+                         + ("".join(f"\n  {i}: {why}" for i, why in skipped)))
+    unfetched = [i for i, why in skipped if why.startswith(NOT_FETCHED)]
+    if unfetched:
+        progress.log(f"{len(unfetched)} images left out, {NOT_FETCHED}: {', '.join(unfetched)}")
+    for i, why in skipped:
+        if i not in unfetched:
+            progress.log(f"skipped image {i}: {why}")
+    groups = {g: tuple(i for i in ids if i in images) for g, ids in plan.groups.items()}
+    featured = tuple(i for i in cfg.images.featured if i in images) or tuple(sorted(images))[:2]
+    entries = {e.id: e for e in iset.entries}
+    extra_images = {res: {i: load_image(entries[i], res, multiple=plan.multiple, max_pixels=cfg.images.max_pixels)
+                           for i in featured}
+                    for res in plan.extra}
+    reference: dict[str, np.ndarray] = {}
+    if plan.reference_masks:
+        for i in sorted(images):
+            mask = load_mask(entries[i], images[i].shape[:2], resolution=cfg.resolution, multiple=plan.multiple)
+            if mask is not None:  # neither a mask file nor mask_polygons in the manifest
+                reference[i] = mask
+    return Decoded(images=images, extra_images=extra_images, entries=entries, groups=groups,
+                   featured=featured, reference_masks=reference)
+
+
+def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
+            progress: Progress) -> Extracted:
+    """Features of every model and image through the cache; a model is built only if some of
+    its features are not cached."""
+    cache = FeatureCache(cache_dir() / "features")
+    facts, keys = [], {}
+    extra_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in plan.extra}
+    n_work = len(cfg.models) * len(decoded.images) + sum(
+        len(decoded.extra_images[r]) * len(ms) for r, ms in plan.extra.items())
+    with progress.phase("extract features", n_work) as advance:
+        for spec in cfg.models:
+            meta = plan.metas[spec.id]
+            w = plan.weights.get(spec.id)
+            identity = model_identity(spec, meta, w.sha256 if w else None, cfg.seed, opts.dtype)
+            run = dict(cache=cache, make_backbone=_model_loader(spec, w, cfg.seed), device=opts.device,
+                       dtype=opts.dtype, advance=advance)
+            keys[spec.id] = extract_all(identity, decoded.images, batch_size=cfg.batch_size, **run)
+            for res, models in plan.extra.items():
+                if spec.id in models:
+                    # One image per pass: at twice the resolution a batch would multiply peak memory.
+                    extra_keys[res][spec.id] = extract_all(identity, decoded.extra_images[res], batch_size=1, **run)
+            facts.append(ModelFacts.of(spec, meta, w))
+    return Extracted(models=tuple(facts), keys=keys, extra_keys=extra_keys, cache=cache)
+
+
+def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
+            site: Path, progress: Progress) -> Analysed:
+    """Run the analyses in report order, each from the section cache when its inputs are
+    unchanged; their picture files go into ``site``."""
+    ctx = BuildContext(cfg=cfg, images=decoded.images, entries=decoded.entries, models=extracted.models,
+                       keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(site),
+                       groups=decoded.groups, featured=decoded.featured, random_init=opts.random_init,
+                       dtype=opts.dtype, extra_keys=extracted.extra_keys,
+                       reference_masks=decoded.reference_masks,
+                       crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
+    results: dict[str, Any] = {}
+    figures: list[Figure] = []
+    tables: list[Table] = []
+    explorer = None
+    sections = SectionCache(cache_dir())
+    with progress.phase("analyses and figures", len(plan.analyses)) as advance:
+        for a in plan.analyses:
+            # The module's source is in the key: an edited user analysis is computed again.
+            key = section_key(f"{a.name}:{a.source_sha256}", ctx)
+            hit = sections.get(key, site)
+            if hit is not None:
+                sec, files = hit
+                ctx.writer.written.update(files)
+            else:
+                start = len(ctx.writer.log)
+                sec = a.run(ctx)
+                sections.put(key, sec, sorted(set(ctx.writer.log[start:])), site)
+            for kind in a.provides:
+                ctx.artifacts[kind] = kind(sec.shared[kind.key])
+            results.update(sec.results)
+            figures += sec.figures
+            tables += sec.tables
+            explorer = sec.explorer or explorer
+            advance(1)
+    return Analysed(results=results, figures=tuple(figures), tables=tuple(tables), explorer=explorer,
+                    files=len(ctx.writer.written), computed=sections.computed, reused=sections.hits)
+
+
+def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
+           analysed: Analysed, skipped: list[tuple[str, str]], site: Path) -> ReportPage:
+    """The page (figures, tables, facts, credits) rendered with the narrative into ``site``."""
+    from .render import DEFAULT_THEME, render_site
+
+    facts = extracted.models
+    page = ReportPage(
+        title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
+        multiple=plan.multiple, models=facts,
+        figures=analysed.figures, tables=analysed.tables, results=analysed.results,
+        credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
+                             e.share_alike, e.modified, e.original_url)
+                      for e in plan.iset.entries if e.id in decoded.images),
+        skipped=tuple(skipped), explorer=analysed.explorer, featured=decoded.featured,
+        notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
+                    for m in facts if any(s.name == "C5" for s in m.stages)),
+    )
+    render_site(page, site_src=opts.site_src or cfg.root, templates=opts.templates or DEFAULT_THEME, out=site)
+    return page
+
+
+def write_out(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
+              analysed: Analysed, summary: BuildSummary, site: Path) -> None:
+    """The data files beside the page: results, figure index and build facts."""
+    _json_dump(analysed.results, site / "data" / "results.json")
+    _json_dump(_figures_json(analysed.figures), site / "data" / "figures.json")
+    (site / ".nojekyll").touch()
+    _json_dump(_build_json(cfg, opts, extracted.cache, extracted.models, summary, decoded.featured,
+                           decoded.groups, crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple
+                                                                   for m in cfg.models})),
+               site / "data" / "build.json")
 
 
 def _model_metas(cfg: ReportConfig) -> dict[str, ModelMeta]:
@@ -305,13 +447,14 @@ def _model_metas(cfg: ReportConfig) -> dict[str, ModelMeta]:
     return metas
 
 
-def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], names) -> int:
-    """The build's crop multiple (:func:`crop_multiple`); every resolution must be a multiple of it."""
+def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], extra: list[int]) -> int:
+    """The build's crop multiple (:func:`crop_multiple`); the build's resolution and every extra
+    resolution an analysis asks for must be multiples of it."""
     need = {spec.timm: metas[spec.id].multiple for spec in cfg.models}
     multiple = crop_multiple(need)
     res = [("resolution", cfg.resolution)]
-    if "highres" in names:
-        res += [(f"analysis.highres[{i}]", r) for i, r in enumerate(cfg.analysis.highres)]
+    res += [(f"analysis.highres[{i}]", r) for i, r in enumerate(cfg.analysis.highres) if r in extra]
+    res += [("an extra resolution of an analysis", r) for r in extra if r not in cfg.analysis.highres]
     for key, r in res:
         if r % multiple:
             why = ", ".join(f"{n} needs {m}" for n, m in sorted(need.items()))
@@ -322,22 +465,6 @@ def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], names) -> int:
                 f"multiple of what the models need ({why}). Every image is cropped to multiples of "
                 f"{multiple} so that all models see the same pixels on whole cells; use {ok}.")
     return multiple
-
-
-def _highres_models(cfg: ReportConfig) -> tuple[str, ...]:
-    return cfg.analysis.highres_models or tuple(m.id for m in cfg.models)
-
-
-def _highres_plan(cfg: ReportConfig, featured, entries, names,
-                  multiple: int) -> dict[int, dict[str, np.ndarray]]:
-    """Featured images preprocessed at each gallery resolution other than the build's own."""
-    if "highres" not in names:
-        return {}
-    plan: dict[int, dict[str, np.ndarray]] = {}
-    for res in sorted(set(cfg.analysis.highres) - {cfg.resolution}):
-        plan[res] = {i: load_image(entries[i], res, multiple=multiple, max_pixels=cfg.images.max_pixels)
-                     for i in featured}
-    return plan
 
 
 def _figures_json(figures) -> list[dict[str, Any]]:

@@ -83,8 +83,3 @@ class Progress:
         elif not self.quiet:
             print(message, file=sys.stderr)
 
-
-def say(message: str, quiet: bool = False) -> None:
-    """A line for the terminal (stderr), unless quiet."""
-    if not quiet:
-        print(message, file=sys.stderr)

@@ -42,9 +42,13 @@ import jinja2
 import markdown as md_lib
 from markupsafe import Markup
 
-from .page import FIGURE_KINDS, TABLE_KINDS, Figure, ModelInfo, ReportPage, Table
+from .analyses import figure_kinds, table_kinds
+from .modelmeta import ModelFacts
+from .page import Figure, ReportPage, Table
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
+
+DEFAULT_THEME = Path(__file__).with_name("theme")  # templates + static files, shipped as package data
 
 DINOV3_LICENSE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-license/"
 
@@ -111,25 +115,17 @@ def _pct(x: float | None, digits: int = 3) -> str:
     return _sig(100.0 * float(x), digits) + "%"
 
 
-_PCT_COLUMN = re.compile(r"(ratio|fraction|explained|share|%)", re.I)
-_PC_COLUMN = re.compile(r"^(pc\s*\d+|pc\d+\s*var.*|var.*|sum|total)$", re.I)
-_RATIO_TABLE_KINDS = {"explained_variance", "across_pca"}
-
-
-def _is_pct_column(table: Table, column: str) -> bool:
-    if _PCT_COLUMN.search(column):
-        return True
-    return table.kind in _RATIO_TABLE_KINDS and bool(_PC_COLUMN.match(column.strip()))
-
-
 def _table_columns(table: Table) -> list[dict]:
-    """Per column: name, whether it is shown as a percentage, whether it is numeric."""
+    """Per column: name, whether it is shown as a percentage (the table kind's declared
+    ``percent`` columns), whether it is numeric."""
+    kind = table_kinds().get(table.kind)
+    percent = set(kind.percent) if kind else set()
     cols = []
     for i, name in enumerate(table.columns):
         vals = [r[i] for r in table.rows if i < len(r) and r[i] is not None]
         numeric = bool(vals) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-        cols.append({"name": name, "percent": _is_pct_column(table, name), "numeric": numeric})
+        cols.append({"name": name, "percent": name in percent, "numeric": numeric})
     return cols
 
 
@@ -247,7 +243,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
         m = by_id.get(model_id)
         return m.label if m else model_id
 
-    def model(model_id: str) -> ModelInfo | None:
+    def model(model_id: str) -> ModelFacts | None:
         return by_id.get(model_id)
 
     def has_model(*ids: str) -> bool:
@@ -255,7 +251,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
 
     def stages(model_id: str) -> tuple[str, ...]:
         m = by_id.get(model_id)
-        return m.stages if m else ()
+        return m.stage_names if m else ()
 
     def first_stage(model_id: str) -> str | None:
         s = stages(model_id)
@@ -282,7 +278,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
 
     def refs(kind: str) -> Markup:
         """Links to every figure (or table) of a kind: 'Figures 2–4' / 'Figure 2'."""
-        if kind not in FIGURE_KINDS and kind not in TABLE_KINDS:
+        if kind not in figure_kinds() and kind not in table_kinds():
             raise _HelperError(f"refs(): unknown kind {kind!r}")
         return Markup(f"@@REFS:{kind.replace('_', '-')}@@")
 
@@ -348,7 +344,7 @@ def _directive(name: str, args: str, page: ReportPage, where: str) -> _Block:
             raise RenderError(f"{where}: unknown {name} id {pos[0]!r}")
         return _Block(name, [pool[pos[0]]])
     if name in ("figures", "tables"):
-        kinds = FIGURE_KINDS if name == "figures" else TABLE_KINDS
+        kinds = {k: v.description for k, v in (figure_kinds() if name == "figures" else table_kinds()).items()}
         kind = kw.pop("kind", None)
         if pos or kind is None:
             raise RenderError(f"{where}: '::: {name}' needs kind=<kind>, got {args!r}")
@@ -475,6 +471,19 @@ def _json_for_script(obj: Any) -> Markup:
     return Markup(s.replace("</", "<\\/").replace("<!--", "<\\!--"))
 
 
+@dataclass
+class _Layout:
+    """The narrative laid out: the article body with placeholders for the directive blocks,
+    their items numbered in order of first appearance, and what the narrative did not show."""
+
+    body: str
+    toc: list[dict]
+    blocks: list[_Block]
+    block_items: list[list[tuple[str, Any, int, bool]]]  # per block: (kind, obj, number, first)
+    extra: list[tuple[str, Any, int, bool]]  # the appendix "More figures and tables"
+    numbering: _Numbering
+
+
 def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path) -> None:
     """Render ``page`` with the narrative in ``site_src`` and the templates into ``out``.
 
@@ -482,143 +491,155 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     ``index.html``, ``report.html``, ``assets/style.css``, ``assets/report.js``, ``.nojekyll``.
     """
     site_src, templates, out = Path(site_src), Path(templates), Path(out)
-    static = templates / "static"
-    css = (static / "style.css").read_text(encoding="utf-8")
-    js = (static / "report.js").read_text(encoding="utf-8")
-
-    # 1. narrative: Jinja, directives, Markdown
-    helpers = _helpers(page)
-    ctx = {"page": page, "models": page.models, "results": page.results,
-           "random_init": page.random_init, **helpers}
-    nenv = _narrative_env()
-    blocks: list[_Block] = []
-    parts = [_process_file(p, nenv, ctx, page, blocks) for p in narrative_sources(site_src)]
-    body = md_lib.markdown("\n\n".join(parts),
-                           extensions=["extra", "sane_lists", "smarty"], output_format="html")
-
-    used = set(RESERVED_IDS) | {f.id for f in page.figures} | {t.id for t in page.tables}
-    body, toc = _add_heading_ids(body, used)
-
-    # 2. numbering, in order of first appearance; the rest go to an appendix
-    numbering = _Numbering()
-    placed: list[tuple[str, Any, int, bool]] = []  # per block item: (kind, obj, number, first)
-    block_items: list[list[tuple[str, Any, int, bool]]] = []
-    for b in blocks:
-        items = []
-        for obj in b.items:
-            num, first = numbering.number(obj)
-            items.append(("figure" if isinstance(obj, Figure) else "table", obj, num, first))
-        block_items.append(items)
-        placed.extend(items)
-    extra = []
-    for obj in list(page.figures) + list(page.tables):
-        d = numbering.fig if isinstance(obj, Figure) else numbering.tab
-        if obj.id not in d:
-            num, _ = numbering.number(obj)
-            extra.append(("figure" if isinstance(obj, Figure) else "table", obj, num, True))
-
-    explorer_used = any(b.kind == "explorer" for b in blocks)
+    css = (templates / "static" / "style.css").read_text(encoding="utf-8")
+    js = (templates / "static" / "report.js").read_text(encoding="utf-8")
+    layout = _number(page, *_narrative(page, site_src))
     env = _env(templates)
-    outputs = {}
     sizes: dict[str, tuple[int, int] | None] = {}  # read each picture's header once for both outputs
-    for inline in (False, True):
-        assets = _Assets(out, inline)
-
-        def img_attrs(rel: str) -> Markup:
-            if rel not in sizes:
-                sizes[rel] = _image_size(out / rel)
-            size = sizes[rel]
-            wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
-            # Feature maps are stored one pixel per cell; the browser enlarges them crisply.
-            px = ' class="px"' if size and max(size) < PIXELATED_BELOW else ""
-            return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}{px}')
-
-        common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
-                  "table_columns": _table_columns, "inline": inline}
-        fig_t = env.get_template("figure.html.j2")
-        tab_t = env.get_template("table.html.j2")
-        exp_t = env.get_template("explorer.html.j2")
-
-        def render_item(kind: str, obj: Any, num: int, first: bool) -> str:
-            if not first:
-                label = "Figure" if kind == "figure" else "Table"
-                return (f'<p class="see-also">(See <a href="#{obj.id}">{label} {num}</a>.)</p>')
-            t = fig_t if kind == "figure" else tab_t
-            return t.render(obj=obj, num=num, **common)
-
-        html_blocks = []
-        explorer_done = False
-        for b, items in zip(blocks, block_items):
-            if b.kind == "explorer":
-                if explorer_done and page.explorer:
-                    html_blocks.append('<p class="see-also">(See the '
-                                       '<a href="#similarity-explorer">explorer</a> above.)</p>')
-                else:
-                    html_blocks.append(exp_t.render(explorer=page.explorer, note=b.note, **common))
-                explorer_done = True
-            elif not items:
-                html_blocks.append(f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>')
-            else:
-                html_blocks.append("\n".join(render_item(*it) for it in items))
-
-        def sub_block(m: re.Match) -> str:
-            return html_blocks[int(m.group(1))]
-
-        article = re.sub(r"<p>DRBLOCK(\d{5})</p>", sub_block, body)
-
-        def sub_ref(m: re.Match) -> str:
-            oid = m.group(1)
-            if oid in numbering.fig:
-                return f'<a class="xref" href="#{oid}">Figure&nbsp;{numbering.fig[oid]}</a>'
-            return f'<a class="xref" href="#{oid}">Table&nbsp;{numbering.tab[oid]}</a>'
-
-        def sub_refs(m: re.Match) -> str:
-            kind = m.group(1).replace("-", "_")
-            objs = [f for f in page.figures if f.kind == kind] if kind in FIGURE_KINDS else []
-            word, d = "Figure", numbering.fig
-            if not objs:
-                objs = [t for t in page.tables if t.kind == kind]
-                word, d = "Table", numbering.tab
-            if not objs:
-                return f"(no {html.escape(kind.replace('_', ' '))} {word.lower()}s)"
-            nums = sorted(d[o.id] for o in objs)
-            first = objs[[d[o.id] for o in objs].index(nums[0])]
-            if len(nums) == 1:
-                return f'<a class="xref" href="#{first.id}">{word}&nbsp;{nums[0]}</a>'
-            contiguous = nums == list(range(nums[0], nums[-1] + 1))
-            rng = f"{nums[0]}–{nums[-1]}" if contiguous else ", ".join(map(str, nums))
-            return f'<a class="xref" href="#{first.id}">{word}s&nbsp;{rng}</a>'
-
-        article = re.sub(r"@@REF:([a-z0-9-]+)@@", sub_ref, article)
-        article = re.sub(r"@@REFS:([a-z0-9-]+)@@", sub_refs, article)
-        appendix = "\n".join(render_item(*it) for it in extra)
-
-        explorer_json = None
-        if explorer_used and page.explorer:
-            ex = json.loads(json.dumps(page.explorer))
-            for im in ex.get("images", []):
-                if im.get("photo"):
-                    im["photo"] = assets.url(im["photo"])
-            explorer_json = _json_for_script(ex)
-
-        dinov3 = [m for m in page.models
-                  if m.license and "dinov3" in m.license.lower()
-                  and m.weights_source != "random-init"]
-        share_alike = [c for c in page.credits if c.share_alike]
-        has_data = (not inline) and (out / "data" / "results.json").is_file()
-        html_out = env.get_template("page.html.j2").render(
-            article=Markup(article), appendix=Markup(appendix), toc=toc,
-            csp=CSP_SINGLE if inline else CSP_SITE,
-            css=Markup(css.replace("</style", "<\\/style")) if inline else None,
-            js=Markup(js.replace("</script", "<\\/script")) if inline else None,
-            explorer_json=explorer_json, dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
-            share_alike=share_alike, has_data=has_data, **common,
-        )
-        outputs["report.html" if inline else "index.html"] = html_out
-
+    outputs = {name: _page_html(page, layout, env, out, inline, sizes, css, js)
+               for name, inline in (("index.html", False), ("report.html", True))}
     (out / "assets").mkdir(parents=True, exist_ok=True)
     (out / "assets" / "style.css").write_text(css, encoding="utf-8")
     (out / "assets" / "report.js").write_text(js, encoding="utf-8")
     (out / ".nojekyll").write_text("", encoding="utf-8")
     for name, text in outputs.items():
         (out / name).write_text(text, encoding="utf-8")
+
+
+def _narrative(page: ReportPage, site_src: Path) -> tuple[str, list[dict], list[_Block]]:
+    """The narrative files through Jinja, directives and Markdown: (body HTML, toc, blocks)."""
+    ctx = {"page": page, "models": page.models, "results": page.results,
+           "random_init": page.random_init, **_helpers(page)}
+    nenv = _narrative_env()
+    blocks: list[_Block] = []
+    parts = [_process_file(p, nenv, ctx, page, blocks) for p in narrative_sources(site_src)]
+    body = md_lib.markdown("\n\n".join(parts),
+                           extensions=["extra", "sane_lists", "smarty"], output_format="html")
+    used = set(RESERVED_IDS) | {f.id for f in page.figures} | {t.id for t in page.tables}
+    body, toc = _add_heading_ids(body, used)
+    return body, toc, blocks
+
+
+def _number(page: ReportPage, body: str, toc: list[dict], blocks: list[_Block]) -> _Layout:
+    """Number figures and tables in order of first appearance; the rest go to an appendix."""
+    numbering = _Numbering()
+    block_items = []
+    for b in blocks:
+        items = []
+        for obj in b.items:
+            num, first = numbering.number(obj)
+            items.append(("figure" if isinstance(obj, Figure) else "table", obj, num, first))
+        block_items.append(items)
+    extra = []
+    for obj in list(page.figures) + list(page.tables):
+        d = numbering.fig if isinstance(obj, Figure) else numbering.tab
+        if obj.id not in d:
+            num, _ = numbering.number(obj)
+            extra.append(("figure" if isinstance(obj, Figure) else "table", obj, num, True))
+    return _Layout(body, toc, blocks, block_items, extra, numbering)
+
+
+def _img_attrs(out: Path, assets: _Assets, sizes: dict[str, tuple[int, int] | None]) -> Callable[[str], Markup]:
+    """The template helper ``img_attrs(rel)``: src, width/height, and ``class="px"`` for maps."""
+
+    def img_attrs(rel: str) -> Markup:
+        if rel not in sizes:
+            sizes[rel] = _image_size(out / rel)
+        size = sizes[rel]
+        wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
+        # Feature maps are stored one pixel per cell; the browser enlarges them crisply.
+        px = ' class="px"' if size and max(size) < PIXELATED_BELOW else ""
+        return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}{px}')
+
+    return img_attrs
+
+
+def _render_item(env: jinja2.Environment, common: dict, kind: str, obj: Any, num: int, first: bool) -> str:
+    """A figure or table in full where first shown, else a pointer to it."""
+    if not first:
+        label = "Figure" if kind == "figure" else "Table"
+        return f'<p class="see-also">(See <a href="#{obj.id}">{label} {num}</a>.)</p>'
+    t = env.get_template("figure.html.j2" if kind == "figure" else "table.html.j2")
+    return t.render(obj=obj, num=num, **common)
+
+
+def _block_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, common: dict) -> list[str]:
+    """The HTML of each directive block, in narrative order."""
+    out = []
+    explorer_done = False
+    for b, items in zip(layout.blocks, layout.block_items):
+        if b.kind == "explorer":
+            if explorer_done and page.explorer:
+                out.append('<p class="see-also">(See the '
+                           '<a href="#similarity-explorer">explorer</a> above.)</p>')
+            else:
+                out.append(env.get_template("explorer.html.j2").render(
+                    explorer=page.explorer, note=b.note, **common))
+            explorer_done = True
+        elif not items:
+            out.append(f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>')
+        else:
+            out.append("\n".join(_render_item(env, common, *it) for it in items))
+    return out
+
+
+def _ref_html(numbering: _Numbering, m: re.Match) -> str:
+    """``ref(id)``: a link 'Figure N' / 'Table N'."""
+    oid = m.group(1)
+    if oid in numbering.fig:
+        return f'<a class="xref" href="#{oid}">Figure&nbsp;{numbering.fig[oid]}</a>'
+    return f'<a class="xref" href="#{oid}">Table&nbsp;{numbering.tab[oid]}</a>'
+
+
+def _refs_html(page: ReportPage, numbering: _Numbering, m: re.Match) -> str:
+    """``refs(kind)``: a link to every figure (or table) of a kind: 'Figures 2–4'."""
+    kind = m.group(1).replace("-", "_")
+    objs = [f for f in page.figures if f.kind == kind] if kind in figure_kinds() else []
+    word, d = "Figure", numbering.fig
+    if not objs:
+        objs = [t for t in page.tables if t.kind == kind]
+        word, d = "Table", numbering.tab
+    if not objs:
+        return f"(no {html.escape(kind.replace('_', ' '))} {word.lower()}s)"
+    nums = sorted(d[o.id] for o in objs)
+    first = objs[[d[o.id] for o in objs].index(nums[0])]
+    if len(nums) == 1:
+        return f'<a class="xref" href="#{first.id}">{word}&nbsp;{nums[0]}</a>'
+    contiguous = nums == list(range(nums[0], nums[-1] + 1))
+    rng = f"{nums[0]}–{nums[-1]}" if contiguous else ", ".join(map(str, nums))
+    return f'<a class="xref" href="#{first.id}">{word}s&nbsp;{rng}</a>'
+
+
+def _explorer_json(page: ReportPage, layout: _Layout, assets: _Assets) -> Markup | None:
+    """The explorer's data for the page, photos as URLs of this output; None when not shown."""
+    if not (any(b.kind == "explorer" for b in layout.blocks) and page.explorer):
+        return None
+    ex = json.loads(json.dumps(page.explorer))
+    for im in ex.get("images", []):
+        if im.get("photo"):
+            im["photo"] = assets.url(im["photo"])
+    return _json_for_script(ex)
+
+
+def _page_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, out: Path, inline: bool,
+               sizes: dict[str, tuple[int, int] | None], css: str, js: str) -> str:
+    """index.html (``inline`` False: files beside it) or report.html (everything inline)."""
+    assets = _Assets(out, inline)
+    common = {"page": page, "img_attrs": _img_attrs(out, assets, sizes), "fmt": format_cell,
+              "table_columns": _table_columns, "inline": inline}
+    blocks = _block_html(page, layout, env, common)
+    article = re.sub(r"<p>DRBLOCK(\d{5})</p>", lambda m: blocks[int(m.group(1))], layout.body)
+    article = re.sub(r"@@REF:([a-z0-9-]+)@@", lambda m: _ref_html(layout.numbering, m), article)
+    article = re.sub(r"@@REFS:([a-z0-9-]+)@@", lambda m: _refs_html(page, layout.numbering, m), article)
+    appendix = "\n".join(_render_item(env, common, *it) for it in layout.extra)
+    dinov3 = [m for m in page.models
+              if m.license and "dinov3" in m.license.lower() and not m.random_init]
+    return env.get_template("page.html.j2").render(
+        article=Markup(article), appendix=Markup(appendix), toc=layout.toc,
+        csp=CSP_SINGLE if inline else CSP_SITE,
+        css=Markup(css.replace("</style", "<\\/style")) if inline else None,
+        js=Markup(js.replace("</script", "<\\/script")) if inline else None,
+        explorer_json=_explorer_json(page, layout, assets), dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
+        share_alike=[c for c in page.credits if c.share_alike],
+        has_data=(not inline) and (out / "data" / "results.json").is_file(), **common,
+    )

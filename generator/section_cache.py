@@ -1,7 +1,7 @@
 """Reuse of a section's output (results, figures, tables) when none of its inputs changed.
 
 A section's key is the sha256 of: its name, the source of the code that computes and draws
-(analysis/, sections.py, figures.py, page.py, context.py), the feature cache keys it reads,
+(analysis/, analyses/, figures.py, page.py, context.py, refmasks.py), the feature cache keys it reads,
 and every config value it can see. A hit restores the :class:`SectionOutput` and
 copies its picture files (stored content-addressed under the cache) into the new site.
 
@@ -24,12 +24,12 @@ import numpy as np
 
 from .atomic import atomic_write
 from .context import BuildContext
+from .analyses.registry import SectionOutput
 from .page import Figure, Panel, Row, Table
-from .registry import SectionOutput
 
 __all__ = ["SectionCache", "section_key", "encode", "decode", "EntryError"]
 
-_CODE = ("analysis", "sections.py", "figures.py", "page.py", "context.py", "registry.py", "refmasks.py")
+_CODE = ("analysis", "analyses", "figures.py", "page.py", "context.py", "refmasks.py")
 
 
 @lru_cache(maxsize=1)
@@ -50,7 +50,6 @@ def _file_sha(path: Path | None) -> str | None:
 
 def section_key(name: str, ctx: BuildContext) -> str:
     cfg = ctx.cfg
-    hr_plan, hr_keys = ctx.extras.get("highres", ({}, {}))
     blob = {
         "name": name,
         "code": code_fingerprint(),
@@ -60,7 +59,7 @@ def section_key(name: str, ctx: BuildContext) -> str:
         "models": [dataclasses.asdict(m) | {"stages": [dataclasses.asdict(s) for s in m.stages]}
                    for m in ctx.models],
         "keys": ctx.keys,
-        "highres": {str(r): v for r, v in hr_keys.items()},
+        "highres": {str(r): v for r, v in ctx.extra_keys.items()},
         "featured": list(ctx.featured),
         "groups": {g: list(v) for g, v in sorted(ctx.groups.items())},
         "masks": {i: [_file_sha(e.mask), e.mask_polygons] for i, e in sorted(ctx.entries.items())

@@ -16,8 +16,8 @@ import urllib.parse
 from pathlib import Path
 
 from .config import ReportConfig, load_config
-from .pipeline import PROJECT_ROOT, BuildOptions, build
-from .render import render_site
+from .pipeline import BuildOptions, build
+from .render import DEFAULT_THEME, render_site
 
 __all__ = ["serve_forever", "snapshot", "Handler", "make_server", "HOST", "ServeError"]
 
@@ -88,7 +88,7 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
     """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads)."""
     site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
     site = site_root / "site"
-    templates = PROJECT_ROOT / "templates"
+    templates = DEFAULT_THEME
     opts = BuildOptions(out=site, random_init=random_init, quiet=False)
     try:
         server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes

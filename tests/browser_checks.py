@@ -193,7 +193,8 @@ def check_site(site_dir: Path, screenshots: Path) -> dict:
                     if name == "index" or scheme == "light":
                         page.screenshot(path=str(screenshots / f"{name}-{scheme}.png"), full_page=True)
                     rec.check(where)
-                    summary[where] = {"requests": len(rec.requests), "background": bg}
+                    summary[where] = {"requests": len(rec.requests), "background": bg,
+                                      "files": sorted({u for u in rec.requests if not u.startswith("data:")})}
                     ctx.close()
             # phone width, light
             ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from generator.page import Credit, Figure, ModelInfo, Panel, ReportPage, Row, Table
+from generator.modelmeta import ModelFacts, StageInfo
+from generator.page import Credit, Figure, Panel, ReportPage, Row, Table
 
 MODELS = ("dinov3_convnext_tiny", "in1k_convnext_tiny")
 LABELS = {"dinov3_convnext_tiny": "ConvNeXt-T (DINOv3)", "in1k_convnext_tiny": "ConvNeXt-T (IN-1k)"}
@@ -42,13 +43,14 @@ def make_sample_page(out: Path, random_init: bool = True, *, with_explorer: bool
     fig_dir = "assets/fig"
 
     models = tuple(
-        ModelInfo(
+        ModelFacts(
             id=m, label=LABELS[m],
             timm="convnext_tiny.dinov3_lvd1689m" if m.startswith("dinov3") else "convnext_tiny.fb_in1k",
             weights_source="random-init" if random_init else "file",
             weights_sha256=None if random_init else ("ab12" * 16 if m.startswith("dinov3") else "cd34" * 16),
             license="dinov3-license" if m.startswith("dinov3") else "apache-2.0",
-            stages=STAGES,
+            stages=tuple(StageInfo(s, 96 * 2 ** k, 4 * 2 ** k) for k, s in enumerate(STAGES)),
+            is_vit=False, c5_norm=False,
         )
         for m in MODELS
     )

@@ -3,8 +3,15 @@ import pytest
 from generator.analysis import pick_channels
 
 
-def test_stable():
-    assert pick_channels(384, 8, 0, "m/C3") == pick_channels(384, 8, 0, "m/C3")
+def test_same_channels_in_another_process():
+    # The key is hashed with a fixed digest, not Python's per-process salted hash().
+    import subprocess
+    import sys
+
+    code = "from generator.analysis import pick_channels; print(list(pick_channels(384, 8, 0, 'm/C3')))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": "12345"}).stdout.strip()
+    assert other == str(list(pick_channels(384, 8, 0, "m/C3")))
 
 
 def test_changes_with_seed_and_key():

@@ -13,7 +13,7 @@ from sample_page import make_sample_page
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_SRC = ROOT / "site_src"
-TEMPLATES = ROOT / "templates"
+TEMPLATES = ROOT / "generator" / "theme"
 
 
 class _Doc(HTMLParser):

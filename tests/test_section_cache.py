@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from generator.page import Figure, Panel, Row, Table
-from generator.registry import SectionOutput
+from generator.analyses.registry import SectionOutput
 from generator.section_cache import EntryError, SectionCache, decode, encode
 
 KEY = "ab" * 32

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from generator.cli import app
 from generator.config import load_config
 from generator.pipeline import BuildOptions, build
-from generator.render import render_site
+from generator.render import DEFAULT_THEME, render_site
 from generator.serve import make_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_narrative_change_rerenders_without_recomputing(tmp_path, demo_site):
     shutil.copytree(cfg.root, src)
     intro = sorted(src.glob("*.md"))[0]
     intro.write_text(intro.read_text() + "\n\nA sentence added while serving: zebra-quokka.\n")
-    render_site(summary.page, site_src=src, templates=ROOT / "templates", out=site)
+    render_site(summary.page, site_src=src, templates=DEFAULT_THEME, out=site)
 
     assert "zebra-quokka" in (site / "index.html").read_text()
     assert "zebra-quokka" in (site / "report.html").read_text()

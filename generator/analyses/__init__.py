@@ -1,0 +1,67 @@
+"""The registered analyses: the built-in ones, then the user's.
+
+Importing this package imports each built-in analysis module, whose ``@register_analysis``
+files it in :mod:`.registry` (the registry itself imports no analysis, so there is no cycle).
+:func:`load_user_analyses` adds analyses from outside the package: every ``*.py`` in a report's
+``analyses/`` folder and every entry point of the group ``dinoreport.analyses``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from . import (  # noqa: F401  (importing registers them)
+    across_pca, cka, explorer, feature_stats, highres, mask_agreement, random_channels, stage_pca,
+    within_pca,
+)
+from .registry import (
+    Analysis, FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, figure_kinds, get_analysis,
+    list_analyses, register_analysis, table_kinds,
+)
+
+__all__ = [
+    "Analysis", "FigureKind", "ForegroundMasks", "Needs", "SectionOutput", "TableKind", "figure_kinds",
+    "get_analysis", "list_analyses", "register_analysis", "table_kinds", "load_user_analyses",
+    "ENTRY_POINT_GROUP", "AnalysisLoadError",
+]
+
+ENTRY_POINT_GROUP = "dinoreport.analyses"
+
+
+class AnalysisLoadError(RuntimeError):
+    """A user analysis that cannot be imported; the message names the file or entry point."""
+
+
+def load_user_analyses(site_src: Path | None) -> list[str]:
+    """Import the analyses of installed plugins and of ``<site_src>/analyses/*.py``.
+
+    Each module registers its analyses with ``@register_analysis`` when imported; a module
+    is imported once per process. Returns the modules imported, for messages.
+    """
+    loaded = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001 - any failure in a plugin is reported the same way
+            raise AnalysisLoadError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}): "
+                                    f"{type(e).__name__}: {e}") from e
+        loaded.append(ep.value)
+    folder = Path(site_src) / "analyses" if site_src is not None else None
+    if folder is None or not folder.is_dir():
+        return loaded
+    for path in sorted(folder.glob("*.py")):
+        name = f"dinoreport_site_analyses.{path.stem}"
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+            continue
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # noqa: BLE001
+            del sys.modules[name]
+            raise AnalysisLoadError(f"{path}: {type(e).__name__}: {e}") from e
+        loaded.append(str(path))
+    return loaded

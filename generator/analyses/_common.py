@@ -1,0 +1,27 @@
+"""Small helpers the built-in analyses share: rounding for JSON and figure-id slugs."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+
+def rnd(x: float) -> float:
+    """Round for JSON: 6 significant digits keep results readable and diffable."""
+    return float(f"{float(x):.6g}")
+
+
+def rnd_all(v: Iterable[float]) -> list[float]:
+    return [rnd(x) for x in v]
+
+
+def slug(*parts: str) -> str:
+    """A figure id from parts: ``slug("across-naive", "dogs")`` -> ``across-naive-dogs``."""
+    return "-".join(p.replace("_", "-").lower() for p in parts if p)
+
+
+def nan_outside(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``x`` with NaN outside ``mask`` (drawn grey), or ``x`` itself when there is no mask."""
+    if mask is None:
+        return x
+    return np.where(mask, x, np.nan)

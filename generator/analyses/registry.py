@@ -1,0 +1,173 @@
+"""The analysis registry: each report section is one :class:`Analysis`, declared as data.
+
+Like timm's ``models/_registry.py`` this module imports only data types, never an analysis:
+the package ``__init__`` imports the built-in analysis modules, whose decorators file them
+here. An analysis declares, besides the function that computes it,
+
+- ``order``: its place in the report;
+- ``needs``: what the pipeline must prepare for it (:class:`Needs`: feature maps at extra
+  resolutions, reference masks, artifacts of earlier analyses);
+- ``provides``: the artifact types it hands to later analyses (e.g. :class:`ForegroundMasks`);
+- ``figures`` / ``tables``: the kinds it makes (:class:`FigureKind`, :class:`TableKind`), which
+  the narrative's ``::: figures kind=...`` directives and the renderer look up by name.
+
+The pipeline plans from these declarations; nothing outside an analysis module knows an
+analysis by name.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Union
+
+import numpy as np
+
+from ..page import Figure, Table
+
+if TYPE_CHECKING:  # annotations only: the context imports features, figures and images
+    from ..config import ReportConfig
+    from ..context import BuildContext
+
+__all__ = [
+    "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks",
+    "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
+]
+
+
+@dataclass
+class SectionOutput:
+    """What one analysis returns.
+
+    results : ``{results.json key: [row dicts]}``.
+    figures, tables : in page order.
+    explorer : the similarity explorer's data (see ``render.py`` for the format), or None.
+    shared : ``{artifact key: value}`` for each type in the analysis' ``provides``; the pipeline
+        wraps each value in its artifact type for later analyses (kept as plain values so the
+        section cache can store them).
+    """
+
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    explorer: dict[str, Any] | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
+
+
+# --- artifacts handed from one analysis to later ones ------------------------------------
+
+@dataclass(frozen=True)
+class ForegroundMasks:
+    """Foreground masks from the first within-image component of the last stage.
+
+    by_model : ``{model id: {image id: (h, w) bool}}`` at the last stage's grid of each model.
+    """
+
+    key: ClassVar[str] = "masks"
+    by_model: Mapping[str, Mapping[str, np.ndarray]]
+
+
+# --- declarations -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Needs:
+    """What the pipeline prepares before an analysis runs.
+
+    extra_resolutions : short sides (px) besides the build's own at which the featured images'
+        features are extracted; read with ``ctx.fmap(..., resolution=r)``.
+    extra_models : model ids extracted at those resolutions; empty means every model.
+    reference_masks : load the manifest's reference masks into ``ctx.reference_masks``.
+    artifacts : artifact types (e.g. :class:`ForegroundMasks`) that earlier analyses provide;
+        read with ``ctx.artifact(T)``.
+    """
+
+    extra_resolutions: tuple[int, ...] = ()
+    extra_models: tuple[str, ...] = ()
+    reference_masks: bool = False
+    artifacts: tuple[type, ...] = ()
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    """A kind of figure; ``description`` is shown when a narrative asks for one that is absent."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """A kind of table; ``percent`` names the columns holding ratios, shown as percentages."""
+
+    name: str
+    description: str
+    percent: tuple[str, ...] = ()
+
+
+NeedsSpec = Union[Needs, Callable[["ReportConfig"], Needs]]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One registered analysis; see the module docstring."""
+
+    name: str
+    order: int
+    run: Callable[["BuildContext"], SectionOutput]
+    needs_spec: NeedsSpec = Needs()
+    provides: tuple[type, ...] = ()
+    figures: tuple[FigureKind, ...] = ()
+    tables: tuple[TableKind, ...] = ()
+
+    def needs(self, cfg: "ReportConfig") -> Needs:
+        """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions)."""
+        return self.needs_spec(cfg) if callable(self.needs_spec) else self.needs_spec
+
+    @property
+    def source_sha256(self) -> str:
+        """sha256 of the module that defines ``run``: part of the analysis' cache key, so that
+        editing an analysis outside the package (site_src/analyses/, a plugin) recomputes it."""
+        try:
+            src = inspect.getsource(inspect.getmodule(self.run))
+        except (OSError, TypeError):
+            src = ""
+        return hashlib.sha256(src.encode()).hexdigest()
+
+
+_REGISTRY: dict[str, Analysis] = {}
+
+
+def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
+                      provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
+                      tables: tuple[TableKind, ...] = ()) -> Callable[[Callable], Callable]:
+    """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations."""
+
+    def wrap(fn: Callable) -> Callable:
+        if name in _REGISTRY:
+            warnings.warn(f"Overwriting analysis {name} in registry", stacklevel=2)
+        _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables))
+        return fn
+
+    return wrap
+
+
+def list_analyses() -> list[str]:
+    """Registered analyses in report order (then by name)."""
+    return [a.name for a in sorted(_REGISTRY.values(), key=lambda a: (a.order, a.name))]
+
+
+def get_analysis(name: str) -> Analysis:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown analysis {name!r}; known: {', '.join(list_analyses())}")
+    return _REGISTRY[name]
+
+
+def figure_kinds() -> dict[str, FigureKind]:
+    """Every figure kind any registered analysis declares, by name."""
+    return {k.name: k for n in list_analyses() for k in _REGISTRY[n].figures}
+
+
+def table_kinds() -> dict[str, TableKind]:
+    """Every table kind any registered analysis declares, by name."""
+    return {k.name: k for n in list_analyses() for k in _REGISTRY[n].tables}

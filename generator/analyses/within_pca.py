@@ -1,0 +1,99 @@
+"""Within-image PCA of every stage; RGB and PC1..PC3 figures of the last stage; PC1 foreground masks."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import analysis as A
+from ..context import BuildContext, ModelFacts
+from ..figures import overlay, rgb_map, signed_map
+from ..page import Figure, Panel, Row, Table
+from ._common import rnd, rnd_all, slug
+from .registry import FigureKind, ForegroundMasks, SectionOutput, TableKind, register_analysis
+
+
+def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -> tuple[Panel, ...]:
+    where = f"{m.label}, {m.last}, image {image}"
+    panels = [Panel(ctx.writer.png(rgb_map(A.to_rgb(res.proj))), f"PCA of {where} as RGB", "RGB")]
+    for k in range(3):
+        pc = res.proj[k]
+        vmax = float(np.abs(pc).max())
+        panels.append(Panel(
+            ctx.writer.png(signed_map(pc, vmax)),
+            f"PC{k + 1} of {where}, blue negative, red positive, scale ±{vmax:.3g}",
+            f"PC{k + 1} ({res.explained_variance_ratio[k]:.0%})",
+        ))
+    return tuple(panels)
+
+
+@register_analysis(
+    "within_pca", order=10, provides=(ForegroundMasks,),
+    figures=(FigureKind("within_pca", "within-image PCA of the last stage: RGB and PC1..PC3 per model"),
+             FigureKind("foreground_mask", "PC1 foreground mask overlaid on the image")),
+    tables=(TableKind("explained_variance", "explained variance of PC1..PC3 per model and image",
+                      percent=("PC1", "PC2", "PC3")),),
+)
+def within_pca(ctx: BuildContext) -> SectionOutput:
+    """PCA per image and stage; RGB + PC1..PC3 figures of the last stage; PC1 foreground masks."""
+    out = SectionOutput()
+    rows: list[dict[str, Any]] = []
+    masks: dict[str, dict[str, np.ndarray]] = {m.id: {} for m in ctx.models}
+    thr = ctx.cfg.analysis.mask_threshold
+    figs: dict[str, list[Row]] = {i: [] for i in ctx.image_ids()}
+    for m, image in ctx.each_model_image():
+        for st in m.stages:
+            res = A.pca_within(ctx.fmap(m.id, image, st.name), k=3)
+            row = {"model": m.id, "stage": st.name, "image": image,
+                   "explained_variance_ratio": rnd_all(res.explained_variance_ratio)}
+            if st.name == m.last:
+                mask = A.foreground_mask(res.proj[0], threshold=thr)
+                masks[m.id][image] = mask
+                row["fg_fraction"] = rnd(mask.mean())
+                figs[image].append(Row(m.label, _pc_panels(ctx, m, image, res)))
+            rows.append(row)
+    out.results["within_image_pca"] = rows
+    for image in ctx.image_ids():
+        photo = Panel(ctx.writer.photo(ctx.images[image], 448), f"Photo {image}", "")
+        out.figures.append(Figure(
+            id=slug("within-pca", image), kind="within_pca", image=image,
+            caption=(f"Within-image PCA of the last stage for image {image}: the first three "
+                     f"components as RGB, then each component alone (signed, centred at zero; "
+                     f"percent of variance explained in brackets). {ctx.provenance()}"),
+            column_labels=("RGB", "PC1", "PC2", "PC3"),
+            rows=(Row("Photo", (photo,)),) + tuple(figs[image]),
+        ))
+    out.shared[ForegroundMasks.key] = masks
+    # Explained variance table: PC1..PC3 of the last stage, mean over images.
+    tab = []
+    for m in ctx.models:
+        ev = np.array([r["explained_variance_ratio"] for r in rows
+                       if r["model"] == m.id and r["stage"] == m.last])
+        tab.append((m.label, m.last, *(rnd(v) for v in ev.mean(axis=0)), len(ev)))
+    out.tables.append(Table(
+        id="explained-variance", kind="explained_variance",
+        caption="Share of variance of the last stage explained by PC1..PC3, mean over all images.",
+        columns=("model", "stage", "PC1", "PC2", "PC3", "images"), rows=tuple(tab)))
+    # Mask overlays: one figure, images as rows, models as columns.
+    mask_rows = []
+    for image in ctx.image_ids():
+        panels = tuple(
+            Panel(ctx.writer.jpeg(overlay(_shrink(ctx, image), masks[m.id][image])),
+                  f"Foreground of image {image} from PC1 of {m.label} {m.last} (tinted)",
+                  f"{masks[m.id][image].mean():.0%}")
+            for m in ctx.models)
+        mask_rows.append(Row(image, panels))
+    out.figures.append(Figure(
+        id="foreground-masks", kind="foreground_mask",
+        caption=(f"Foreground from the first within-image component of the last stage, signed so the "
+                 f"border ring is background, thresholded at {thr:g}; tinted cells are foreground "
+                 f"(share in the label). {ctx.provenance()}"),
+        column_labels=tuple(m.label for m in ctx.models), rows=tuple(mask_rows)))
+    return out
+
+
+def _shrink(ctx: BuildContext, image: str) -> np.ndarray:
+    from PIL import Image
+
+    size = ctx.panel_size(image, 320)
+    return np.asarray(Image.fromarray(ctx.images[image]).resize(size, Image.BICUBIC))

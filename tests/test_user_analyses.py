@@ -1,0 +1,91 @@
+"""Analyses from outside the package: a report's own analyses/ folder and `dinoreport new`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.config import load_config
+from generator.pipeline import BuildError, _plan_analyses
+
+from conftest import planted_photo, write_project
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_MODEL = '[[models]]\nid = "in1k_convnext_tiny"\ntimm = "convnext_tiny.fb_in1k"\n'
+
+RED_SHARE = '''
+import numpy as np
+
+from generator.analyses import SectionOutput, TableKind, register_analysis
+from generator.page import Table
+
+
+@register_analysis("red_share", order=5,
+                   tables=(TableKind("red_share", "share of strongly red pixels", percent=("red share",)),))
+def red_share(ctx):
+    out = SectionOutput()
+    rows = [{"image": i, "share": float((ctx.images[i][..., 0] > 200).mean())} for i in ctx.image_ids()]
+    out.results["red_share"] = rows
+    out.tables.append(Table(id="red-share", kind="red_share", caption="Strongly red pixels.",
+                            columns=("image", "red share"), rows=tuple((r["image"], r["share"]) for r in rows)))
+    return out
+'''
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd, env=env)
+
+
+def test_analysis_dropped_into_site_src_appears_in_the_report(tmp_path):
+    # One planted image: a 74x74 red square in a 224x224 grey photo, i.e. 10.9% red.
+    cfg = write_project(tmp_path, {"a": planted_photo(224, 224)}, models=ONE_MODEL, highres=[224])
+    (cfg.parent / "analyses").mkdir()
+    (cfg.parent / "analyses" / "red.py").write_text(RED_SHARE)
+    (cfg.parent / "99-red.md").write_text("## Red\n\n::: tables kind=red_share\n")
+    r = cli("analyses", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["red_share", "within_pca"]  # order 5 comes first
+    r = cli("build", "--config", str(cfg), "--out", str(tmp_path / "site"), "--random-init", "--quiet")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "site" / "data" / "results.json").read_text())
+    assert res["red_share"][0]["share"] == pytest.approx(74 * 74 / 224 ** 2, abs=0.01)
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="red-share"' in page
+    assert '<td class="num">10.9%</td>' in page  # declared percent column
+
+
+def test_a_broken_user_analysis_names_its_file(tmp_path):
+    cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, highres=[224])
+    (cfg.parent / "analyses").mkdir()
+    (cfg.parent / "analyses" / "broken.py").write_text("import no_such_module_here\n")
+    r = cli("analyses", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "broken.py" in r.stderr and "no_such_module_here" in r.stderr
+
+
+def test_an_analysis_without_its_provider_is_refused(tmp_path):
+    cfg = load_config(write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL))
+    with pytest.raises(BuildError, match="across_pca needs ForegroundMasks, which within_pca provides"):
+        _plan_analyses(("across_pca",), cfg)
+    assert [a.name for a in _plan_analyses(("across_pca", "within_pca"), cfg)] == ["within_pca", "across_pca"]
+
+
+@pytest.mark.slow
+def test_new_scaffolds_a_report_that_builds_offline(tmp_path):
+    r = cli("new", "myreport", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "myreport"
+    assert (folder / "report.toml").is_file() and (folder / "analyses" / "feature_norms.py").is_file()
+    r = cli("build", "--random-init", "--quiet", cwd=folder)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((folder / "site" / "data" / "results.json").read_text())
+    assert {r["stage"] for r in res["feature_norms"]} == {"C2", "C3", "C4", "C5"}
+    assert 'id="feature-norms"' in (folder / "site" / "index.html").read_text()
+    r = cli("new", "myreport", cwd=tmp_path)
+    assert r.returncode == 2 and "not empty" in r.stderr
