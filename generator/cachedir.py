@@ -1,4 +1,5 @@
-"""What the cache writes, so that ``dinoreport clean`` removes exactly that and nothing else.
+"""The project-wide cache folder, and what the cache writes there, so that ``dinoreport clean``
+removes exactly that and nothing else.
 
 ``$DINOREPORT_CACHE`` may point at a folder that also holds other things; a file is ours only
 if its path below the cache root matches one of :data:`OURS` (the names the writers use).
@@ -11,7 +12,19 @@ from pathlib import Path
 
 from .outdir import pid_alive
 
-__all__ = ["OURS", "PARTS", "cache_files", "clean_cache", "sweep_parts"]
+__all__ = ["OURS", "PARTS", "cache_dir", "cache_files", "clean_cache", "sweep_parts"]
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$DINOREPORT_CACHE``, else ``$XDG_CACHE_HOME/dinoreport``, else
+    ``~/.cache/dinoreport``. Not created here."""
+    explicit = os.environ.get("DINOREPORT_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "dinoreport"
+    return Path.home() / ".cache" / "dinoreport"
 
 PARTS = ("features", "sections", "figures", "images", "models")  # the folders the cache writes
 _H = "[0-9a-f]"

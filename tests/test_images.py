@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import generator.images as images
+import generator.images.fetching as fetching
 from generator.images import (
     ImageEntry,
     ImageError,
@@ -51,13 +52,13 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _no_internet(monkeypatch):
     """Any download to a host other than 127.0.0.1 fails the test."""
-    real = images._download
+    real = fetching._download
 
     def guarded(url: str, timeout: float) -> bytes:
         assert url.startswith("http://127.0.0.1:"), f"test tried to reach the network: {url}"
         return real(url, timeout)
 
-    monkeypatch.setattr(images, "_download", guarded)
+    monkeypatch.setattr(fetching, "_download", guarded)
 
 
 @pytest.fixture()
@@ -162,7 +163,7 @@ def test_fetch_downloads_atomically_then_caches(server, monkeypatch):
     target = cached_path(entry)
 
     renames: list[tuple[Path, Path]] = []
-    real_replace = images.os.replace
+    real_replace = os.replace
 
     def spy(src, dst):
         # the temp file sits in the cache folder and the target does not exist yet
@@ -171,7 +172,7 @@ def test_fetch_downloads_atomically_then_caches(server, monkeypatch):
         renames.append((Path(src), Path(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(images.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     lines: list[str] = []
     assert fetch([entry], progress=lines.append) == [("pic", "fetched")]
     assert lines == ["pic: fetched"]

@@ -16,8 +16,6 @@ from generator.pipeline import BuildOptions, build
 from generator.render import DEFAULT_THEME, render_site
 from generator.serve import make_server
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 # --------------------------------------------------------------------------- serve: HTTP
 
