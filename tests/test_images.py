@@ -54,9 +54,9 @@ def _no_internet(monkeypatch):
     """Any download to a host other than 127.0.0.1 fails the test."""
     real = fetching._download
 
-    def guarded(url: str, timeout: float) -> bytes:
+    def guarded(url: str, *args, **kwargs):
         assert url.startswith("http://127.0.0.1:"), f"test tried to reach the network: {url}"
-        return real(url, timeout)
+        return real(url, *args, **kwargs)
 
     monkeypatch.setattr(fetching, "_download", guarded)
 
@@ -187,7 +187,7 @@ def test_fetch_downloads_atomically_then_caches(server, monkeypatch):
 
 def test_fetch_without_sha_uses_url_hash(server):
     base, www, _ = server
-    (www / "a.jpg").write_bytes(b"whatever bytes")
+    (www / "a.jpg").write_bytes(_png_bytes())
     entry = _entry(id="a", url=f"{base}/a.jpg")
     assert fetch([entry]) == [("a", "fetched")]
     assert cached_path(entry).name == hashlib.sha256(entry.url.encode()).hexdigest() + ".jpg"

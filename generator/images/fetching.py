@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.util
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..atomic import atomic_write
+from ..atomic import atomic_path
 
 from ..cachedir import cache_dir
+from .decoding import decode
 from .manifest import _is_http
 from .model import ImageEntry, ImageError, _USER_AGENT
 
@@ -130,30 +133,133 @@ def available(entry: ImageEntry) -> bool:
     return False
 
 
-def _download(url: str, timeout: float) -> bytes:
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+"""Largest body :func:`fetch` accepts for one image (bytes); a photo for a report is far smaller."""
+
+_CHUNK = 64 * 1024
+
+
+class _FetchFailure(Exception):
+    """One image could not be fetched; the message is the reason shown to the user."""
+
+
+def _network_reason(exc: BaseException) -> str:
+    """A one-line reason for a failed request or read (no traceback, no class paths)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"connection closed after {len(exc.partial):,} bytes of a chunk (short body); try again"
+    if isinstance(exc, http.client.BadStatusLine):  # also RemoteDisconnected
+        line = str(exc).strip()
+        return ("the server closed the connection without an HTTP reply" if not line or "closed" in line
+                else f"the reply is not HTTP (status line {line[:60]!r}); check the URL and port")
+    if isinstance(exc, http.client.HTTPException):
+        return f"malformed HTTP reply ({type(exc).__name__}: {exc})"
+    if isinstance(exc, TimeoutError):
+        return "no data within the time limit (timed out)"
+    return str(exc) or type(exc).__name__
+
+
+def _download(url: str, dest: Path, timeout: float, max_bytes: int) -> tuple[str, str]:
+    """Stream ``url``'s body into ``dest``; ``timeout`` bounds the whole download.
+
+    Parameters
+    ----------
+    url : str
+        http(s) URL.
+    dest : Path
+        File to write (a ``.part`` file; the caller renames it into place).
+    timeout : float
+        Seconds for the whole download (each read also waits at most this long, so the
+        worst case is about twice it).
+    max_bytes : int
+        Refuse a body larger than this, announced (Content-Length) or while streaming.
+
+    Returns
+    -------
+    (content_type, sha256 hex digest of the body)
+
+    Raises
+    ------
+    _FetchFailure
+        HTTP error, unreachable host, timeout, deadline passed, body too large or short,
+        non-HTTP reply. Errors writing ``dest`` propagate as OSError.
+    """
+    deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
-        return response.read()
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise _FetchFailure(_network_reason(exc)) from exc
+    with response:
+        ctype = response.headers.get_content_type()
+        announced = response.headers.get("Content-Length", "").strip()
+        expected = int(announced) if announced.isdigit() else None
+        too_large = (f"the body is larger than the {max_bytes:,}-byte limit "
+                     "(MAX_DOWNLOAD_BYTES); use a smaller copy of the image")
+        if expected is not None and expected > max_bytes:
+            raise _FetchFailure(f"{too_large} (Content-Length {expected:,})")
+        digest = hashlib.sha256()
+        got = 0
+        with open(dest, "wb") as out:
+            while True:
+                if time.monotonic() > deadline:
+                    raise _FetchFailure(f"took longer than {timeout:g} s in total (deadline; "
+                                        f"{got:,} bytes arrived); try again or raise --timeout")
+                try:
+                    chunk = response.read1(_CHUNK)
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    raise _FetchFailure(_network_reason(exc)) from exc
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > max_bytes:
+                    raise _FetchFailure(too_large)
+                digest.update(chunk)
+                out.write(chunk)
+    if expected is not None and got < expected:
+        raise _FetchFailure(f"connection closed after {got:,} of {expected:,} bytes (short body); try again")
+    if got == 0:
+        raise _FetchFailure("empty response")
+    return ctype, digest.hexdigest()
+
+
+def _check_image(path: Path, name: str, max_pixels: int) -> None:
+    """Raise ImageError unless ``path`` decodes as an image (what every build will need)."""
+    decode(path.read_bytes(), name=name, max_pixels=max_pixels)
 
 
 def fetch(
     entries: Iterable[ImageEntry],
     *,
     timeout: float = 20.0,
+    max_bytes: int | None = None,
+    max_pixels: int = 64_000_000,
     progress: Callable[[str], None] | None = None,
 ) -> list[tuple[str, str]]:
     """Download URL entries that are not cached yet.
 
-    Each download goes to a temporary file in the cache folder, is sha256-verified when the
-    digest is known, and is renamed into place (atomic); a failed download leaves nothing.
-    Entries with a local ``file``/``package`` are reported ``"cached"`` when readable and
-    ``"failed: ..."`` otherwise. Never raises for one bad entry.
+    Each download streams into a ``.part`` file in the cache folder, is sha256-verified when
+    the digest is known and must decode as an image; only then is it renamed into place
+    (atomic). A failed download leaves nothing. A cached file is reported ``"cached"`` only
+    when it matches its sha256 or, without one, decodes as an image; otherwise it is fetched
+    again. Entries with a local ``file``/``package`` are reported ``"cached"`` when readable
+    and ``"failed: ..."`` otherwise. Never raises for one bad entry: each one gets its line
+    and the list goes on.
 
     Parameters
     ----------
     entries : iterable of ImageEntry
     timeout : float
-        Seconds per request.
+        Seconds for one whole download (not per read: a server that drips bytes is cut off).
+    max_bytes : int, optional
+        Largest body accepted; default :data:`MAX_DOWNLOAD_BYTES`.
+    max_pixels : int
+        Decompression-bomb guard of the image check (config ``images.max_pixels``).
     progress : callable, optional
         Called with one line per entry, ``"<id>: <status>"``.
 
@@ -162,39 +268,51 @@ def fetch(
     list of (id, status)
         In input order; status is ``"cached"``, ``"fetched"`` or ``"failed: <reason>"``.
     """
+    cap = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
     results: list[tuple[str, str]] = []
     for entry in entries:
-        status = _fetch_one(entry, timeout)
+        try:
+            status = _fetch_one(entry, timeout, cap, max_pixels)
+        except Exception as exc:  # noqa: BLE001 - one image's surprise must not end the list
+            status = f"failed: unexpected {type(exc).__name__}: {exc}"
         results.append((entry.id, status))
         if progress is not None:
             progress(f"{entry.id}: {status}")
     return results
 
 
-def _fetch_one(entry: ImageEntry, timeout: float) -> str:
+def _cached_ok(entry: ImageEntry, target: Path, max_pixels: int) -> bool:
+    if entry.sha256 is not None:
+        return hashlib.sha256(target.read_bytes()).hexdigest() == entry.sha256
+    try:
+        _check_image(target, str(target), max_pixels)
+    except ImageError:
+        return False
+    return True
+
+
+def _fetch_one(entry: ImageEntry, timeout: float, max_bytes: int, max_pixels: int) -> str:
     if entry.url is None:
         return "cached" if available(entry) else f"failed: {entry.origin} not found"
     target = cached_path(entry)
-    if target.is_file():
-        if entry.sha256 is None or hashlib.sha256(target.read_bytes()).hexdigest() == entry.sha256:
-            return "cached"
+    if target.is_file() and _cached_ok(entry, target, max_pixels):
+        return "cached"
     if not _is_http(entry.url):
         return f"failed: not an http(s) URL: {entry.url}"
     try:
-        data = _download(entry.url, timeout)
-    except urllib.error.HTTPError as exc:
-        return f"failed: HTTP {exc.code} {exc.reason} for {entry.url}"
-    except urllib.error.URLError as exc:
-        return f"failed: {exc.reason} ({entry.url})"
-    except (OSError, ValueError) as exc:
-        return f"failed: {exc} ({entry.url})"
-    if not data:
-        return f"failed: empty response from {entry.url}"
-    got = hashlib.sha256(data).hexdigest()
-    if entry.sha256 is not None and got != entry.sha256:
-        return f"failed: sha256 mismatch: expected {entry.sha256}, got {got}"
-    try:
-        atomic_write(target, data)
+        with atomic_path(target) as part:
+            ctype, got = _download(entry.url, part, timeout, max_bytes)
+            if entry.sha256 is not None and got != entry.sha256:
+                raise _FetchFailure(f"sha256 mismatch: expected {entry.sha256}, got {got}; the file "
+                                    f"at {entry.url} changed — check it and update images.{entry.id}.sha256")
+            try:
+                _check_image(part, f"{entry.url}", max_pixels)
+            except ImageError as exc:
+                raise _FetchFailure(f"not an image (the server sent {ctype}): {exc}; check that the "
+                                    "URL points to the image file itself, not a page about it") from exc
+    except _FetchFailure as exc:
+        reason = str(exc)
+        return f"failed: {reason}" if entry.url in reason else f"failed: {reason} ({entry.url})"
     except OSError as exc:
         return f"failed: cannot write {target} ({exc.strerror or exc})"
     return "fetched"
