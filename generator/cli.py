@@ -129,7 +129,8 @@ def images_fetch(config: Path = ConfigOpt, timeout: float = typer.Option(20.0, h
         iset = load_image_set(cfg)
     except ImageError as e:
         _fail(str(e))
-    results = fetch(iset.entries, timeout=timeout, progress=lambda s: typer.echo(s, err=True))
+    results = fetch(iset.entries, timeout=timeout, max_pixels=cfg.images.max_pixels,
+                    progress=lambda s: typer.echo(s, err=True))
     failed = [(i, s) for i, s in results if s.startswith("failed")]
     for i, s in results:
         typer.echo(f"{i:<22} {s}")

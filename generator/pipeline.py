@@ -159,6 +159,7 @@ class Plan:
     weights: dict[str, Any]
     metas: dict[str, ModelMeta]  # model id -> timm facts with the stages the config asks for
     multiple: int  # image sides are multiples of this (crop_multiple over the models)
+    fetch_failed: dict[str, str] = field(default_factory=dict)  # image id -> why --fetch could not get it
 
 
 @dataclass(frozen=True)
@@ -264,15 +265,19 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
     groups = _groups(cfg, iset)
     # Weights first: a build that cannot get them stops before any work.
     weights = {} if opts.random_init else resolve_all(cfg.models, config_path=cfg.path)
+    fetch_failed: dict[str, str] = {}
     if opts.fetch:
         missing = [e for e in iset.entries if not available(e)]
         if missing:
-            for iid, status in fetch(missing):
-                if status != "fetched" and not opts.quiet:
-                    print(f"could not fetch image {iid}: {status}", file=sys.stderr)
+            for iid, status in fetch(missing, max_pixels=cfg.images.max_pixels):
+                if status.startswith("failed: "):
+                    fetch_failed[iid] = "could not fetch: " + status.removeprefix("failed: ")
+                    if not opts.quiet:
+                        print(f"could not fetch image {iid}: {status}", file=sys.stderr)
     return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
                 reference_masks=any(a.needs(cfg).reference_masks for a in analyses),
-                iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple)
+                iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple,
+                fetch_failed=fetch_failed)
 
 
 def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig) -> tuple[Analysis, ...]:
@@ -303,7 +308,7 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
     with progress.phase("decode images", len(iset.entries)) as advance:
         for e in iset.entries:
             if not available(e):
-                skipped.append((e.id, NOT_FETCHED))
+                skipped.append((e.id, plan.fetch_failed.get(e.id, NOT_FETCHED)))
             else:
                 try:
                     images[e.id] = load_image(e, cfg.resolution, multiple=plan.multiple,

@@ -223,3 +223,53 @@ def test_short_body_and_non_http_reply_fail_per_image(raw_server):
     assert results["nothttp"].startswith("failed: ") and "HTTP" in results["nothttp"]
     assert results["closed"].startswith("failed: ")
     assert [p.name for p in _cache_files()] == [cached_path(entries[3]).name]
+
+
+def test_build_fetch_names_a_sha_mismatch(tmp_path):
+    """Item 10: `build --fetch` with a URL whose bytes changed says "sha256 mismatch" for that
+    image, not "not fetched yet (needs internet)"."""
+    import http.server
+
+    from conftest import planted_photo, write_project
+    from generator.config import load_config
+    from generator.pipeline import NOT_FETCHED, BuildOptions, decode, resolve
+    from generator.progress import Progress
+
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "moved.png").write_bytes(_png())
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(www), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        cfg_path = write_project(tmp_path / "p", {"a": planted_photo(224, 224), "b": planted_photo(224, 224, "br")},
+                                 highres=[224])
+        photos = tmp_path / "p" / "photos"
+        manifest = photos / "manifest.toml"
+        lines = []
+        for iid in ("a", "b"):
+            lines.append(f'[[image]]\nid = "{iid}"\nfile = "{iid}.png"\nsubject = "dog"\ngroups = ["dogs"]\n'
+                         'author = "t"\nlicense = "CC0 1.0"\n')
+        lines.append(f'[[image]]\nid = "moved"\nurl = "http://127.0.0.1:{httpd.server_address[1]}/moved.png"\n'
+                     f'sha256 = "{"2" * 64}"\nsubject = "dog"\ngroups = ["dogs"]\nauthor = "t"\nlicense = "CC0 1.0"\n')
+        manifest.write_text("\n".join(lines))
+        cfg_path.write_text(cfg_path.read_text().replace('dir = "../photos"', 'manifest = "../photos/manifest.toml"'))
+        cfg = load_config(cfg_path)
+        opts = BuildOptions(out=tmp_path / "site", random_init=True, quiet=True, fetch=True)
+        plan = resolve(cfg, opts)
+        skipped: list[tuple[str, str]] = []
+        with Progress(quiet=True) as progress:
+            decode(cfg, opts, plan, progress, skipped)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    [(iid, why)] = skipped
+    assert iid == "moved"
+    assert "sha256 mismatch" in why and NOT_FETCHED not in why
