@@ -124,6 +124,17 @@ def refmask_overlay(photo: np.ndarray, polygons: Sequence[Sequence[Sequence[floa
     return img
 
 
+def content_name(data: bytes, ext: str) -> str:
+    """A figure's file name: the first 20 hex digits of the sha256 of its bytes, then ``ext``."""
+    return hashlib.sha256(data).hexdigest()[:20] + "." + ext
+
+
+def matches_name(name: str, data: bytes) -> bool:
+    """True when ``data`` is what the content-hash file name ``name`` promises."""
+    stem, dot, ext = name.rpartition(".")
+    return bool(dot) and content_name(data, ext) == name
+
+
 class FigureWriter:
     """Writes pictures under ``<site>/assets/fig/`` by content hash."""
 
@@ -135,7 +146,7 @@ class FigureWriter:
         self.log: list[str] = []  # every file handed out, in order (a section's files = a slice)
 
     def _write(self, data: bytes, ext: str) -> str:
-        name = hashlib.sha256(data).hexdigest()[:20] + "." + ext
+        name = content_name(data, ext)
         rel = f"assets/fig/{name}"
         if rel not in self.written:
             (self.folder / name).write_bytes(data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_write
+from .figures import matches_name
 from .context import BuildContext
 from .analyses.registry import SectionOutput
 from .page import Figure, Panel, Row, Table
@@ -198,11 +198,16 @@ class SectionCache:
             return None
         try:
             out, files = self._read(key)
-            for rel in files:
-                src = self.root / "figures" / Path(rel).name
+            figures = {}
+            for rel in files:  # all checked before any is published
+                data = (self.root / "figures" / Path(rel).name).read_bytes()
+                if not matches_name(Path(rel).name, data):
+                    raise EntryError(f"figure {rel} does not match its content hash")
+                figures[rel] = data
+            for rel, data in figures.items():
                 dst = site / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
+                dst.write_bytes(data)
         except (OSError, ValueError, KeyError, EntryError):  # anything wrong with an entry: compute again
             self._json(key).unlink(missing_ok=True)
             self._npz(key).unlink(missing_ok=True)
@@ -222,7 +227,7 @@ class SectionCache:
         figs.mkdir(parents=True, exist_ok=True)
         for rel in files:
             dst = figs / Path(rel).name
-            if not dst.is_file():
+            if not (dst.is_file() and matches_name(dst.name, dst.read_bytes())):
                 atomic_write(dst, (site / rel).read_bytes())
         npz_sha = None
         if arrays:

@@ -1,6 +1,7 @@
 """Section cache entries are data: they round-trip by fields and can never run code (issue 10, item 5)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -33,15 +34,19 @@ class _Boom:
         return (os.system, (f"touch {Path.cwd() / 'PWNED'}",))
 
 
+PNG = b"png bytes"
+PNG_REL = f"assets/fig/{hashlib.sha256(PNG).hexdigest()[:20]}.png"  # FigureWriter's content-hash name
+
+
 def test_output_round_trips_by_fields(tmp_path):
     (tmp_path / "site" / "assets" / "fig").mkdir(parents=True)
-    (tmp_path / "site" / "assets" / "fig" / "aaaa.png").write_bytes(b"png")
+    (tmp_path / "site" / PNG_REL).write_bytes(PNG)
     cache = SectionCache(tmp_path / "cache")
     out = _output()
-    cache.put(KEY, out, ["assets/fig/aaaa.png"], tmp_path / "site")
+    cache.put(KEY, out, [PNG_REL], tmp_path / "site")
     assert sorted(p.suffix for p in (tmp_path / "cache" / "sections").iterdir()) == [".json", ".npz"]
     got, files = cache.get(KEY, tmp_path / "new")
-    assert files == ["assets/fig/aaaa.png"] and (tmp_path / "new" / "assets" / "fig" / "aaaa.png").read_bytes() == b"png"
+    assert files == [PNG_REL] and (tmp_path / "new" / PNG_REL).read_bytes() == PNG
     assert got.figures == out.figures and got.results == out.results and got.explorer == out.explorer
     assert got.tables[0].rows[0] == ("x", 1.5) and np.isnan(got.tables[0].rows[1][1])
     np.testing.assert_array_equal(got.shared["masks"]["m"]["dog"], out.shared["masks"]["m"]["dog"])
@@ -92,3 +97,20 @@ def test_values_that_are_not_data_are_not_cached(tmp_path):
     assert not (tmp_path / "sections" / f"{KEY}.json").exists()
     with pytest.raises(EntryError):
         encode(np.array([object()]), {})
+
+
+def test_a_cached_figure_that_does_not_match_its_name_is_not_published(tmp_path):
+    """Item 7: garbage planted under a figure's content-hash name is never copied into a site;
+    the section is computed again and the next put repairs the file."""
+    (tmp_path / "site" / "assets" / "fig").mkdir(parents=True)
+    (tmp_path / "site" / PNG_REL).write_bytes(PNG)
+    cache = SectionCache(tmp_path / "cache")
+    cache.put(KEY, _output(), [PNG_REL], tmp_path / "site")
+    cached_fig = tmp_path / "cache" / "figures" / Path(PNG_REL).name
+    cached_fig.write_bytes(b"<svg onload=alert(1)>")  # planted garbage
+    assert cache.get(KEY, tmp_path / "new") is None  # recompute
+    assert not (tmp_path / "new" / PNG_REL).exists()
+    cache.put(KEY, _output(), [PNG_REL], tmp_path / "site")
+    assert cached_fig.read_bytes() == PNG
+    assert cache.get(KEY, tmp_path / "again") is not None
+    assert (tmp_path / "again" / PNG_REL).read_bytes() == PNG
