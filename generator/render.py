@@ -28,6 +28,7 @@ show are appended under "More figures and tables". ``page.explorer`` format::
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import math
@@ -40,6 +41,7 @@ from typing import Any, Callable
 
 import jinja2
 import markdown as md_lib
+import markupsafe
 from markupsafe import Markup
 
 from .analyses import figure_kinds, table_kinds
@@ -52,14 +54,21 @@ DEFAULT_THEME = Path(__file__).with_name("theme")  # templates + static files, s
 
 DINOV3_LICENSE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-license/"
 
+# No inline script runs: index.html loads assets/report.js, report.html allows exactly its own
+# script by hash (see _csp_single). Page data travels in <script type="application/json">
+# blocks, which never execute. Styles keep 'unsafe-inline' for the figures' style="--cols: N"
+# attributes (a hash would switch 'unsafe-inline' off).
 CSP_SITE = (
     "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+    "script-src 'self'; base-uri 'none'; form-action 'none'"
 )
-CSP_SINGLE = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-)
+
+
+def _csp_single(script: str) -> str:
+    """report.html's policy: only the inline script whose text is ``script`` may run."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+            f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
 
 # ids the page template uses itself; headings never take these
 RESERVED_IDS = frozenset({
@@ -461,14 +470,27 @@ def _env(templates: Path) -> jinja2.Environment:
     )
 
 
+def _narrative_value(value: Any) -> Markup:
+    """What ``{{ x }}`` in the narrative prints: Markup as it is (``ref``, ``refs``), anything
+    else escaped for HTML and with ``[ ]`` as entities, so that text from the config or manifest
+    (a label, a group name) can be neither HTML nor a Markdown link once Markdown runs."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(str(markupsafe.escape(value)).replace("[", "&#91;").replace("]", "&#93;"))
+
+
 def _narrative_env() -> jinja2.Environment:
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                              keep_trailing_newline=True)
+    # The narrative's own text is the author's Markdown/HTML; only the values it prints are escaped.
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True,
+                              finalize=_narrative_value, keep_trailing_newline=True)
 
 
 def _json_for_script(obj: Any) -> Markup:
+    """``obj`` as JSON that is safe inside ``<script type="application/json">``: ``< > &`` as
+    ``\\u`` escapes, so no ``</script>`` or ``<!--`` can end or bend the block; JSON.parse
+    reads it back unchanged."""
     s = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return Markup(s.replace("</", "<\\/").replace("<!--", "<\\!--"))
+    return Markup(s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 @dataclass
@@ -558,7 +580,7 @@ def _render_item(env: jinja2.Environment, common: dict, kind: str, obj: Any, num
     """A figure or table in full where first shown, else a pointer to it."""
     if not first:
         label = "Figure" if kind == "figure" else "Table"
-        return f'<p class="see-also">(See <a href="#{obj.id}">{label} {num}</a>.)</p>'
+        return f'<p class="see-also">(See <a href="#{html.escape(obj.id)}">{label} {num}</a>.)</p>'
     t = env.get_template("figure.html.j2" if kind == "figure" else "table.html.j2")
     return t.render(obj=obj, num=num, **common)
 
@@ -587,8 +609,8 @@ def _ref_html(numbering: _Numbering, m: re.Match) -> str:
     """``ref(id)``: a link 'Figure N' / 'Table N'."""
     oid = m.group(1)
     if oid in numbering.fig:
-        return f'<a class="xref" href="#{oid}">Figure&nbsp;{numbering.fig[oid]}</a>'
-    return f'<a class="xref" href="#{oid}">Table&nbsp;{numbering.tab[oid]}</a>'
+        return f'<a class="xref" href="#{html.escape(oid)}">Figure&nbsp;{numbering.fig[oid]}</a>'
+    return f'<a class="xref" href="#{html.escape(oid)}">Table&nbsp;{numbering.tab[oid]}</a>'
 
 
 def _refs_html(page: ReportPage, numbering: _Numbering, m: re.Match) -> str:
@@ -604,10 +626,10 @@ def _refs_html(page: ReportPage, numbering: _Numbering, m: re.Match) -> str:
     nums = sorted(d[o.id] for o in objs)
     first = objs[[d[o.id] for o in objs].index(nums[0])]
     if len(nums) == 1:
-        return f'<a class="xref" href="#{first.id}">{word}&nbsp;{nums[0]}</a>'
+        return f'<a class="xref" href="#{html.escape(first.id)}">{word}&nbsp;{nums[0]}</a>'
     contiguous = nums == list(range(nums[0], nums[-1] + 1))
     rng = f"{nums[0]}–{nums[-1]}" if contiguous else ", ".join(map(str, nums))
-    return f'<a class="xref" href="#{first.id}">{word}s&nbsp;{rng}</a>'
+    return f'<a class="xref" href="#{html.escape(first.id)}">{word}s&nbsp;{rng}</a>'
 
 
 def _explorer_json(page: ReportPage, layout: _Layout, assets: _Assets) -> Markup | None:
@@ -634,11 +656,12 @@ def _page_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, out: 
     appendix = "\n".join(_render_item(env, common, *it) for it in layout.extra)
     dinov3 = [m for m in page.models
               if m.license and "dinov3" in m.license.lower() and not m.random_init]
+    script = "\n" + js.replace("</script", "<\\/script") + "\n"  # exactly what the CSP hash covers
     return env.get_template("page.html.j2").render(
         article=Markup(article), appendix=Markup(appendix), toc=layout.toc,
-        csp=CSP_SINGLE if inline else CSP_SITE,
+        csp=_csp_single(script) if inline else CSP_SITE,
         css=Markup(css.replace("</style", "<\\/style")) if inline else None,
-        js=Markup(js.replace("</script", "<\\/script")) if inline else None,
+        js=Markup(script) if inline else None,
         explorer_json=_explorer_json(page, layout, assets), dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
         share_alike=[c for c in page.credits if c.share_alike],
         has_data=(not inline) and (out / "data" / "results.json").is_file(), **common,
