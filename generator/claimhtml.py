@@ -13,7 +13,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-__all__ = ["VERDICTS", "claim_html", "verdict_class"]
+__all__ = ["VERDICTS", "claim_anchor", "claim_html", "verdict_class"]
 
 VERDICTS = ("supported", "not supported", "cannot tell")
 
@@ -23,6 +23,11 @@ def verdict_class(verdict: str) -> str:
     if verdict not in VERDICTS:
         raise ValueError(f"unknown verdict {verdict!r}; expected one of {VERDICTS}")
     return "verdict-" + verdict.replace(" ", "-")
+
+
+def claim_anchor(claim_id: str) -> str:
+    """The HTML id of a claim's box: ``pc1_subject`` -> ``claim-pc1-subject``."""
+    return "claim-" + html.escape(claim_id).replace("_", "-")
 
 
 def _num(x: float) -> str:
@@ -41,7 +46,7 @@ def claim_html(row: Mapping[str, Any], label: Callable[[str], str], figure_ref: 
     e = html.escape
     values = "; ".join(f"{e(label(m))} {_num(float(v))}" for m, v in row["values"].items()) or "no values"
     return Markup(
-        f'<div class="claim {verdict_class(row["verdict"])}" id="claim-{e(row["id"]).replace("_", "-")}">'
+        f'<div class="claim {verdict_class(row["verdict"])}" id="{claim_anchor(row["id"])}">'
         f'<p class="claim-statement"><span class="verdict">{e(row["verdict"])}</span> '
         f'<span class="claim-id">Claim <code>{e(row["id"])}</code>:</span> {e(row["statement"])}</p>'
         f'<p class="claim-detail"><span class="claim-values"><code>{e(row["metric"])}</code>, mean per model: '

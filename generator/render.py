@@ -43,7 +43,7 @@ import markdown as md_lib
 from markupsafe import Markup
 
 from .analyses import figure_kinds, table_kinds
-from .claimhtml import claim_html
+from .claimhtml import claim_anchor, claim_html
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
 
@@ -300,6 +300,15 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
                           "in this build (the claims analysis did not run).</em></p>")
         return claim_html(row, label, refs(row["figure"]))
 
+    def claim_ref(claim_id: str) -> Markup:
+        """'<claim id>: <verdict>', linked to the claim's box when the claim was evaluated."""
+        row = claim_row(claim_id)
+        cid = html.escape(claim_id)
+        if row is None:
+            return Markup(f"<code>{cid}</code>: <em>not evaluated</em>")
+        return Markup(f'<a class="xref" href="#{claim_anchor(claim_id)}"><code>{cid}</code></a>: '
+                      f'<em>{html.escape(row["verdict"])}</em>')
+
     def verdict(claim_id: str) -> str:
         """The verdict of a claim ("not evaluated" when claims were not run)."""
         row = claim_row(claim_id)
@@ -325,7 +334,7 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
         "first_stage": first_stage, "last_stage": last_stage, "figures": figures,
         "tables": tables, "has_figures": has_figures, "ref": ref, "refs": refs,
         "pct": _pct, "num": _sig, "join": join, "claim": claim, "claim_row": claim_row,
-        "verdict": verdict, "tie": tie,
+        "verdict": verdict, "tie": tie, "claim_ref": claim_ref,
     }
 
 

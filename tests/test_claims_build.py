@@ -124,3 +124,17 @@ def test_local_random_weights_get_verdicts_from_their_numbers(tmp_path):
     roles = {"dense_cnn": "dinov3_convnext_tiny", "dense_vit": "dinov3_vits16"}
     again = C.evaluate_all(meas, roles, random_weights=False)
     assert [r["verdict"] for r in again] == [rows[r["id"]]["verdict"] for r in again]
+
+
+def test_claim_html_escapes_every_field_and_styles_by_verdict():
+    from generator.claimhtml import claim_html
+
+    row = {"id": "pc1_subject", "statement": "<script>x</script>", "metric": "m<1>", "rule": "a & b",
+           "verdict": "not supported", "reason": '"r"', "values": {"m1": 0.51234, "m2": -2.0}}
+    html = str(claim_html(row, {"m1": "<b>One</b>", "m2": "Two"}.get, '<a href="#f">Figure 3</a>'))
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;One&lt;/b&gt; 0.512" in html
+    assert "Two −2" in html and "a &amp; b" in html and "&quot;r&quot;" in html
+    assert html.startswith('<div class="claim verdict-not-supported" id="claim-pc1-subject">')
+    assert '<a href="#f">Figure 3</a>' in html and "\n" not in html  # one line: Markdown keeps it whole
+    with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
+        claim_html({**row, "verdict": "maybe"}, str, "")
