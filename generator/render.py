@@ -298,6 +298,8 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
         if row is None:
             return Markup(f'<p class="no-figure"><em>Claim {html.escape(claim_id)} was not evaluated '
                           "in this build (the claims analysis did not run).</em></p>")
+        order = [m.id for m in page.models] + sorted(set(row["values"]) - set(by_id))
+        row = {**row, "values": {m: row["values"][m] for m in order if m in row["values"]}}
         return claim_html(row, label, refs(row["figure"]))
 
     def claim_ref(claim_id: str) -> Markup:

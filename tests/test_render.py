@@ -285,7 +285,7 @@ def test_real_narrative_with_real_weights_page(tmp_path):
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "random weights" not in text.lower()
     # the guarded DINOv3 vs IN-1k sentence, a comparison or a tie
-    assert "The first component carries" in text or "share is a tie" in text
+    assert "the first component carries" in text or "share is a tie" in text
 
 
 def test_image_featured_filter_places_only_featured_figures(tmp_path):

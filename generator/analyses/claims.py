@@ -85,15 +85,17 @@ def claims(ctx: BuildContext) -> SectionOutput:
         r["figure"] = figure_of[r["id"]]
     out.results["claims"] = rows
     out.results["claim_metrics"] = detail
-    labels = {m.id: m.label for m in ctx.models}
     out.tables.append(Table(
         id="claims", kind="claims",
         caption=("Each observation of the study as a claim: the per-model mean of the metric it is "
-                 "measured by, the rule fixed before looking at any data, and the verdict. "
+                 "measured by, the verdict and the reason for it, and the kind of figure to check it on; "
+                 "the rule of each claim is given with it in the text. "
                  + ("The weights are random, so every verdict is 'cannot tell'. " if ctx.random_init else "")
                  + ctx.provenance()),
-        columns=("claim", "values (mean)", "rule", "verdict", "reason"),
-        rows=tuple((f"{r['id']}: {r['statement']}",
-                    "; ".join(f"{labels.get(k, k)} {_fmt(v)}" for k, v in r["values"].items()) or "—",
-                    r["rule"], r["verdict"], r["reason"]) for r in rows)))
+        columns=("claim", "statement", "metric: mean per model", "verdict", "reason", "figures"),
+        rows=tuple((r["id"], r["statement"],
+                    f"{r['metric']}: " + ("; ".join(f"{m.label} {_fmt(r['values'][m.id])}"
+                                                    for m in ctx.models if m.id in r["values"])
+                                          or "no values"),
+                    r["verdict"], r["reason"], r["figure"].replace("_", " ")) for r in rows)))
     return out
