@@ -80,6 +80,9 @@ class AnalysisConfig:
     explorer_dims: int = 64
     highres: tuple[int, ...] = (448, 896)
     highres_models: tuple[str, ...] = ()
+    # Groups of photos of one kind of subject, on which the part-sharing claim is measured
+    # (generator.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
+    part_groups: tuple[str, ...] = ("dogs",)
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,8 @@ def load_config(path: Path) -> ReportConfig:
     groups = {name: gr.str_list(name) for name in sorted(gr.table)}
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
-    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models"})
+    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models",
+                   "part_groups"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
@@ -282,7 +286,14 @@ def load_config(path: Path) -> ReportConfig:
         explorer_dims=an.get("explorer_dims", int, 64),
         highres=highres,
         highres_models=an.str_list("highres_models"),
+        part_groups=an.str_list("part_groups", ("dogs",)),
     )
+    # Named groups must exist when the config defines its groups; otherwise they come from the
+    # manifest or folder, and a group the build lacks gives the part-sharing claim no images.
+    if "part_groups" in an.table and groups:
+        for i, g in enumerate(analysis.part_groups):
+            if g not in groups:
+                an.fail(f"analysis.part_groups[{i}]", f"unknown group '{g}'" + _did_you_mean(g, groups))
     models = _models(path, raw.get("models"), root)
     ids = {m.id for m in models}
     for i, mid in enumerate(analysis.highres_models):

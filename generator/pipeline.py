@@ -223,6 +223,8 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         try:
             with _timed(timings, "analyse_and_figures"):
                 analysed = analyse(cfg, opts, plan, decoded, extracted, tmp, progress)
+            # The data files first: the page links data/results.json only when it is there.
+            write_data(analysed, tmp)
             with _timed(timings, "render"):
                 summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
             summary.computed, summary.reused, summary.damaged = (
@@ -429,11 +431,16 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
     return page
 
 
-def write_out(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
-              analysed: Analysed, summary: BuildSummary, site: Path) -> None:
-    """The data files beside the page: results, figure index and build facts."""
+def write_data(analysed: Analysed, site: Path) -> None:
+    """The data files the page links to: results and figure index."""
     _json_dump(analysed.results, site / "data" / "results.json")
     _json_dump(_figures_json(analysed.figures), site / "data" / "figures.json")
+
+
+def write_out(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
+              analysed: Analysed, summary: BuildSummary, site: Path) -> None:
+    """The build facts beside the page (the results went out before rendering, see
+    :func:`write_data`)."""
     (site / ".nojekyll").touch()
     _json_dump(_build_json(cfg, opts, extracted.cache, extracted.models, summary, decoded.featured,
                            decoded.groups, crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple

@@ -45,6 +45,7 @@ import markupsafe
 from markupsafe import Markup
 
 from .analyses import figure_kinds, table_kinds
+from .claimhtml import claim_anchor, claim_html
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
 
@@ -291,6 +292,45 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
             raise _HelperError(f"refs(): unknown kind {kind!r}")
         return Markup(f"@@REFS:{kind.replace('_', '-')}@@")
 
+    def claim_row(claim_id: str) -> dict | None:
+        """The ``results["claims"]`` row of a catalogue claim; None when claims were not run."""
+        from .analysis.claims import CLAIMS
+
+        if claim_id not in {c.id for c in CLAIMS}:
+            raise _HelperError(f"claim(): unknown claim {claim_id!r}; known: "
+                               f"{', '.join(c.id for c in CLAIMS)}")
+        return next((r for r in page.results.get("claims", []) if r["id"] == claim_id), None)
+
+    def claim(claim_id: str) -> Markup:
+        """The claim as a block: statement, verdict, per-model numbers, rule, reason, figure link."""
+        row = claim_row(claim_id)
+        if row is None:
+            return Markup(f'<p class="no-figure"><em>Claim {html.escape(claim_id)} was not evaluated '
+                          "in this build (the claims analysis did not run).</em></p>")
+        order = [m.id for m in page.models] + sorted(set(row["values"]) - set(by_id))
+        row = {**row, "values": {m: row["values"][m] for m in order if m in row["values"]}}
+        return claim_html(row, label, refs(row["figure"]))
+
+    def claim_ref(claim_id: str) -> Markup:
+        """'<claim id>: <verdict>', linked to the claim's box when the claim was evaluated."""
+        row = claim_row(claim_id)
+        cid = html.escape(claim_id)
+        if row is None:
+            return Markup(f"<code>{cid}</code>: <em>not evaluated</em>")
+        return Markup(f'<a class="xref" href="#{claim_anchor(claim_id)}"><code>{cid}</code></a>: '
+                      f'<em>{html.escape(row["verdict"])}</em>')
+
+    def verdict(claim_id: str) -> str:
+        """The verdict of a claim ("not evaluated" when claims were not run)."""
+        row = claim_row(claim_id)
+        return row["verdict"] if row else "not evaluated"
+
+    def tie(a: float, b: float) -> bool:
+        """Whether two numbers are a tie under the claims' rule (within REL_TOL relative)."""
+        from .analysis.claims import REL_TOL
+
+        return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+
     def join(items: list[str], last: str = "and") -> str:
         items = [str(i) for i in items]
         if len(items) <= 1:
@@ -304,7 +344,8 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
         "label": label, "model": model, "has_model": has_model, "stages": stages,
         "first_stage": first_stage, "last_stage": last_stage, "figures": figures,
         "tables": tables, "has_figures": has_figures, "ref": ref, "refs": refs,
-        "pct": _pct, "num": _sig, "join": join,
+        "pct": _pct, "num": _sig, "join": join, "claim": claim, "claim_row": claim_row,
+        "verdict": verdict, "tie": tie, "claim_ref": claim_ref,
     }
 
 

@@ -107,3 +107,13 @@ def test_highres_models_must_exist(tmp_path):
     text = MODEL + '[images]\ndir = "imgs"\n[analysis]\nhighres_models = ["m2"]\n'
     with pytest.raises(ConfigError, match=r"analysis\.highres_models\[0\]: unknown model id 'm2'"):
         load_config(write(tmp_path, text))
+
+
+def test_part_groups_default_and_unknown_group_is_named(tmp_path):
+    cfg = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n'))
+    assert cfg.analysis.part_groups == ("dogs",)
+    text = MODEL + '[images]\ndir = "imgs"\n[groups]\ndogs = []\ncats = []\n[analysis]\npart_groups = ["dgos"]\n'
+    with pytest.raises(ConfigError, match=r"analysis\.part_groups\[0\]: unknown group 'dgos' — did you mean 'dogs'\?"):
+        load_config(write(tmp_path, text))
+    ok = MODEL + '[images]\ndir = "imgs"\n[groups]\ncats = []\n[analysis]\npart_groups = ["cats"]\n'
+    assert load_config(write(tmp_path, ok)).analysis.part_groups == ("cats",)

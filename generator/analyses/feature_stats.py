@@ -58,7 +58,8 @@ def feature_stats(ctx: BuildContext) -> SectionOutput:
             stats[m.id] = A.feature_stats(chunks[m.id])
             ch_stats[m.id] = A.feature_stats(ch_chunks[m.id])
             all_rows.append({"model": m.id, "stage": stage, **_stats_row(stats[m.id])})
-            ch_rows.append({"model": m.id, "stage": stage, "channel": int(c), **_stats_row(ch_stats[m.id])})
+            ch_rows.append({"model": m.id, "stage": stage, "channel": int(c), "positions": ch_stats[m.id].count,
+                            **_stats_row(ch_stats[m.id])})
         fig_rows.append(Row(stage, (_hist_panel(ctx, stage, models, chunks, stats, "all feature values"),)))
         ch_fig_rows.append(Row(f"{stage} · ch {chans[models[0].id]}",
                                (_hist_panel(ctx, stage, models, ch_chunks, ch_stats, "one random channel"),)))

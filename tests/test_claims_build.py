@@ -1,0 +1,140 @@
+"""The claims in a real build: a row per catalogue claim, forced to "cannot tell" under
+--random-init, judged on the numbers with local weights; the claim text and the data link on
+the page; the reference-mask overlay figure."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from generator.analysis import claims as C
+from generator.backbones import create_backbone
+from generator.config import ModelSpec, load_config
+from generator.pipeline import BuildOptions, build
+
+from conftest import planted_photo, write_project
+
+ENTRY = """
+[[image]]
+id = "{id}"
+subject = "planted square"
+groups = ["dogs"]
+author = "tests"
+license = "CC0 1.0"
+file = "{id}.png"
+mask_polygons = [{square}]
+"""
+RANDOM = "the weights are random, and the claim is about trained networks"
+ROW_KEYS = {"id", "statement", "metric", "values", "rule", "verdict", "reason", "figure"}
+CORNERS = ("tl", "tr", "bl", "br")
+
+
+def _project(tmp_path, models: str | None = None):
+    """Four 96 px photos, each a red square in another corner, outlined by mask_polygons, in
+    the group "dogs"; resolution 64 (2 x 2 cells at C5)."""
+    cfg_path = write_project(tmp_path, {}, models=models, resolution=64, highres=[64])
+    photos = tmp_path / "photos"
+    entries = []
+    for n, corner in enumerate(CORNERS):
+        img = planted_photo(96, 96, corner, seed=n)
+        s = 96 // 3
+        y0 = s // 4 if corner[0] == "t" else 96 - s - s // 4
+        x0 = s // 4 if corner[1] == "l" else 96 - s - s // 4
+        square = [[x0 / 96, y0 / 96], [(x0 + s) / 96, y0 / 96], [(x0 + s) / 96, (y0 + s) / 96],
+                  [x0 / 96, (y0 + s) / 96]]
+        iid = f"sq_{corner}"
+        Image.fromarray(img).save(photos / f"{iid}.png")
+        entries.append(ENTRY.format(id=iid, square=square))
+    (photos / "manifest.toml").write_text("".join(entries))
+    cfg_path.write_text(cfg_path.read_text().replace('dir = "../photos"', 'manifest = "../photos/manifest.toml"'))
+    return cfg_path
+
+
+def _results(out):
+    return json.loads((out / "data" / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def random_site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("claims-random")
+    out = root / "site"
+    build(load_config(_project(root)), BuildOptions(out=out, random_init=True, quiet=True))
+    return out
+
+
+def test_random_init_claims_are_cannot_tell_with_the_reason(random_site):
+    rows = _results(random_site)["claims"]
+    assert [r["id"] for r in rows] == [c.id for c in C.CLAIMS]
+    for r in rows:
+        assert set(r) == ROW_KEYS, r
+        assert r["verdict"] == "cannot tell" and r["reason"] == RANDOM, r
+        assert set(r["values"]) <= {"dinov3_convnext_tiny", "dinov3_vits16"}
+        assert all(math.isfinite(v) for v in r["values"].values())
+    # The numbers are there all the same: the subject IoU of both models on every photo.
+    per_image = {(d["model"], d["unit"]) for d in _results(random_site)["claim_metrics"]
+                 if d["metric"] == "pc1_iou_ref"}
+    assert per_image == {(m, f"sq_{c}") for m in ("dinov3_convnext_tiny", "dinov3_vits16") for c in CORNERS}
+
+
+def test_page_states_claims_links_data_and_shows_the_overlays(random_site):
+    html = (random_site / "index.html").read_text()
+    assert 'href="data/results.json"' in html
+    assert 'id="claims"' in html  # the claims table
+    assert 'class="claim verdict-cannot-tell" id="claim-pc1-subject"' in html
+    assert 'class="claim verdict-cannot-tell" id="claim-c4-instances"' in html
+    figs = json.loads((random_site / "data" / "figures.json").read_text())
+    overlays = [f for f in figs if f["kind"] == "reference_mask"]
+    assert sorted(f["label"] for f in overlays) == sorted(f"sq_{c}" for c in CORNERS)
+    assert all((random_site / f["file"]).is_file() for f in overlays)
+    assert "data/results.json" in (random_site / "report.html").read_text()  # named, not linked
+
+
+def test_local_random_weights_get_verdicts_from_their_numbers(tmp_path):
+    """Not --random-init: the same exercised random init read from local files. The verdicts
+    must be what the catalogue's rules give on the per-image numbers in results.json."""
+    models = ""
+    for mid, timm_name in (("dinov3_convnext_tiny", "convnext_tiny.dinov3_lvd1689m"),
+                           ("dinov3_vits16", "vit_small_patch16_dinov3.lvd1689m")):
+        spec = ModelSpec(id=mid, timm=timm_name, label=mid)
+        path = tmp_path / f"{mid}.safetensors"
+        sd = create_backbone(spec, None, seed=0).model.state_dict()
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+        models += f'[[models]]\nid = "{mid}"\ntimm = "{timm_name}"\nweights = "{path}"\n\n'
+    out = tmp_path / "site"
+    build(load_config(_project(tmp_path / "p", models=models)), BuildOptions(out=out, quiet=True))
+    res = _results(out)
+    rows = {r["id"]: r for r in res["claims"]}
+    assert list(rows) == [c.id for c in C.CLAIMS]
+    assert all(r["reason"] != RANDOM for r in rows.values())
+    # No ImageNet ConvNeXt in this build: claims that need it cannot be told, and say why.
+    assert rows["imagenet_outliers"]["verdict"] == "cannot tell"
+    assert "no model in the role of the ImageNet ConvNeXt" in rows["imagenet_outliers"]["reason"]
+    # The subject claim needs only the two DINOv3 models: it is judged on four photos.
+    assert "over 4 images with a reference mask" in rows["pc1_subject"]["reason"]
+    # Recompute every verdict from the per-image numbers the page publishes.
+    ids = sorted({d["unit"] for d in res["claim_metrics"] if "/" not in d["unit"]})
+    units = {k: [f"dogs/{i}" if k in ("part_colour_gain", "part_match_excess") else i for i in ids]
+             for k in C.METRICS}
+    value = {(d["metric"], d["model"], d["unit"]): d["value"] for d in res["claim_metrics"]}
+    meas = {k: {m: [value.get((k, m, u), float("nan")) for u in units[k]]
+                for m in ("dinov3_convnext_tiny", "dinov3_vits16")} for k in C.METRICS}
+    roles = {"dense_cnn": "dinov3_convnext_tiny", "dense_vit": "dinov3_vits16"}
+    again = C.evaluate_all(meas, roles, random_weights=False)
+    assert [r["verdict"] for r in again] == [rows[r["id"]]["verdict"] for r in again]
+
+
+def test_claim_html_escapes_every_field_and_styles_by_verdict():
+    from generator.claimhtml import claim_html
+
+    row = {"id": "pc1_subject", "statement": "<script>x</script>", "metric": "m<1>", "rule": "a & b",
+           "verdict": "not supported", "reason": '"r"', "values": {"m1": 0.51234, "m2": -2.0}}
+    html = str(claim_html(row, {"m1": "<b>One</b>", "m2": "Two"}.get, '<a href="#f">Figure 3</a>'))
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;One&lt;/b&gt; 0.512" in html
+    assert "Two −2" in html and "a &amp; b" in html and "&quot;r&quot;" in html
+    assert html.startswith('<div class="claim verdict-not-supported" id="claim-pc1-subject">')
+    assert '<a href="#f">Figure 3</a>' in html and "\n" not in html  # one line: Markdown keeps it whole
+    with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
+        claim_html({**row, "verdict": "maybe"}, str, "")
