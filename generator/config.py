@@ -80,6 +80,7 @@ class AnalysisConfig:
     explorer_dims: int = 64
     highres: tuple[int, ...] = (448, 896)
     highres_models: tuple[str, ...] = ()
+    sweep: tuple[int, ...] = (224, 448, 896)
 
 
 @dataclass(frozen=True)
@@ -270,11 +271,15 @@ def load_config(path: Path) -> ReportConfig:
     groups = {name: gr.str_list(name) for name in sorted(gr.table)}
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
-    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models"})
+    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models", "sweep"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
             an.fail(f"analysis.highres[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
+    sweep = tuple(an.get("sweep", list, [224, 448, 896]))
+    for i, r in enumerate(sweep):
+        if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
+            an.fail(f"analysis.sweep[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
     analysis = AnalysisConfig(
         mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
         random_channels=an.get("random_channels", int, 5),
@@ -282,6 +287,7 @@ def load_config(path: Path) -> ReportConfig:
         explorer_dims=an.get("explorer_dims", int, 64),
         highres=highres,
         highres_models=an.str_list("highres_models"),
+        sweep=sweep,
     )
     models = _models(path, raw.get("models"), root)
     ids = {m.id for m in models}

@@ -13,8 +13,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from . import (  # noqa: F401  (importing registers them)
-    across_pca, cka, explorer, feature_stats, highres, mask_agreement, random_channels, stage_pca,
-    within_pca,
+    across_pca, cka, explorer, feature_stats, highres, mask_agreement, random_channels,
+    resolution_sweep, stage_pca, within_pca,
 )
 from .registry import (
     Analysis, FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, figure_kinds, get_analysis,

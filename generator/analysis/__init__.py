@@ -12,6 +12,7 @@ from .outliers import NormOutliers, ValueTails, norm_outliers, value_tails
 from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
                       speck_share, subject_iou)
+from .sweep import SweepPoint, resolution_sweep
 from .stats import FeatureStats, feature_stats, histogram, shared_bin_edges
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "NormOutliers",
     "PCAFit",
     "PCAResult",
+    "SweepPoint",
     "ValueTails",
     "check_fmap",
     "colour_agreement",
@@ -37,6 +39,7 @@ __all__ = [
     "instance_labels",
     "instance_separation",
     "joint_rgb",
+    "resolution_sweep",
     "joint_scale",
     "linear_cka",
     "mask_iou",
