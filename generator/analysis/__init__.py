@@ -5,7 +5,7 @@ from .channels import pick_channels
 from .cka import linear_cka, resize_map
 from .claim_metrics import group_metrics, image_metrics
 from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
-from .explorer import cosine_map, explorer_codes
+from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, stage_dims
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, norm_outliers, value_tails
@@ -25,11 +25,13 @@ __all__ = [
     "ValueTails",
     "check_fmap",
     "colour_agreement",
+    "cosine_error",
     "cosine_map",
     "cycle_consistent_share",
     "cycle_share_excess",
     "edge_following",
     "explorer_codes",
+    "explorer_int8",
     "far_similarity",
     "feature_stats",
     "foreground_mask",
@@ -58,6 +60,7 @@ __all__ = [
     "shared_bin_edges",
     "sobel_magnitude",
     "speck_share",
+    "stage_dims",
     "subject_iou",
     "to_rgb",
     "value_tails",
