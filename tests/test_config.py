@@ -107,3 +107,18 @@ def test_highres_models_must_exist(tmp_path):
     text = MODEL + '[images]\ndir = "imgs"\n[analysis]\nhighres_models = ["m2"]\n'
     with pytest.raises(ConfigError, match=r"analysis\.highres_models\[0\]: unknown model id 'm2'"):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text, key", [
+    ('sweep = [224, "x"]', r"analysis\.sweep\[1\]: must be an int"),
+    ("sweep = [4]", r"analysis\.sweep\[0\]: must be an int"),
+    ("explorer_kb = 4000", r"analysis\.explorer_kb: must be an int from 16 to 1500"),
+])
+def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(write(tmp_path, MODEL + f'[images]\ndir = "imgs"\n[analysis]\n{text}\n'))
+
+
+def test_sweep_and_explorer_budget_defaults(tmp_path):
+    an = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n')).analysis
+    assert an.sweep == (224, 448, 896) and an.explorer_kb == 1500
