@@ -78,11 +78,13 @@ class AnalysisConfig:
     random_channels: int = 5
     hist_bins: int = 100
     explorer_dims: int = 64
+    explorer_kb: int = 250  # explorer data per image and model, all stages (kB of base64 text; at most 1500)
     highres: tuple[int, ...] = (448, 896)
     highres_models: tuple[str, ...] = ()
     # Groups of photos of one kind of subject, on which the part-sharing claim is measured
     # (generator.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
     part_groups: tuple[str, ...] = ("dogs",)
+    sweep: tuple[int, ...] = (224, 448, 896)
 
 
 @dataclass(frozen=True)
@@ -273,20 +275,29 @@ def load_config(path: Path) -> ReportConfig:
     groups = {name: gr.str_list(name) for name in sorted(gr.table)}
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
-    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models",
-                   "part_groups"})
+    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "explorer_kb", "highres",
+                   "highres_models", "sweep", "part_groups"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
             an.fail(f"analysis.highres[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
+    explorer_kb = an.get("explorer_kb", int, 250)
+    if isinstance(explorer_kb, bool) or not 16 <= explorer_kb <= 1500:
+        an.fail("analysis.explorer_kb", f"must be an int from 16 to 1500 (kB per image and model), got {explorer_kb!r}")
+    sweep = tuple(an.get("sweep", list, [224, 448, 896]))
+    for i, r in enumerate(sweep):
+        if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
+            an.fail(f"analysis.sweep[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
     analysis = AnalysisConfig(
         mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
         random_channels=an.get("random_channels", int, 5),
         hist_bins=an.get("hist_bins", int, 100),
         explorer_dims=an.get("explorer_dims", int, 64),
+        explorer_kb=explorer_kb,
         highres=highres,
         highres_models=an.str_list("highres_models"),
         part_groups=an.str_list("part_groups", ("dogs",)),
+        sweep=sweep,
     )
     # Named groups must exist when the config defines its groups; otherwise they come from the
     # manifest or folder, and a group the build lacks gives the part-sharing claim no images.

@@ -466,7 +466,10 @@ def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], extra: list[int]
     multiple = crop_multiple(need)
     res = [("resolution", cfg.resolution)]
     res += [(f"analysis.highres[{i}]", r) for i, r in enumerate(cfg.analysis.highres) if r in extra]
-    res += [("an extra resolution of an analysis", r) for r in extra if r not in cfg.analysis.highres]
+    res += [(f"analysis.sweep[{i}]", r) for i, r in enumerate(cfg.analysis.sweep)
+            if r in extra and r not in cfg.analysis.highres]
+    named = set(cfg.analysis.highres) | set(cfg.analysis.sweep)
+    res += [("an extra resolution of an analysis", r) for r in extra if r not in named]
     for key, r in res:
         if r % multiple:
             why = ", ".join(f"{n} needs {m}" for n, m in sorted(need.items()))

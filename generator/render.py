@@ -19,11 +19,15 @@ template (context: ``page``, ``models``, ``results``, ``random_init`` and the he
 Figures and tables are numbered in the order they are first shown; any the narrative does not
 show are appended under "More figures and tables". ``page.explorer`` format::
 
-    {"models": [{"id", "label"}],
-     "images": [{"id", "photo" (site-relative path), "width", "height", "group"}],
-     "probes": [image ids], "links": {probe id: [itself, then the other images shown with it]},
-     "features": {model id: {image id: {"h", "w", "d", "b64": little-endian float16, (y, x, d)}}},
-     "stage": {model id: stage name}}
+    {"models": [{"id", "label", "stages": [stage names]}],
+     "images": [{"id", "photo" (site-relative path), "width", "height"}],
+     "groups": [{"id", "images": [image ids]}],
+     "features": {model id: {stage: {group id: {image id: {"h", "w", "d", "q": base64 int8, (y, x, d)}}}}},
+     "error": {model id: {stage: {group id: {"dims", "max_abs", "mean_abs"}}}},
+     "stage": {model id: last stage}, "budget_bytes": int}
+
+It is embedded as JSON in ``<script type="application/json" id="explorer-data">`` (both pages;
+never fetched), which the theme's report.js parses.
 """
 from __future__ import annotations
 

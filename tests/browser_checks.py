@@ -114,9 +114,12 @@ def _check_explorer(page, where: str) -> None:
         return
     info = page.evaluate("""() => {
         const d = JSON.parse(document.getElementById('explorer-data').textContent);
-        const pid = d.probes[0];
-        const f = d.features[d.models[0].id][pid];
-        return {pid, models: d.models.map(m => m.id), h: f.h, w: f.w};
+        const g = d.groups[0], pid = g.images[0], m = d.models[0];
+        const last = d.stage[m.id], f = d.features[m.id][last][g.id][pid];
+        const other = m.stages.find(s => s !== last) || null;
+        const fo = other ? d.features[m.id][other][g.id][pid] : null;
+        return {pid, group: g.id, models: d.models.map(m => m.id), h: f.h, w: f.w, last, other,
+                oh: fo ? fo.h : 0, ow: fo ? fo.w : 0};
     }""")
     pid, m0, h, w = info["pid"], info["models"][0], info["h"], info["w"]
     y, x = h // 2, max(w // 2 - 1, 0)
@@ -147,6 +150,31 @@ def _check_explorer(page, where: str) -> None:
     assert (st["y"], st["x"]) == (0, min(1, w - 1)), f"{where}: ArrowRight gave {st}"
     status = page.locator(".xp-status").text_content()
     assert "row 1" in status and "column 2" in status, f"{where}: aria-live says {status!r}"
+
+    # another stage than the last: its button, then a click on a cell, must redraw the heatmap
+    if info["other"]:
+        def pixels():
+            return page.evaluate("""(id) => { const c = document.querySelector(`canvas[data-image="${id}"]`);
+                return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }""",
+                                 pid)
+        last_px = pixels()
+        page.locator(f'button[data-stage="{info["other"]}"]').click()
+        assert canvas.get_attribute("data-stage") == info["other"], f"{where}: stage button did not switch"
+        oh, ow = info["oh"], info["ow"]
+        before = pixels()
+        assert before[:2] == [ow, oh] and before != last_px, f"{where}: stage {info['other']} not drawn"
+        box = canvas.bounding_box()
+        for ty, tx in ((0, 0), (oh - 1, ow - 1)):
+            page.mouse.click(box["x"] + (tx + .5) * box["width"] / ow, box["y"] + (ty + .5) * box["height"] / oh)
+            st = page.evaluate("window.dinoExplorer.state()")
+            assert (st["stage"], st["y"], st["x"]) == (info["other"], ty, tx), f"{where}: click gave {st}"
+            best, n = argmax(pid)
+            assert n == oh * ow and best == ty * ow + tx, f"{where}: stage {info['other']} map wrong ({best}, {n})"
+            after = pixels()
+            assert after != before, f"{where}: clicking ({ty}, {tx}) on {info['other']} left the heatmap unchanged"
+            before = after
+        page.locator(f'button[data-stage="{info["last"]}"]').click()
+        page.evaluate("([p, m]) => window.dinoExplorer.probe(p, m, 0, 0)", [pid, m0])
 
     if len(info["models"]) > 1:
         before = page.evaluate("(p) => Array.from(window.dinoExplorer.map(p))", pid)

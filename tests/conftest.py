@@ -41,12 +41,15 @@ def planted_photo(h: int, w: int, corner: str = "tl", seed: int = 0) -> np.ndarr
 
 
 def write_project(folder: Path, images: dict[str, np.ndarray], *, models: str | None = None,
-                  resolution: int = 224, extra: str = "", highres: list[int] | None = None) -> Path:
+                  resolution: int = 224, extra: str = "", highres: list[int] | None = None,
+                  sweep: list[int] | None = None) -> Path:
     """A config + narrative + image folder under ``folder``; returns the config path.
 
     ``highres``: the gallery resolutions (default ``[resolution, 2 * resolution]``); pass
-    ``[resolution]`` for a faster build without a second extraction.
+    ``[resolution]`` for a faster build without a second extraction. ``sweep``: the resolution
+    sweep's short sides (default: the same as ``highres``, so no further extraction).
     """
+    highres = list(highres or [resolution, resolution * 2])
     src = folder / "site_src"
     src.mkdir(parents=True)
     for md in sorted((PROJECT / "site_src").glob("*.md")):
@@ -62,7 +65,7 @@ def write_project(folder: Path, images: dict[str, np.ndarray], *, models: str | 
     cfg = src / "report.toml"
     cfg.write_text(
         f'title = "Test report"\nauthor = "tests"\nresolution = {resolution}\nseed = 0\n\n{models}\n'
-        f'[images]\ndir = "../photos"\n\n[analysis]\nhighres = {list(highres or [resolution, resolution * 2])}\n{extra}'
+        f'[images]\ndir = "../photos"\n\n[analysis]\nhighres = {highres}\nsweep = {list(sweep or highres)}\n{extra}'
     )
     return cfg
 

@@ -31,8 +31,8 @@ def _png(out: Path, rel: str, rng: np.random.Generator, w: int = 48, h: int = 32
     return rel
 
 
-def _f16_b64(rng: np.random.Generator, h: int, w: int, d: int) -> str:
-    arr = rng.normal(size=(h, w, d)).astype("<f2")
+def _i8_b64(rng: np.random.Generator, h: int, w: int, d: int) -> str:
+    arr = rng.integers(-127, 128, size=(h, w, d)).astype(np.int8)
     return base64.b64encode(arr.tobytes()).decode()
 
 
@@ -166,16 +166,22 @@ def make_sample_page(out: Path, random_init: bool = True, *, with_explorer: bool
         ex_images = []
         for img in IMAGES:
             rel = _png(out, f"assets/explorer/{img}.png", rng, w=w * 16, h=h * 16)
-            ex_images.append({"id": img, "photo": rel, "width": w * 16, "height": h * 16,
-                              "group": "dogs" if img.startswith("dog") else None})
+            ex_images.append({"id": img, "photo": rel, "width": w * 16, "height": h * 16})
+        # every stage on its own grid: C2 is 4x finer than C5, as in a ConvNeXt
+        grids = {st: (h * 2 ** (3 - k) // 2, w * 2 ** (3 - k) // 2) for k, st in enumerate(STAGES)}
         explorer = {
-            "models": [{"id": m, "label": LABELS[m]} for m in MODELS],
+            "models": [{"id": m, "label": LABELS[m], "stages": list(STAGES)} for m in MODELS],
             "images": ex_images,
-            "probes": list(IMAGES),
-            "links": {IMAGES[0]: [IMAGES[0], IMAGES[1]], IMAGES[1]: [IMAGES[1], IMAGES[0]]},
-            "features": {m: {img: {"h": h, "w": w, "d": d, "b64": _f16_b64(rng, h, w, d)} for img in IMAGES}
+            "groups": [{"id": "sample", "images": list(IMAGES)}, {"id": "dogs", "images": ["dog_pug"]}],
+            "features": {m: {st: {g: {img: {"h": gh, "w": gw, "d": d, "q": _i8_b64(rng, gh, gw, d)}
+                                      for img in ids}
+                                  for g, ids in (("sample", IMAGES), ("dogs", ("dog_pug",)))}
+                             for st, (gh, gw) in grids.items()}
                          for m in MODELS},
+            "error": {m: {st: {g: {"dims": d, "max_abs": 0.05, "mean_abs": 0.01} for g in ("sample", "dogs")}
+                          for st in STAGES} for m in MODELS},
             "stage": {m: "C5" for m in MODELS},
+            "budget_bytes": 1_500_000,
         }
 
     return ReportPage(

@@ -73,3 +73,41 @@ def test_explorer_errors():
         cosine_map(codes, 0, 0, np.ones((3, 4, 5)))
     with pytest.raises(ValueError, match=r"codes must be \(H, W, d\), got shape \(3, 4\)"):
         cosine_map(np.ones((3, 4)), 0, 0)
+
+
+def test_int8_codes_keep_cosines_within_quantisation_error():
+    from generator.analysis import cosine_error, explorer_int8
+    maps = _rank64_maps()
+    q = explorer_int8(maps, dims=64)
+    assert all(c.dtype == np.int8 and c.shape[2] == 64 for c in q)
+    mx, mean = cosine_error(maps, q, pairs=3000)
+    assert mx < 0.03 and mean < 0.005  # rank fits: only the int8 rounding is left
+    # too few dims for the rank: the error is measured, and it is large
+    mx8, mean8 = cosine_error(maps, explorer_int8(maps, dims=8), pairs=3000)
+    assert mean8 > 10 * mean
+
+
+def test_cosine_error_of_exact_codes_is_zero():
+    from generator.analysis import cosine_error
+    maps = _rank64_maps()
+    codes = [np.moveaxis(f, 0, -1) for f in maps]
+    mx, mean = cosine_error(maps, codes)
+    assert mx < 1e-6 and mean < 1e-7
+
+
+def test_stage_dims_fit_the_budget():
+    from generator.analysis import stage_dims
+    positions, channels = [16800, 4200, 1050, 263], [96, 192, 384, 768]
+    budget = 1_500_000
+    d = stage_dims(positions, channels, 64, budget)
+    size = lambda d: sum(-(-p * k // 3) * 4 for p, k in zip(positions, d))  # base64 bytes
+    # the finest stage is cut to what the others leave; one more dimension would not fit
+    assert d[1:] == [64, 64, 64] and 1 <= d[0] < 64
+    assert size(d) <= budget < size([d[0] + 1] + d[1:])
+    # when even the finest at one dimension leaves too little, the smaller stages are cut too
+    d2 = stage_dims([300_000, 100_000], [96, 768], 64, 1_500_000)
+    assert d2[0] == 1 and 1 <= d2[1] < 64
+    assert sum(-(-p * k // 3) * 4 for p, k in zip([300_000, 100_000], d2)) <= 1_500_000
+    assert stage_dims([10, 10], [4, 100], 64, budget) == [4, 64]  # capped by channels
+    with pytest.raises(ValueError, match="do not fit"):
+        stage_dims([10_000], [8], 8, 1000)

@@ -235,3 +235,11 @@ def test_checkpoint_of_the_fixed_size_model_loads_into_the_dynamic_one(tmp_path,
             assert torch.equal(got[k], sd[k]), k
     out = forward(bb, np.zeros((224, 448, 3), np.uint8))
     assert out[bb.stages[-1].name].shape[1:] == (224 // bb.stages[-1].stride, 448 // bb.stages[-1].stride)
+
+
+def test_sweep_resolution_off_the_crop_multiple_names_the_key(tmp_path):
+    cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, resolution=64, highres=[64], sweep=[64, 100],
+                        models='[[models]]\nid = "cn"\ntimm = "convnext_tiny.dinov3_lvd1689m"\n')
+    with pytest.raises(ConfigError) as e:
+        build(load_config(cfg), BuildOptions(out=tmp_path / "site", random_init=True, quiet=True))
+    _one_paragraph(str(e.value), "analysis.sweep[1]: 100 px is not a multiple of 32", "use 96 or 128")

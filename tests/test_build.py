@@ -173,3 +173,20 @@ def test_adding_an_image_computes_features_for_that_image_only(tmp_path, monkeyp
     assert second.sections_computed == 1  # within_pca depends on every image: recomputed
     third = build(load_config(cfg_path), opts)
     assert (third.computed, third.sections_computed, third.sections_reused) == (0, 0, 1)
+
+
+def test_sweep_and_explorer_results(demo_site):
+    res = json.loads((demo_site / "data" / "results.json").read_text())
+    sweep = res["resolution_sweep"]
+    assert {(r["model"], r["resolution"]) for r in sweep} == {
+        (m, r) for m in ("dinov3_convnext_tiny", "dinov3_vits16") for r in (224, 448)}
+    for r in sweep:
+        assert 0 < r["pc1_explained"] <= 1 and 0 <= r["mask_iou_vs_base"] <= 1
+        assert r["mask_iou_vs_base"] == 1.0 or r["resolution"] != 224  # 224 is the build's own
+    # the explorer covers every stage of both models, within its byte budget
+    err = {(r["model"], r["stage"]) for r in res["explorer_error"]}
+    assert ("dinov3_convnext_tiny", "C2") in err and ("dinov3_vits16", "B12") in err
+    assert all(0 <= r["mean_abs_error"] <= r["max_abs_error"] <= 2 for r in res["explorer_error"])
+    assert all(r["bytes_per_image_max"] <= 1_500_000 for r in res["explorer_size"])
+    figs = json.loads((demo_site / "data" / "figures.json").read_text())
+    assert "resolution_sweep" in {f["kind"] for f in figs}

@@ -117,3 +117,18 @@ def test_part_groups_default_and_unknown_group_is_named(tmp_path):
         load_config(write(tmp_path, text))
     ok = MODEL + '[images]\ndir = "imgs"\n[groups]\ncats = []\n[analysis]\npart_groups = ["cats"]\n'
     assert load_config(write(tmp_path, ok)).analysis.part_groups == ("cats",)
+
+
+@pytest.mark.parametrize("text, key", [
+    ('sweep = [224, "x"]', r"analysis\.sweep\[1\]: must be an int"),
+    ("sweep = [4]", r"analysis\.sweep\[0\]: must be an int"),
+    ("explorer_kb = 4000", r"analysis\.explorer_kb: must be an int from 16 to 1500"),
+])
+def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(write(tmp_path, MODEL + f'[images]\ndir = "imgs"\n[analysis]\n{text}\n'))
+
+
+def test_sweep_and_explorer_budget_defaults(tmp_path):
+    an = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n')).analysis
+    assert an.sweep == (224, 448, 896) and an.explorer_kb == 250

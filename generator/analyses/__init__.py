@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import (  # noqa: F401  (importing registers them)
     across_pca, cka, claims, explorer, feature_stats, highres, mask_agreement, random_channels,
-    reference_masks, stage_pca, within_pca,
+    reference_masks, resolution_sweep, stage_pca, within_pca,
 )
 from .registry import (
     Analysis, FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, figure_kinds, get_analysis,

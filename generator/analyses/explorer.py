@@ -1,44 +1,73 @@
-"""Compact last-stage features of the featured images for the similarity explorer."""
+"""Every stage's features of every image of each group, compact, for the similarity explorer."""
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+import numpy as np
 
 from .. import analysis as A
 from ..context import BuildContext
+from ._common import rnd
 from .registry import SectionOutput, register_analysis
+
+#: position pairs drawn per (model, stage, group) to measure the codes' cosine error
+ERROR_PAIRS = 4000
+
+
+def _groups(ctx: BuildContext) -> list[tuple[str, list[str]]]:
+    """The config's groups in name order, then each featured image that is in none, alone."""
+    groups = [(g, list(ids)) for g, ids in sorted(ctx.groups.items()) if ids]
+    grouped = {i for _, ids in groups for i in ids}
+    groups += [(i, [i]) for i in ctx.featured if i not in grouped]
+    return groups
 
 
 @register_analysis("explorer", order=80)
 def explorer(ctx: BuildContext) -> SectionOutput:
-    """Compact last-stage features of the featured images and their group mates for the page."""
-    import base64
-
+    """int8 codes of every stage of every model for every image of each group, within
+    ``analysis.explorer_kb`` per image and model (base64 text, all stages together), and the
+    measured error of the cosines they give against the exact features."""
     out = SectionOutput()
-    links = {}
-    for p in ctx.featured:
-        mates = next((ids for _, ids in sorted(ctx.groups.items()) if p in ids), ())
-        links[p] = [p] + [i for i in mates if i != p][:3]
-    shown = sorted({i for ids in links.values() for i in ids})
-    if not shown:
+    groups = _groups(ctx)
+    if not groups:
         return out
-    feats: dict[str, dict[str, Any]] = {}
+    budget = ctx.cfg.analysis.explorer_kb * 1000
+    feats: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
     for m in ctx.models:
-        codes = A.explorer_codes([ctx.fmap(m.id, i, m.last) for i in shown], dims=ctx.cfg.analysis.explorer_dims)
-        feats[m.id] = {}
-        for i, c in zip(shown, codes):
-            h, w, d = c.shape
-            feats[m.id][i] = {"h": h, "w": w, "d": d,
-                              "b64": base64.b64encode(c.astype("<f2").tobytes()).decode("ascii")}
+        feats[m.id], errors[m.id] = {}, {}
+        for g, ids in groups:
+            maps = {st.name: [ctx.fmap(m.id, i, st.name) for i in ids] for st in m.stages}
+            dims = A.stage_dims([max(f.shape[1] * f.shape[2] for f in maps[st.name]) for st in m.stages],
+                                [st.channels for st in m.stages], ctx.cfg.analysis.explorer_dims, budget)
+            per_image = {i: 0 for i in ids}
+            for st, d in zip(m.stages, dims):
+                codes = A.explorer_int8(maps[st.name], dims=d)
+                mx, mean = A.cosine_error(maps[st.name], codes, pairs=ERROR_PAIRS, seed=ctx.cfg.seed)
+                stage_feats = feats[m.id].setdefault(st.name, {}).setdefault(g, {})
+                for i, c in zip(ids, codes):
+                    b64 = base64.b64encode(c.tobytes()).decode("ascii")
+                    per_image[i] += len(b64)
+                    stage_feats[i] = {"h": c.shape[0], "w": c.shape[1], "d": c.shape[2], "q": b64}
+                errors[m.id].setdefault(st.name, {})[g] = {"dims": codes[0].shape[2], "max_abs": rnd(mx),
+                                                           "mean_abs": rnd(mean)}
+                rows.append({"model": m.id, "stage": st.name, "group": g, "dims": int(codes[0].shape[2]),
+                             "pairs": ERROR_PAIRS, "max_abs_error": rnd(mx), "mean_abs_error": rnd(mean)})
+            rows_size = {"model": m.id, "group": g, "bytes_per_image_max": max(per_image.values()),
+                         "bytes_per_image_mean": rnd(float(np.mean(list(per_image.values()))))}
+            out.results.setdefault("explorer_size", []).append(rows_size)
+    out.results["explorer_error"] = rows
+    shown = sorted({i for _, ids in groups for i in ids})
     images = []
     for i in shown:
         h, w = ctx.images[i].shape[:2]
-        group = next((g for g, ids in sorted(ctx.groups.items()) if i in ids), None)
-        images.append({"id": i, "photo": ctx.writer.photo(ctx.images[i], 448), "width": w, "height": h,
-                       "group": group})
+        images.append({"id": i, "photo": ctx.writer.photo(ctx.images[i], 448), "width": w, "height": h})
     out.explorer = {
-        "models": [{"id": m.id, "label": m.label} for m in ctx.models],
-        "images": images, "probes": list(ctx.featured), "links": links, "features": feats,
-        "stage": {m.id: m.last for m in ctx.models},
+        "models": [{"id": m.id, "label": m.label, "stages": [st.name for st in m.stages]} for m in ctx.models],
+        "images": images, "groups": [{"id": g, "images": ids} for g, ids in groups],
+        "features": feats, "error": errors, "stage": {m.id: m.last for m in ctx.models},
+        "budget_bytes": budget,
     }
     return out

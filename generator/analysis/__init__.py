@@ -5,13 +5,14 @@ from .channels import pick_channels
 from .cka import linear_cka, resize_map
 from .claim_metrics import group_metrics, image_metrics
 from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
-from .explorer import cosine_map, explorer_codes
+from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, stage_dims
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, norm_outliers, value_tails
 from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
                       speck_share, subject_iou)
+from .sweep import SweepPoint, resolution_sweep
 from .stats import FeatureStats, feature_stats, histogram, shared_bin_edges
 
 __all__ = [
@@ -20,14 +21,17 @@ __all__ = [
     "NormOutliers",
     "PCAFit",
     "PCAResult",
+    "SweepPoint",
     "ValueTails",
     "check_fmap",
     "colour_agreement",
+    "cosine_error",
     "cosine_map",
     "cycle_consistent_share",
     "cycle_share_excess",
     "edge_following",
     "explorer_codes",
+    "explorer_int8",
     "far_similarity",
     "feature_stats",
     "foreground_mask",
@@ -37,6 +41,7 @@ __all__ = [
     "instance_labels",
     "instance_separation",
     "joint_rgb",
+    "resolution_sweep",
     "joint_scale",
     "linear_cka",
     "mask_iou",
@@ -55,6 +60,7 @@ __all__ = [
     "shared_bin_edges",
     "sobel_magnitude",
     "speck_share",
+    "stage_dims",
     "subject_iou",
     "to_rgb",
     "value_tails",

@@ -8,7 +8,7 @@ import numpy as np
 
 from .pca import _orient_rows, check_fmap, top_eigh
 
-__all__ = ["explorer_codes", "cosine_map"]
+__all__ = ["explorer_codes", "explorer_int8", "stage_dims", "cosine_error", "cosine_map"]
 
 
 def _unit_pixels(fm: np.ndarray) -> np.ndarray:
@@ -49,15 +49,121 @@ def explorer_codes(fmaps: Sequence[np.ndarray], dims: int = 64) -> list[np.ndarr
     for i, f in enumerate(fms):
         if f.shape[0] != c:
             raise ValueError(f"fmaps[{i}] has {f.shape[0]} channels, fmaps[0] has {c}")
-    d = min(int(dims), c)
+    basis = _basis(fms, min(int(dims), c))
+    d = basis.shape[0]
+    return [(_unit_pixels(f) @ basis.T).reshape(f.shape[1], f.shape[2], d).astype(np.float16)
+            for f in fms]
+
+
+def _basis(fms: list[np.ndarray], d: int) -> np.ndarray:
+    """(d, C) top eigenvectors of the pooled uncentred Gram matrix of the unit features."""
+    c = fms[0].shape[0]
     gram = np.zeros((c, c), dtype=np.float64)
     for f in fms:
         u = _unit_pixels(f)
         gram += u.T @ u
     _, vt = top_eigh(gram, d)
-    basis = _orient_rows(vt)
-    return [(_unit_pixels(f) @ basis.T).reshape(f.shape[1], f.shape[2], d).astype(np.float16)
-            for f in fms]
+    return _orient_rows(vt)
+
+
+def explorer_int8(fmaps: Sequence[np.ndarray], dims: int) -> list[np.ndarray]:
+    """int8 codes whose normalised dot products approximate pixel cosines.
+
+    Parameters
+    ----------
+    fmaps : sequence of (C, H_i, W_i) arrays, finite
+        The images of one group for one model and stage (same C).
+    dims : int
+        Code length, >= 1; values above C are reduced to C.
+
+    Returns
+    -------
+    list of (H_i, W_i, d) ndarray of int8
+        The codes of :func:`explorer_codes` (unit features projected on the group's top
+        ``d`` uncentred principal directions), each vector scaled so its largest entry is
+        +-127 and rounded. The scale is not kept: the reader L2-normalises every vector, so
+        only directions matter. Zero features give zero codes.
+    """
+    if isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1:
+        raise ValueError(f"dims must be an integer >= 1, got {dims!r}")
+    fms = [check_fmap(f, f"fmaps[{i}]") for i, f in enumerate(fmaps)]
+    if not fms:
+        raise ValueError("fmaps must hold at least one map, got 0")
+    for i, f in enumerate(fms):
+        if f.shape[0] != fms[0].shape[0]:
+            raise ValueError(f"fmaps[{i}] has {f.shape[0]} channels, fmaps[0] has {fms[0].shape[0]}")
+    d = min(int(dims), fms[0].shape[0])
+    basis = _basis(fms, d)
+    out = []
+    for f in fms:
+        z = _unit_pixels(f) @ basis.T
+        peak = np.abs(z).max(axis=1, keepdims=True)
+        q = np.rint(z / np.where(peak > 0, peak, 1.0) * 127.0).astype(np.int8)
+        out.append(q.reshape(f.shape[1], f.shape[2], d))
+    return out
+
+
+def stage_dims(positions: Sequence[int], channels: Sequence[int], dims: int, budget_bytes: int) -> list[int]:
+    """Code length per stage so that one image's int8 codes of all stages fit a byte budget.
+
+    Parameters
+    ----------
+    positions : per stage, the largest number of positions (h * w) of any image.
+    channels : per stage, the feature channels C (a code never has more).
+    dims : the longest code wanted, >= 1.
+    budget_bytes : bytes of base64 text allowed for one image, all stages together.
+
+    Returns
+    -------
+    list of int, per stage, each in [1, min(dims, C)]
+        Every stage gets the full length when the budget allows. Otherwise the stage with the
+        most positions (the finest grid, which costs most) is cut first, to what is left after
+        the smaller stages take their full length; only if that would go below one dimension
+        are the smaller stages cut too, evenly. Raises ValueError when even one dimension per
+        position would not fit.
+    """
+    n = [int(p) for p in positions]
+    cap = [max(1, min(int(dims), int(c))) for c in channels]
+    raw = budget_bytes * 3 // 4 - 4 * len(n)  # base64: 4 characters per 3 bytes, padding slack
+    if sum(n) > raw:
+        raise ValueError(f"{sum(n)} positions do not fit {budget_bytes} bytes even at one dimension each")
+    out = [0] * len(n)
+    left = raw
+    order = sorted(range(len(n)), key=lambda i: -n[i])
+    for k, i in enumerate(order):
+        smaller = order[k + 1:]
+        full_rest = sum(n[j] * cap[j] for j in smaller)
+        min_rest = sum(n[j] for j in smaller)
+        # leave at least one dimension per position for the smaller stages
+        out[i] = max(1, min(cap[i], (left - min(full_rest, left - n[i])) // n[i], (left - min_rest) // n[i]))
+        left -= out[i] * n[i]
+    return out
+
+
+def cosine_error(fmaps: Sequence[np.ndarray], codes: Sequence[np.ndarray], pairs: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Max and mean absolute error of code cosines against exact feature cosines.
+
+    Parameters
+    ----------
+    fmaps : sequence of (C, H_i, W_i) arrays, the exact features.
+    codes : sequence of (H_i, W_i, d) arrays, their codes (any dtype; normalised here).
+    pairs : number of position pairs drawn (seeded, uniformly over all positions of all maps).
+
+    Returns
+    -------
+    (max_abs, mean_abs) : floats, in cosine units.
+    """
+    exact = np.concatenate([_unit_pixels(f) for f in fmaps])
+    approx = np.concatenate([np.asarray(c, dtype=np.float64).reshape(-1, c.shape[-1]) for c in codes])
+    if exact.shape[0] != approx.shape[0]:
+        raise ValueError(f"fmaps have {exact.shape[0]} positions, codes {approx.shape[0]}")
+    norm = np.linalg.norm(approx, axis=1, keepdims=True)
+    approx = approx / np.where(norm > 0, norm, 1.0)
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, exact.shape[0], size=(2, pairs))
+    err = np.abs((exact[a] * exact[b]).sum(1) - (approx[a] * approx[b]).sum(1))
+    return float(err.max()), float(err.mean())
 
 
 def cosine_map(codes: np.ndarray, y: int, x: int, other: np.ndarray | None = None) -> np.ndarray:

@@ -40,21 +40,10 @@
   }
 
   /* ---------------------------------------------------------------- float16 */
-  function decodeF16(b64) {
-    var bin = atob(b64);
-    var n = bin.length >> 1;
-    var out = new Float32Array(n);
-    for (var i = 0; i < n; i++) {
-      var h = bin.charCodeAt(2 * i) | (bin.charCodeAt(2 * i + 1) << 8);
-      var s = (h & 0x8000) ? -1 : 1;
-      var e = (h >> 10) & 0x1f;
-      var f = h & 0x3ff;
-      var v;
-      if (e === 0) v = s * f * Math.pow(2, -24);
-      else if (e === 31) v = f ? NaN : s * Infinity;
-      else v = s * (1 + f / 1024) * Math.pow(2, e - 15);
-      out[i] = v;
-    }
+  /* base64 int8 codes -> Float32Array */
+  function decodeI8(b64) {
+    var bin = atob(b64), n = bin.length, out = new Float32Array(n);
+    for (var i = 0; i < n; i++) { var v = bin.charCodeAt(i); out[i] = v > 127 ? v - 256 : v; }
     return out;
   }
 
@@ -83,13 +72,15 @@
     var stops = []; for (var k = 0; k <= 10; k++) { var c = cmap(k / 10); stops.push("rgb(" + c.map(Math.round).join(",") + ") " + (k * 10) + "%"); }
     bar.style.background = "linear-gradient(to right, " + stops.join(", ") + ")";
 
+    var groups = {}; (data.groups || []).forEach(function (g) { groups[g.id] = g.images; });
+    var stagesOf = {}; (data.models || []).forEach(function (m) { stagesOf[m.id] = m.stages || []; });
     var cache = {};
     function feats(model, image) {
-      var key = model + "\u0000" + image;
+      var stage = state.stage[model], key = [model, stage, state.group, image].join("\u0000");
       if (cache[key]) return cache[key];
-      var f = ((data.features || {})[model] || {})[image];
+      var f = ((((data.features || {})[model] || {})[stage] || {})[state.group] || {})[image];
       if (!f) return null;
-      var raw = decodeF16(f.b64), d = f.d, n = f.h * f.w;
+      var raw = decodeI8(f.q), d = f.d, n = f.h * f.w;
       for (var i = 0; i < n; i++) {
         var s = 0;
         for (var j = 0; j < d; j++) { var v = raw[i * d + j]; s += v * v; }
@@ -100,11 +91,27 @@
       return cache[key];
     }
 
-    var state = { set: data.probes[0], model: (data.models[0] || {}).id, src: null, y: 0, x: 0 };
+    var firstGroup = (data.groups[0] || {}).id;
+    var state = { group: firstGroup, model: (data.models[0] || {}).id, stage: {}, src: null, y: 0, x: 0 };
+    (data.models || []).forEach(function (m) { state.stage[m.id] = (data.stage || {})[m.id] || m.stages[m.stages.length - 1]; });
     var views = {};   // image id -> {wrap, canvas, cross}
     var maps = {};    // image id -> Float32Array
 
-    function shown() { return (data.links && data.links[state.set]) || [state.set]; }
+    function shown() { return groups[state.group] || []; }
+
+    var stageBox = fig.querySelector("[data-stage-buttons]");
+    function stageButtons() {
+      if (!stageBox) return;
+      stageBox.querySelectorAll("button").forEach(function (b) { b.remove(); });
+      stagesOf[state.model].forEach(function (st) {
+        var b = document.createElement("button");
+        b.type = "button"; b.className = "xp-btn"; b.textContent = st;
+        b.setAttribute("data-stage", st);
+        b.setAttribute("aria-pressed", st === state.stage[state.model] ? "true" : "false");
+        b.addEventListener("click", function () { selectStage(st); });
+        stageBox.appendChild(b);
+      });
+    }
 
     function build() {
       root.textContent = "";
@@ -118,10 +125,10 @@
         wrap.tabIndex = 0;
         wrap.setAttribute("role", "application");
         wrap.setAttribute("aria-roledescription", "similarity map");
-        wrap.setAttribute("aria-label", "Image " + id + (idx === 0 ? " (probe image)" : "") + ": use arrow keys to move the probe");
+        wrap.setAttribute("aria-label", "Image " + id + ": click or use arrow keys to move the probe");
         var photo = document.createElement("img");
         photo.src = im.photo || "data:,";
-        photo.alt = "Photo " + id + (im.group ? " (group " + im.group + ")" : "") + ", overlaid with the similarity map";
+        photo.alt = "Photo " + id + " (group " + state.group + "), overlaid with the similarity map";
         if (im.width) photo.width = im.width;
         if (im.height) photo.height = im.height;
         photo.draggable = false;
@@ -133,7 +140,7 @@
         cross.hidden = true;
         wrap.appendChild(photo); wrap.appendChild(canvas); wrap.appendChild(cross);
         var cap = document.createElement("figcaption");
-        cap.textContent = id + (idx === 0 ? " · probe image" : "");
+        cap.textContent = id;
         item.appendChild(wrap); item.appendChild(cap);
         root.appendChild(item);
         views[id] = { wrap: wrap, canvas: canvas, cross: cross };
@@ -197,6 +204,7 @@
       Object.keys(views).forEach(function (id) {
         var v = views[id], f = feats(state.model, id), m = maps[id];
         v.canvas.setAttribute("data-model", state.model);
+        v.canvas.setAttribute("data-stage", state.stage[state.model]);
         v.wrap.classList.toggle("is-source", id === state.src);
         if (!f || !m) { v.canvas.width = 1; v.canvas.height = 1; v.cross.hidden = true; return; }
         v.canvas.width = f.w; v.canvas.height = f.h;
@@ -217,12 +225,14 @@
       });
       fig.querySelector(".xp-min").textContent = fmt(lo);
       fig.querySelector(".xp-max").textContent = fmt(hi);
-      var q = feats(state.model, state.src);
-      status.textContent = (labels[state.model] || state.model) +
-        (data.stage && data.stage[state.model] ? " (" + data.stage[state.model] + ")" : "") +
+      var q = feats(state.model, state.src), st = state.stage[state.model];
+      var err = (((data.error || {})[state.model] || {})[st] || {})[state.group];
+      status.textContent = (labels[state.model] || state.model) + " (" + st + ")" +
         ", probe on " + state.src + " at row " + (state.y + 1) + ", column " + (state.x + 1) +
         (q ? " of " + q.h + "\u00d7" + q.w : "") +
-        ". Similarity on screen ranges from " + fmt(lo) + " to " + fmt(hi) + ".";
+        ". Similarity on screen ranges from " + fmt(lo) + " to " + fmt(hi) + "." +
+        (err ? " Codes of " + err.dims + " dimensions; cosine error against the exact features: mean " +
+          err.mean_abs.toFixed(3) + ", max " + err.max_abs.toFixed(3) + "." : "");
     }
 
     function pressed(attr, value) {
@@ -236,56 +246,78 @@
       draw(compute());
     }
 
-    function selectSet(pid) {
-      if (state.set !== pid || !Object.keys(views).length) {
-        state.set = pid;
-        build();
-      }
-      pressed("data-probe", pid);
-    }
-
     function centre(id) {
       var f = feats(state.model, id);
       return f ? [Math.floor(f.h / 2), Math.floor(f.w / 2)] : [0, 0];
     }
 
-    fig.querySelectorAll("[data-probe]").forEach(function (b) {
+    /* keep the probe at the same place in the photo when the grid changes */
+    function reprobe(oldF) {
+      var f = feats(state.model, state.src);
+      if (!f) { var c = centre(state.src); setProbe(state.src, c[0], c[1]); return; }
+      var y = state.y, x = state.x;
+      if (oldF && (oldF.h !== f.h || oldF.w !== f.w)) {
+        y = Math.floor((y + 0.5) * f.h / oldF.h); x = Math.floor((x + 0.5) * f.w / oldF.w);
+      }
+      setProbe(state.src, Math.min(y, f.h - 1), Math.min(x, f.w - 1));
+    }
+
+    function selectGroup(g) {
+      if (state.group !== g || !Object.keys(views).length) {
+        state.group = g;
+        build();
+      }
+      pressed("data-group", g);
+    }
+
+    function selectStage(st) {
+      var oldF = feats(state.model, state.src);
+      state.stage[state.model] = st;
+      pressed("data-stage", st);
+      reprobe(oldF);
+    }
+
+    function selectModel(mid) {
+      var oldF = feats(state.model, state.src);
+      state.model = mid;
+      pressed("data-model", mid);
+      stageButtons();
+      reprobe(oldF);
+    }
+
+    fig.querySelectorAll("button[data-group]").forEach(function (b) {
       b.addEventListener("click", function () {
-        var pid = b.getAttribute("data-probe");
-        selectSet(pid);
-        var c = centre(pid);
-        setProbe(pid, c[0], c[1]);
+        var g = b.getAttribute("data-group");
+        selectGroup(g);
+        var first = shown()[0], c = centre(first);
+        setProbe(first, c[0], c[1]);
       });
     });
-    fig.querySelectorAll("[data-model]").forEach(function (b) {
-      if (b.tagName !== "BUTTON") return;
-      b.addEventListener("click", function () {
-        state.model = b.getAttribute("data-model");
-        pressed("data-model", state.model);
-        var f = feats(state.model, state.src);
-        if (f) { state.y = Math.min(state.y, f.h - 1); state.x = Math.min(state.x, f.w - 1); }
-        else { var c = centre(state.src); state.y = c[0]; state.x = c[1]; }
-        setProbe(state.src, state.y, state.x);
-      });
+    fig.querySelectorAll("button[data-model]").forEach(function (b) {
+      b.addEventListener("click", function () { selectModel(b.getAttribute("data-model")); });
     });
 
-    selectSet(state.set);
-    var c0 = centre(state.set);
-    setProbe(state.set, c0[0], c0[1]);
+    stageButtons();
+    selectGroup(state.group);
+    var first0 = shown()[0], c0 = centre(first0);
+    setProbe(first0, c0[0], c0[1]);
 
     window.dinoExplorer = {
-      probe: function (imageId, modelId, y, x) {
-        if (modelId && modelId !== state.model) { state.model = modelId; pressed("data-model", modelId); }
-        if (shown().indexOf(imageId) < 0) {
-          var pid = data.probes.indexOf(imageId) >= 0 ? imageId : null;
-          if (!pid) Object.keys(data.links || {}).forEach(function (p) { if (!pid && data.links[p].indexOf(imageId) >= 0) pid = p; });
-          if (!pid) throw new Error("unknown image " + imageId);
-          selectSet(pid);
-        }
+      /* probe(image, model, y, x[, stage[, group]]): the group defaults to the first holding the image */
+      probe: function (imageId, modelId, y, x, stage, group) {
+        if (modelId && modelId !== state.model) { state.model = modelId; pressed("data-model", modelId); stageButtons(); }
+        if (stage) { state.stage[state.model] = stage; pressed("data-stage", stage); }
+        var g = group || (shown().indexOf(imageId) >= 0 ? state.group : null);
+        if (!g) (data.groups || []).forEach(function (gr) { if (!g && gr.images.indexOf(imageId) >= 0) g = gr.id; });
+        if (!g) throw new Error("unknown image " + imageId);
+        selectGroup(g);
         setProbe(imageId, y, x);
       },
       map: function (imageId) { return maps[imageId] || null; },
-      state: function () { return { set: state.set, model: state.model, image: state.src, y: state.y, x: state.x }; }
+      state: function () {
+        return { group: state.group, model: state.model, stage: state.stage[state.model],
+                 image: state.src, y: state.y, x: state.x };
+      }
     };
   }
 
