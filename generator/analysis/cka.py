@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._threads import on_one_blas_thread
 from .pca import check_fmap
 
 __all__ = ["linear_cka", "resize_map"]
@@ -20,6 +21,7 @@ def _check_rows(a: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
+@on_one_blas_thread
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear centred kernel alignment (Kornblith et al. 2019).
 

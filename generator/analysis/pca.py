@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._threads import on_one_blas_thread, one_blas_thread
+
 __all__ = ["PCAResult", "check_fmap", "pca_within", "minmax", "to_rgb"]
 
 
@@ -119,10 +121,12 @@ def top_eigh(sym: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     n = sym.shape[0]
     m = min(k, n)
-    w, v = eigh(sym, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False)
+    with one_blas_thread():
+        w, v = eigh(sym, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False)
     return np.clip(w[::-1], 0.0, None), v[:, ::-1].T
 
 
+@on_one_blas_thread
 def pca_decompose(x: np.ndarray, k: int, floor: float = 0.0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact PCA of a float64 (N, D) matrix: (mean, components, ratio).
@@ -173,6 +177,7 @@ class PCAResult:
     mean: np.ndarray
 
 
+@on_one_blas_thread
 def pca_within(fmap: np.ndarray, k: int = 3) -> PCAResult:
     """Exact PCA of one feature map, treating its pixels as samples.
 
