@@ -27,6 +27,10 @@ def _controller():
         from threadpoolctl import ThreadpoolController
     except ImportError:  # scikit-learn depends on it, but it is not ours to require
         return None
+    # The controller sees only the libraries loaded when it is made: scipy ships its own
+    # OpenBLAS (the one LAPACK's eigh runs on), separate from numpy's, so load it first.
+    import scipy.linalg  # noqa: F401
+
     return ThreadpoolController()
 
 

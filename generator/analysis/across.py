@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._threads import on_one_blas_thread
+from .device import analysis_device, to_device, to_numpy
 from .pca import _check_k, _top_components, check_fmap, rounding_floor, top_eigh
 
 __all__ = ["PCAFit", "CovarianceAccumulator", "pixels", "project", "joint_rgb", "joint_scale"]
@@ -97,7 +98,12 @@ class CovarianceAccumulator:
             self._shift = x64.mean(axis=0)
         x64 -= self._shift
         self._s1 += x64.sum(axis=0)
-        self._s2 += x64.T @ x64
+        dev = analysis_device()
+        if dev is not None:  # the D x D product on the GPU, one D x D copy back
+            t = to_device(x64, dev)
+            self._s2 += to_numpy(t.T @ t)
+        else:
+            self._s2 += x64.T @ x64
         self._n += arr.shape[0]
 
     def mean(self) -> np.ndarray:
