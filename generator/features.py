@@ -120,6 +120,39 @@ class FeatureCache:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
 
+    def _stamp(self, key: str) -> Path:
+        # "<key>.verified" holds "size:mtime_ns" of the entry when its sha256 last checked out.
+        return self.root / key[:2] / f"{key}.verified"
+
+    @staticmethod
+    def _signature(p: Path) -> str:
+        st = p.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+
+    def _mark_verified(self, key: str) -> None:
+        try:
+            self._stamp(key).write_text(self._signature(self.path(key)))
+        except OSError:
+            pass  # only a shortcut: without it the next build verifies the entry again
+
+    def has(self, key: str) -> bool:
+        """Whether a sound entry exists, without returning it.
+
+        An entry whose sha256 checked out before and whose size and modification time are
+        unchanged since is trusted without reading it (a no-change rebuild then reads no
+        feature bytes); otherwise it is read and verified as by :meth:`get`.
+        """
+        try:
+            sig = self._signature(self.path(key))
+        except OSError:
+            return False
+        try:
+            if self._stamp(key).read_text() == sig:
+                return True
+        except OSError:
+            pass
+        return self.get(key) is not None
+
     @staticmethod
     def _digest(tensors: dict[str, np.ndarray]) -> str:
         h = hashlib.sha256()
@@ -146,7 +179,9 @@ class FeatureCache:
         if not ok:
             self.stats.damaged += 1
             p.unlink(missing_ok=True)
+            self._stamp(key).unlink(missing_ok=True)
             return None
+        self._mark_verified(key)
         return tensors
 
     def put(self, key: str, tensors: dict[str, np.ndarray]) -> None:
@@ -155,6 +190,7 @@ class FeatureCache:
         meta = {"format": FORMAT, "sha256": self._digest(tensors)}
         with atomic_path(self.path(key)) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
+        self._mark_verified(key)
 
 
 def extract_all(
@@ -180,7 +216,7 @@ def extract_all(
     keys = {iid: entry_key(identity, pixels_sha256(rgb)) for iid, rgb in sorted(images.items())}
     todo: dict[tuple, list[str]] = defaultdict(list)
     for iid, key in keys.items():
-        if cache.get(key) is not None:
+        if cache.has(key):
             cache.stats.hits += 1
             if advance:
                 advance(1)

@@ -51,3 +51,26 @@ def test_batched_threaded_extraction_matches_one_image_at_a_time(tmp_path):
     again = FeatureCache(tmp_path / "cache")
     assert extract_all({"m": 1}, images, again, make_backbone=_Tiny, device="cpu") == keys
     assert again.stats.hits == len(images) and again.stats.computed == 0
+
+
+def test_verified_entries_are_trusted_until_their_file_changes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    images = {f"im{i}": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for i in range(2)}
+    keys = extract_all({"m": 2}, images, FeatureCache(tmp_path), make_backbone=_Tiny, device="cpu")
+    cache = FeatureCache(tmp_path)
+    real_get = cache.get
+
+    def no_read(key):
+        raise AssertionError("a verified, unchanged entry must not be read again")
+
+    monkeypatch.setattr(cache, "get", no_read)
+    assert all(cache.has(k) for k in keys.values())
+    # Alter one byte of one entry: its size/mtime no longer match the stamp, so it is read,
+    # fails its sha256 and is removed.
+    monkeypatch.setattr(cache, "get", real_get)
+    p = cache.path(keys["im0"])
+    data = bytearray(p.read_bytes())
+    data[-3] ^= 0xFF
+    p.write_bytes(bytes(data))
+    assert not cache.has(keys["im0"]) and cache.stats.damaged == 1 and not p.exists()
+    assert cache.has(keys["im1"])
