@@ -304,7 +304,9 @@ def hist_figure(
                    "d": _stairs_path(ex, np.round(ypx(s), 1), float(bottom))}
                   for i, (label, s) in enumerate(shares.items())]
         panels.append({"x0": f"{left + j * (pw + gap):.1f}", "w": round(pw, 1), "title": f"{title} \u00b7 {name}",
-                       "xticks": xticks, "yticks": yticks, "series": series})
+                       "xticks": xticks, "yticks": yticks, "series": series,
+                       # legend backdrop: about 5.8 px per character at font size 9.5
+                       "legend_w": round(34 + 5.8 * max((len(x["label"]) for x in series), default=0), 1)})
     svg = _svg_env().get_template("hist.svg.j2").render(
         width=width, height=height, left=left, top=top, bottom=bottom, panels=panels, xlabel=xlabel,
         ylabel="share of values", title=f"Histograms of {title}")
