@@ -8,7 +8,7 @@ IMAGES  ?=
 ARGS    ?=
 IMAGES_FLAG = $(if $(IMAGES),--images $(IMAGES),)
 
-.PHONY: setup report demo test serve clean bench bench-backbones
+.PHONY: setup report demo test serve clean bench bench-scaling bench-backbones
 
 $(BIN)/dinoreport: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,8 +30,11 @@ test: setup                ## the test suite (offline)
 serve: setup               ## preview on http://127.0.0.1:8000, rebuilt when site_src/ or the theme change
 	$(BIN)/dinoreport serve --random-init $(IMAGES_FLAG)
 
-bench: setup               ## build timings per phase, cold and warm
+bench: setup               ## cold build side by side with the peer (../shared), warm rebuild, peak RSS, phases
 	$(BIN)/python bench/build.py
+
+bench-scaling: setup       ## the same plus cold builds of 25, 100 and 400 images (long)
+	$(BIN)/python bench/build.py --scaling 25,100,400
 
 bench-backbones: setup     ## per architecture: stages, grid at 448, cold single-model build time
 	$(BIN)/python bench/backbones.py

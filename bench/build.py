@@ -1,17 +1,51 @@
-"""Build benchmark: phase timings cold and warm, peak memory, throughput, bf16 drift.
+"""Build benchmark: our cold build side by side with the peer, warm rebuild, peak memory, scaling.
 
-    python bench/build.py [--config site_src/report.toml] [--images DIR] [--skip-bf16]
+    python bench/build.py [--config site_src/report.toml] [--images DIR] [--peer SCRIPT]
+                          [--more] [--skip-bf16] [--scaling 25,100,400]
 
-Prints, for the default report built with ``--random-init``:
-- this machine's measured fp32 matmul peak (GFLOP/s, torch, all threads);
-- cold build (empty cache), warm rebuild (nothing changed), narrative-only change, one image
-  added: wall seconds, seconds per phase (from data/build.json), peak RSS of the build process;
-- extraction throughput (model-image pairs per second) and achieved GFLOP/s (FLOPs counted by
-  torch's FlopCounterMode at each image size) against the matmul peak;
-- bf16 against fp32: extraction time and the largest drift in last-stage PC1 maps and in the
-  feature statistics.
+Side by side, in one run and back to back (the machine is shared, so only numbers from the
+same run compare): our cold build (empty cache) of the report on the photos of ``--images``
+(default ``../shared/images``, the 18 photos the peer uses) and the peer,
+``../shared/bench/naive_baseline.py`` (a notebook-style script: features in memory, sklearn
+PCA, one matplotlib savefig per figure, no cache) on the same folder. Prints wall seconds of
+both and their ratio, our warm no-change rebuild, peak RSS of each process and our seconds
+per phase (from data/build.json).
+
+``--more`` adds: a narrative-only change, one image added, extraction throughput and
+achieved GFLOP/s against this machine's measured fp32 matmul peak, and bf16 against fp32
+(extraction time and the largest drift in last-stage PC1 maps and feature statistics;
+``--skip-bf16`` leaves that out).
+
+``--scaling N1,N2,..`` builds cold from N images made from the shipped photos by seeded
+crops and flips, and prints seconds per image and peak RSS at each size.
 
 Every build runs as its own process, so peak RSS and timings are those a user sees.
+
+Spreading extraction over machines
+----------------------------------
+Extraction is the only phase whose cost grows with images x models and needs an
+accelerator; everything after it reads the content-addressed feature cache
+(``<cache>/features/<key[:2]>/<key>.safetensors``, key = sha256 of model identity and
+preprocessed pixels). So it distributes without changing the analyses:
+
+- A driver decodes and preprocesses the images (cheap), computes every entry key with
+  :func:`generator.features.entry_key` and keeps only the missing ones.
+- With Ray: one actor per GPU (``@ray.remote(num_gpus=1)``) holds one model, receives
+  batches of same-size images (the same buckets as :func:`generator.features.extract_all`)
+  and writes each entry itself with :meth:`FeatureCache.put` to a shared store. With Dask:
+  ``client.map`` over the buckets with a worker resource ``GPU=1``; a worker plugin loads the
+  model once per worker. Either engine only schedules; the unit of work and its output are
+  the same as today.
+- The build then runs as now: every key is a cache hit, and the analyses read the maps.
+
+What would have to change: the cache folder must be shared storage (NFS) or an object store
+behind the same ``get``/``put`` (safetensors bytes by key; ``put`` is already atomic and
+content-addressed, so two workers writing one key is harmless); ``extract_all``'s loop
+would become "submit the missing buckets, wait" behind the same signature; the models'
+weights must reach every worker (the weights file's sha256 is already part of the key, so
+a worker with other weights cannot poison the cache); and progress would come from the
+engine's futures. The analyses stay on one machine: they stream maps from the cache (memory
+bounded by one group's last-stage maps) and are not the bottleneck.
 """
 from __future__ import annotations
 
@@ -133,17 +167,59 @@ def phases(b: dict) -> str:
     return "  ".join(f"{k}={s.get(k, 0):.2f}" for k in order)
 
 
+def run_peer(script: Path, images: Path, out: Path, env: dict) -> dict:
+    """The peer in a fresh process on the same images: wall seconds and peak RSS (MiB)."""
+    cmd = [sys.executable, "-c", _RUN, sys.executable, str(script), str(images), str(out), "--device", "cpu"]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"peer failed:\n{r.stderr}")
+    rss_kib = int(r.stderr.strip().splitlines()[-1])
+    return {"wall": wall, "rss_mib": rss_kib / 1024, "says": r.stdout.strip().splitlines()[-1]}
+
+
+def make_scaled_images(src: Path, n: int, out: Path, seed: int = 0) -> Path:
+    """``n`` images from the photos in ``src``: photo i % P, then seeded crops (70-100% of each
+    side) and a horizontal flip every other round, so no two are the same pixels."""
+    from PIL import Image, ImageOps
+
+    photos = sorted(p for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not photos:
+        raise SystemExit(f"--images {src}: no .jpg/.png photos to make the scaling set from")
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        p = photos[i % len(photos)]
+        rnd = i // len(photos)
+        im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+        if rnd:
+            w, h = im.size
+            cw, ch = (int(w * rng.uniform(0.7, 1.0)), int(h * rng.uniform(0.7, 1.0)))
+            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            im = im.crop((x0, y0, x0 + cw, y0 + ch))
+            if rnd % 2:
+                im = ImageOps.mirror(im)
+        im.save(out / f"{p.stem}_v{rnd:03d}.jpg", quality=92)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=ROOT / "site_src" / "report.toml")
-    ap.add_argument("--skip-bf16", action="store_true", help="Leave out the bf16 comparison.")
+    ap.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "images",
+                    help="Photos for the side-by-side run (ours and the peer's); absent: the config's.")
+    ap.add_argument("--peer", type=Path, default=ROOT.parent / "shared" / "bench" / "naive_baseline.py",
+                    help="The peer script; absent: no side-by-side run.")
+    ap.add_argument("--more", action="store_true",
+                    help="Also: narrative change, one image added, throughput/FLOPs, bf16 drift.")
+    ap.add_argument("--skip-bf16", action="store_true", help="With --more: leave out the bf16 comparison.")
+    ap.add_argument("--scaling", default="", help="Comma-separated image counts for the scaling run, e.g. 25,100,400.")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     import torch
 
     from generator.config import load_config
-    from generator.images import available, load_image
-    from generator.pipeline import load_image_set
 
     work = Path(tempfile.mkdtemp(prefix="dinoreport-bench-"))
     try:
@@ -156,68 +232,114 @@ def main() -> None:
             text = text.replace('manifest = "../images/manifest.toml"', f'manifest = "{cfg0.images.manifest}"')
         config = src / args.config.name
         config.write_text(text)
-        cfg = load_config(config)
         env = {**os.environ, "DINOREPORT_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1"}
+        images = args.images if args.images and args.images.is_dir() else None
+        img_args = ("--images", str(images)) if images else ()
+        print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+              f"load average {os.getloadavg()[0]:.1f} (shared machine: compare only numbers of one run)")
+        print(f"images: {images or 'the config'}\n")
 
-        peak = matmul_peak()
-        print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
-        print(f"fp32 matmul peak (2048^3, best of 10): {peak:.1f} GFLOP/s\n")
+        cold = run_build(config, work / "site", env, *img_args)
+        peer = None
+        if images and args.peer.is_file():
+            peer = run_peer(args.peer, images, work / "peer", env)
+        warm = run_build(config, work / "site", env, *img_args)
 
-        cold = run_build(config, work / "site", env)
-        warm = run_build(config, work / "site", env)
-        md = sorted(src.glob("*.md"))[0]
-        md.write_text(md.read_text() + "\n\nOne more sentence for the benchmark.\n")
-        prose = run_build(config, work / "site", env)
+        print(f"{'build':<30}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
+        print(f"{'ours, cold (empty cache)':<30}{cold['wall']:>8.1f}{cold['rss_mib']:>14.0f}  {phases(cold)}")
+        if peer:
+            print(f"{'peer, cold (' + args.peer.name + ')':<30}{peer['wall']:>8.1f}{peer['rss_mib']:>14.0f}  "
+                  f"[{peer['says']}]")
+        print(f"{'ours, warm (nothing changed)':<30}{warm['wall']:>8.1f}{warm['rss_mib']:>14.0f}  {phases(warm)}")
+        if peer:
+            print(f"\ncold build: ours {cold['wall']:.1f} s vs peer {peer['wall']:.1f} s -> "
+                  f"{peer['wall'] / cold['wall']:.2f}x faster (goal >= 3x)")
+        print(f"warm no-change rebuild: {warm['wall']:.2f} s (goal <= 1 s); "
+              f"peak RSS ours {max(cold['rss_mib'], warm['rss_mib']):.0f} MiB (goal <= 2048)")
+        c = cold["build"]["cache"]
+        print(f"ours computed features for {c['computed']} model x image pairs")
 
-        iset = load_image_set(cfg)
-        images = {e.id: load_image(e, cfg.resolution) for e in iset.entries if available(e)}
-        n_pairs = len(images) * len(cfg.models)
-        featured = [i for i in cfg.images.featured if i in images] or sorted(images)[:2]
-        entries = {e.id: e for e in iset.entries}
-        highres = {r: {i: load_image(entries[i], r) for i in featured}
-                   for r in sorted(set(cfg.analysis.highres) - {cfg.resolution})}
-        flops = extraction_flops(cfg, images, highres)
+        if args.scaling:
+            print(f"\nscaling (cold builds from crops/flips of {images or 'the photos'}):")
+            print(f"{'images':>7}{'wall s':>9}{'s/image':>9}{'extract s':>11}{'analyse s':>11}{'peak RSS MiB':>14}")
+            src_photos = images or (ROOT / "images" / "photos")
+            for n in (int(v) for v in args.scaling.split(",") if v.strip()):
+                folder = make_scaled_images(src_photos, n, work / f"scale{n}")
+                env_n = {**env, "DINOREPORT_CACHE": str(work / f"cache{n}")}
+                b = run_build(config, work / f"site{n}", env_n, "--images", str(folder))
+                s = b["build"]["seconds"]
+                print(f"{n:>7}{b['wall']:>9.1f}{b['wall'] / n:>9.2f}{s.get('extract', 0):>11.1f}"
+                      f"{s.get('analyse_and_figures', 0):>11.1f}{b['rss_mib']:>14.0f}", flush=True)
+                shutil.rmtree(work / f"cache{n}", ignore_errors=True)
+                shutil.rmtree(work / f"site{n}", ignore_errors=True)
 
-        # One image added: a folder build, then the same folder plus one image.
-        folder = work / "photos"
-        folder.mkdir()
-        from PIL import Image
-
-        ids = sorted(images)
-        for iid in ids[:-1]:
-            Image.fromarray(images[iid]).save(folder / f"{iid}.png")
-        # A cache of its own, so the added image was never seen before.
-        env_dir = {**env, "DINOREPORT_CACHE": str(work / "cache_dir")}
-        run_build(config, work / "site_dir", env_dir, "--images", str(folder))
-        Image.fromarray(images[ids[-1]]).save(folder / f"{ids[-1]}.png")
-        added = run_build(config, work / "site_dir", env_dir, "--images", str(folder))
-
-        print(f"{'build':<26}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
-        for name, b in (("cold (empty cache)", cold), ("warm (nothing changed)", warm),
-                        ("narrative-only change", prose), ("one image added", added)):
-            print(f"{name:<26}{b['wall']:>8.1f}{b['rss_mib']:>14.0f}  {phases(b)}")
-        c = added["build"]["cache"]
-        print(f"\none image added: features computed for {c['computed']} model×image pairs "
-              f"({len(cfg.models)} models), reused {c['reused']}")
-        ext = cold["build"]["seconds"]["extract"]
-        print(f"\nextraction (cold): {n_pairs} model×image pairs in {ext:.1f} s = {n_pairs / ext:.2f} pairs/s, "
-              f"{len(images) / ext:.2f} images/s through all {len(cfg.models)} models")
-        print(f"extraction FLOPs {flops / 1e9:.0f} GFLOP -> {flops / ext / 1e9:.1f} GFLOP/s = "
-              f"{100 * flops / ext / 1e9 / peak:.0f}% of the measured fp32 matmul peak "
-              f"(extract phase includes the high-resolution gallery and cache writes)")
-        if not args.skip_bf16:
-            print("\nbf16 (autocast) vs fp32, last stage, in-process, all images:")
-            print(f"{'model':<24}{'stage':>6}{'fp32 s':>8}{'bf16 s':>8}{'speedup':>9}{'PC1 max rel':>13}"
-                  f"{'stats max drift':>17}")
-            for r in bf16_drift(cfg, images):
-                print(f"{r['model']:<24}{r['stage']:>6}{r['fp32_s']:>8.2f}{r['bf16_s']:>8.2f}"
-                      f"{r['fp32_s'] / r['bf16_s']:>8.2f}x{r['pc1_max_rel']:>13.3g}"
-                      f"{r['stats_max_rel']:>11.3g} ({r['stats_worst']})")
-            bf = run_build(config, work / "site_bf16", env, "--dtype", "bf16")
-            print(f"\nbuild with --dtype bf16 (features recomputed, same cache): wall {bf['wall']:.1f} s, "
-                  f"extract {bf['build']['seconds']['extract']:.1f} s vs fp32 {ext:.1f} s")
+        if args.more:
+            more(args, config, work, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def more(args, config: Path, work: Path, env: dict) -> None:
+    """Narrative-only change, one image added, throughput and FLOPs, bf16 drift."""
+    from generator.config import load_config
+    from generator.images import available, load_image
+    from generator.pipeline import load_image_set
+
+    cfg = load_config(config)
+    src = config.parent
+    peak = matmul_peak()
+    print(f"\nfp32 matmul peak (2048^3, best of 10): {peak:.1f} GFLOP/s")
+    base = run_build(config, work / "site_more", env)
+    md = sorted(src.glob("*.md"))[0]
+    md.write_text(md.read_text() + "\n\nOne more sentence for the benchmark.\n")
+    prose = run_build(config, work / "site_more", env)
+
+    iset = load_image_set(cfg)
+    images = {e.id: load_image(e, cfg.resolution) for e in iset.entries if available(e)}
+    n_pairs = len(images) * len(cfg.models)
+    featured = [i for i in cfg.images.featured if i in images] or sorted(images)[:2]
+    entries = {e.id: e for e in iset.entries}
+    highres = {r: {i: load_image(entries[i], r) for i in featured}
+               for r in sorted(set(cfg.analysis.highres) - {cfg.resolution})}
+    flops = extraction_flops(cfg, images, highres)
+
+    # One image added: a folder build, then the same folder plus one image.
+    folder = work / "photos"
+    folder.mkdir()
+    from PIL import Image
+
+    ids = sorted(images)
+    for iid in ids[:-1]:
+        Image.fromarray(images[iid]).save(folder / f"{iid}.png")
+    # A cache of its own, so the added image was never seen before.
+    env_dir = {**env, "DINOREPORT_CACHE": str(work / "cache_dir")}
+    run_build(config, work / "site_dir", env_dir, "--images", str(folder))
+    Image.fromarray(images[ids[-1]]).save(folder / f"{ids[-1]}.png")
+    added = run_build(config, work / "site_dir", env_dir, "--images", str(folder))
+
+    print(f"{'build (config images)':<26}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
+    for name, b in (("cold (config images)", base), ("narrative-only change", prose), ("one image added", added)):
+        print(f"{name:<26}{b['wall']:>8.1f}{b['rss_mib']:>14.0f}  {phases(b)}")
+    c = added["build"]["cache"]
+    print(f"\none image added: features computed for {c['computed']} model×image pairs "
+          f"({len(cfg.models)} models), reused {c['reused']}")
+    ext = base["build"]["seconds"]["extract"]
+    print(f"\nextraction (cold): {n_pairs} model×image pairs in {ext:.1f} s = {n_pairs / ext:.2f} pairs/s, "
+          f"{len(images) / ext:.2f} images/s through all {len(cfg.models)} models")
+    print(f"extraction FLOPs {flops / 1e9:.0f} GFLOP -> {flops / ext / 1e9:.1f} GFLOP/s = "
+          f"{100 * flops / ext / 1e9 / peak:.0f}% of the measured fp32 matmul peak "
+          f"(extract phase includes the high-resolution gallery and cache writes)")
+    if not args.skip_bf16:
+        print("\nbf16 (autocast) vs fp32, last stage, in-process, all images:")
+        print(f"{'model':<24}{'stage':>6}{'fp32 s':>8}{'bf16 s':>8}{'speedup':>9}{'PC1 max rel':>13}"
+              f"{'stats max drift':>17}")
+        for r in bf16_drift(cfg, images):
+            print(f"{r['model']:<24}{r['stage']:>6}{r['fp32_s']:>8.2f}{r['bf16_s']:>8.2f}"
+                  f"{r['fp32_s'] / r['bf16_s']:>8.2f}x{r['pc1_max_rel']:>13.3g}"
+                  f"{r['stats_max_rel']:>11.3g} ({r['stats_worst']})")
+        bf = run_build(config, work / "site_bf16", env, "--dtype", "bf16")
+        print(f"\nbuild with --dtype bf16 (features recomputed, same cache): wall {bf['wall']:.1f} s, "
+              f"extract {bf['build']['seconds']['extract']:.1f} s vs fp32 {ext:.1f} s")
 
 
 if __name__ == "__main__":

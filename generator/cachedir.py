@@ -31,7 +31,7 @@ _H = "[0-9a-f]"
 _PART = r"\.part-\d+-[^/]*"
 OURS = re.compile(
     "^(?:"
-    rf"features/{_H}{{2}}/(?:{_H}{{64}}\.safetensors|{_PART})"   # features.FeatureCache
+    rf"features/{_H}{{2}}/(?:{_H}{{64}}\.(?:safetensors|verified)|{_PART})"   # features.FeatureCache
     rf"|sections/(?:{_H}{{64}}\.(?:json|npz|pkl)|{_PART})"       # section_cache (pkl: older builds)
     rf"|figures/(?:{_H}{{20}}\.[a-z]{{2,4}}|{_PART})"            # figures.FigureWriter names
     rf"|images/(?:{_H}{{64}}\.[a-z0-9]{{1,5}}|{_PART})"          # images.cached_path

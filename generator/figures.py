@@ -1,4 +1,5 @@
-"""Arrays -> picture files. Maps with Pillow, plots with matplotlib; no statistics here.
+"""Arrays -> picture files. Maps with Pillow, histograms as hand-drawn SVG, other plots with
+matplotlib; no statistics here.
 
 Every writer returns the file's path relative to the site root. File names are the sha256
 of the bytes, so identical pictures are written once and builds are byte-identical.
@@ -7,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +25,8 @@ __all__ = [
     "refmask_overlay",
     "colormap_lut",
     "hist_figure",
+    "SvgFigure",
+    "nice_ticks",
     "heatmap_figure",
 ]
 
@@ -174,11 +180,13 @@ class FigureWriter:
         return self.jpeg(img)
 
     def plot(self, fig, tight: bool = True) -> str:
-        """A matplotlib figure as SVG without dates or random ids (deterministic bytes).
+        """A matplotlib figure (or a finished :class:`SvgFigure`) as SVG without dates or random ids (deterministic bytes).
 
         tight : crop to the drawn content (costs a second draw; figures with a fixed layout
             pass False).
         """
+        if isinstance(fig, SvgFigure):
+            return self._write(fig.svg.encode(), "svg")
         import matplotlib.pyplot as plt
 
         buf = io.BytesIO()
@@ -189,35 +197,131 @@ class FigureWriter:
         return self._write(buf.getvalue(), "svg")
 
 
+# matplotlib's default colour cycle (C0..C9), so models keep the colours they had in the plots.
+MODEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+@dataclass(frozen=True)
+class SvgFigure:
+    """A finished SVG picture (text); :meth:`FigureWriter.plot` writes it as it is."""
+
+    svg: str
+
+
+@lru_cache(maxsize=1)
+def _svg_env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "figure_templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _num(v: float) -> str:
+    """A tick label: plain digits, typographic minus, no ``-0``."""
+    s = f"{v:g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.0e}"
+    return "0" if s in ("-0", "0") else s.replace("-", "\u2212")
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """At most ``n + 1`` round tick values (steps 1, 2, 2.5, 5 x 10^k) inside ``[lo, hi]``."""
+    span = hi - lo
+    if not span > 0:
+        return [lo]
+    mag = 10.0 ** math.floor(math.log10(span / n))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if span / (m * mag) <= n)
+    first = math.ceil(lo / step - 1e-9)
+    ticks = []
+    k = first
+    while k * step <= hi + 1e-9 * span:
+        # Rounding to the step's decimals keeps labels like 0.30000000000000004 out.
+        ticks.append(round(k * step, max(0, 2 - int(math.floor(math.log10(step))))))
+        k += 1
+    return ticks
+
+
+def _stairs_path(edges_px: np.ndarray, ys: np.ndarray, base: float) -> str:
+    """SVG path of a step curve from its bin edges (x pixels) and heights (y pixels)."""
+    parts = [f"M{edges_px[0]:.1f} {base:.1f}"]
+    cur = base
+    for i, y in enumerate(ys):
+        if y != cur:
+            if i:
+                parts.append(f"H{edges_px[i]:.1f}")
+            parts.append(f"V{y:.1f}")
+            cur = y
+    parts.append(f"H{edges_px[-1]:.1f}")
+    if cur != base:
+        parts.append(f"V{base:.1f}")
+    return "".join(parts)
+
+
 def hist_figure(
     full_edges: np.ndarray, full: dict[str, np.ndarray], crop_edges: np.ndarray, crop: dict[str, np.ndarray],
     *, title: str, xlabel: str = "feature value",
-):
+) -> SvgFigure:
     """Three views of one distribution side by side: linear, log y, and the 1st-99th percentile
     range. ``full``/``crop``: ``{legend label: (nbins,) int counts}`` on the given shared edges.
-    Bars show the share of values per bin, so models with different counts compare."""
-    import matplotlib
+    Bars show the share of values per bin, so models with different counts compare.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(9.6, 2.6), dpi=100)
-    # A fixed layout: one draw per save (tight/constrained layouts draw several times).
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.19, top=0.88, wspace=0.28)
+    Drawn directly as a small SVG (``figure_templates/hist.svg.j2``): step curves in the
+    models' colours (matplotlib's C0, C1, ...), axes with round ticks, decades on the log
+    axis, legend in the first view. Same layout as the former matplotlib figure, 960 x 260 px.
+    """
+    width, height = 960, 260
+    left, right, gap, top, bottom = 62, 12, 56, 30, height - 42
+    pw = (width - left - right - 2 * gap) / 3
     views = ((full_edges, full, "linear", False), (full_edges, full, "log y", True),
              (crop_edges, crop, "1st-99th percentile", False))
-    for ax, (edges, counts, name, log) in zip(axes, views):
-        for i, (label, c) in enumerate(counts.items()):
-            ax.stairs(c / max(int(c.sum()), 1), edges, label=label, color=f"C{i}", linewidth=1.3)
+    panels = []
+    for j, (edges, counts, name, log) in enumerate(views):
+        e = np.asarray(edges, dtype=np.float64)
+        shares = {label: np.asarray(c, dtype=np.float64) / max(int(np.sum(c)), 1) for label, c in counts.items()}
+        pad = 0.02 * (e[-1] - e[0])
+        x_lo, x_hi = e[0] - pad, e[-1] + pad
+
+        def xpx(v, x_lo=x_lo, x_hi=x_hi):
+            return (np.asarray(v, dtype=np.float64) - x_lo) / (x_hi - x_lo) * pw
+
+        top_share = max([float(s.max()) for s in shares.values() if s.size] + [0.0])
+        yticks = []
         if log:
-            ax.set_yscale("log")
-        ax.set_title(f"{title} · {name}", fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.spines[["top", "right"]].set_visible(False)
-    axes[0].set_ylabel("share of values", fontsize=8)
-    axes[0].legend(fontsize=7, frameon=False, loc="upper left")
-    return fig
+            pos = [float(s[s > 0].min()) for s in shares.values() if np.any(s > 0)]
+            d_lo = math.floor(math.log10(min(pos))) if pos else -3
+            d_hi = max(math.ceil(math.log10(top_share)) if top_share > 0 else 0, d_lo + 1)
+            lo_v, hi_v = float(d_lo), float(d_hi)
+
+            def ypx(v, lo_v=lo_v, hi_v=hi_v):
+                v = np.asarray(v, dtype=np.float64)
+                lv = np.log10(np.where(v > 0, v, 10.0 ** lo_v))
+                return bottom - (np.clip(lv, lo_v, hi_v) - lo_v) / (hi_v - lo_v) * (bottom - top)
+
+            stride = max(1, math.ceil((d_hi - d_lo) / 6))
+            for d in range(d_lo, d_hi + 1, stride):
+                yticks.append({"pos": f"{float(ypx(10.0 ** d)):.1f}", "label": "10",
+                               "sup": str(d).replace("-", "\u2212")})
+        else:
+            hi_v = top_share * 1.05 if top_share > 0 else 1.0
+
+            def ypx(v, hi_v=hi_v):
+                return bottom - np.asarray(v, dtype=np.float64) / hi_v * (bottom - top)
+
+            yticks = [{"pos": f"{float(ypx(t)):.1f}", "label": _num(t), "sup": ""}
+                      for t in nice_ticks(0.0, hi_v, 4)]
+        xticks = [{"pos": f"{float(xpx(t)):.1f}", "label": _num(t)} for t in nice_ticks(x_lo, x_hi, 5)]
+        ex = xpx(e)
+        series = [{"label": label, "colour": MODEL_COLOURS[i % len(MODEL_COLOURS)],
+                   "d": _stairs_path(ex, np.round(ypx(s), 1), float(bottom))}
+                  for i, (label, s) in enumerate(shares.items())]
+        panels.append({"x0": f"{left + j * (pw + gap):.1f}", "w": round(pw, 1), "title": f"{title} \u00b7 {name}",
+                       "xticks": xticks, "yticks": yticks, "series": series,
+                       # legend backdrop: about 5.8 px per character at font size 9.5
+                       "legend_w": round(34 + 5.8 * max((len(x["label"]) for x in series), default=0), 1)})
+    svg = _svg_env().get_template("hist.svg.j2").render(
+        width=width, height=height, left=left, top=top, bottom=bottom, panels=panels, xlabel=xlabel,
+        ylabel="share of values", title=f"Histograms of {title}")
+    return SvgFigure(svg)
 
 
 def heatmap_figure(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str,

@@ -29,7 +29,7 @@ from .page import Figure, Panel, Row, Table
 
 __all__ = ["SectionCache", "section_key", "encode", "decode", "EntryError"]
 
-_CODE = ("analysis", "analyses", "figures.py", "page.py", "context.py", "refmasks.py")
+_CODE = ("analysis", "analyses", "figures.py", "figure_templates", "page.py", "context.py", "refmasks.py")
 
 
 @lru_cache(maxsize=1)
@@ -38,7 +38,7 @@ def code_fingerprint() -> str:
     h = hashlib.sha256()
     for name in _CODE:
         p = root / name
-        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+        for f in sorted(f for f in p.rglob("*") if f.suffix in (".py", ".j2")) if p.is_dir() else [p]:
             h.update(f.relative_to(root).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._threads import on_one_blas_thread
+from .device import analysis_device, to_device, to_numpy
 from .pca import _check_k, _top_components, check_fmap, rounding_floor, top_eigh
 
 __all__ = ["PCAFit", "CovarianceAccumulator", "pixels", "project", "joint_rgb", "joint_scale"]
@@ -67,6 +69,7 @@ class CovarianceAccumulator:
         """Number of rows seen so far."""
         return self._n
 
+    @on_one_blas_thread
     def update(self, x: np.ndarray) -> None:
         """Add rows.
 
@@ -95,7 +98,12 @@ class CovarianceAccumulator:
             self._shift = x64.mean(axis=0)
         x64 -= self._shift
         self._s1 += x64.sum(axis=0)
-        self._s2 += x64.T @ x64
+        dev = analysis_device()
+        if dev is not None:  # the D x D product on the GPU, one D x D copy back
+            t = to_device(x64, dev)
+            self._s2 += to_numpy(t.T @ t)
+        else:
+            self._s2 += x64.T @ x64
         self._n += arr.shape[0]
 
     def mean(self) -> np.ndarray:
@@ -117,6 +125,7 @@ class CovarianceAccumulator:
         sc = self._s2 - np.outer(self._s1, self._s1) / self._n
         return (sc + sc.T) / 2.0
 
+    @on_one_blas_thread
     def fit(self, k: int = 3) -> PCAFit:
         """Exact PCA (eigh of the D x D covariance) of all rows seen.
 
@@ -178,6 +187,7 @@ def pixels(fmap: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return np.ascontiguousarray(rows, dtype=np.float32)
 
 
+@on_one_blas_thread
 def project(fit: PCAFit, fmap: np.ndarray) -> np.ndarray:
     """Project every pixel of a map onto fitted components.
 

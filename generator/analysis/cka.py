@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._threads import on_one_blas_thread
+from .device import analysis_device, to_device
 from .pca import check_fmap
 
 __all__ = ["linear_cka", "resize_map"]
@@ -20,6 +22,7 @@ def _check_rows(a: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
+@on_one_blas_thread
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear centred kernel alignment (Kornblith et al. 2019).
 
@@ -45,7 +48,10 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     d2 = b.shape[1]
     a -= a.mean(axis=0)
     b -= b.mean(axis=0)
-    if n * (d1 + d2) < d1 * d2 + d1 * d1 + d2 * d2:
+    dev = analysis_device()
+    if dev is not None:
+        num, den = _cka_terms_torch(to_device(a, dev), to_device(b, dev))
+    elif n * (d1 + d2) < d1 * d2 + d1 * d1 + d2 * d2:
         k = a @ a.T
         l = b @ b.T
         num = float(np.sum(k * l))
@@ -56,6 +62,17 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     if den == 0.0:
         return 0.0
     return float(min(max(num / den, 0.0), 1.0))
+
+
+def _cka_terms_torch(a, b) -> tuple[float, float]:
+    """Numerator and denominator of linear CKA in torch (centred float64 tensors, one device)."""
+    n, d1 = a.shape
+    d2 = b.shape[1]
+    if n * (d1 + d2) < d1 * d2 + d1 * d1 + d2 * d2:
+        k = a @ a.T
+        l = b @ b.T
+        return float((k * l).sum()), float(k.norm() * l.norm())
+    return float((b.T @ a).norm() ** 2), float((a.T @ a).norm() * (b.T @ b).norm())
 
 
 def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

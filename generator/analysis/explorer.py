@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._threads import on_one_blas_thread
 from .pca import _orient_rows, check_fmap, top_eigh
 
 __all__ = ["explorer_codes", "explorer_int8", "stage_dims", "cosine_error", "cosine_map"]
@@ -19,6 +20,7 @@ def _unit_pixels(fm: np.ndarray) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
+@on_one_blas_thread
 def explorer_codes(fmaps: Sequence[np.ndarray], dims: int = 64) -> list[np.ndarray]:
     """Low-dimensional codes whose dot products approximate pixel cosines.
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._threads import on_one_blas_thread, one_blas_thread
+from .device import analysis_device, to_device, to_numpy
+
 __all__ = ["PCAResult", "check_fmap", "pca_within", "minmax", "to_rgb"]
 
 
@@ -114,23 +117,66 @@ def top_eigh(sym: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns eigenvalues (m,) descending, clipped at 0, and eigenvectors as rows (m, n),
     m = min(k, n). Computing only the top few is several times faster than a full eigh.
+    With a GPU (:func:`analysis_device`) the full eigh runs there instead.
     """
     from scipy.linalg import eigh
 
+    dev = analysis_device()
+    if dev is not None:
+        ev, vt = _top_eigh_torch(to_device(sym, dev), k)
+        return to_numpy(ev), to_numpy(vt)
     n = sym.shape[0]
     m = min(k, n)
-    w, v = eigh(sym, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False)
+    with one_blas_thread():
+        w, v = eigh(sym, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False)
     return np.clip(w[::-1], 0.0, None), v[:, ::-1].T
 
 
+def _top_eigh_torch(sym, k: int):
+    """:func:`top_eigh` in torch on the tensor's device: (m,) descending >= 0, (m, n) rows."""
+    import torch
+
+    n = sym.shape[0]
+    m = min(k, n)
+    w, v = torch.linalg.eigh((sym + sym.T) / 2)  # ascending
+    return w.flip(0)[:m].clamp_min(0.0), v.flip(1)[:, :m].T
+
+
+def _pca_decompose_torch(x: np.ndarray, k: int, floor: float, dev) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pca_decompose` with the centring, the smaller scatter matrix and its eigh on ``dev``."""
+    import torch
+
+    n, d = x.shape
+    t = to_device(x, dev)
+    mean = t.mean(dim=0)
+    xc = t - mean
+    total = float((xc * xc).sum())
+    if n <= d:
+        ev, u = _top_eigh_torch(xc @ xc.T, k)
+        vt = torch.zeros((ev.shape[0], d), dtype=torch.float64, device=dev)
+        nz = ev > 0
+        vt[nz] = (u[nz] @ xc) / ev[nz].sqrt()[:, None]
+        norms = vt.norm(dim=1, keepdim=True)
+        vt = torch.where(norms > 0, vt / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    else:
+        ev, vt = _top_eigh_torch(xc.T @ xc, k)
+    comps, ratio = _top_components(to_numpy(ev), to_numpy(vt), k, d, floor, total=total)
+    return to_numpy(mean), comps, ratio
+
+
+@on_one_blas_thread
 def pca_decompose(x: np.ndarray, k: int, floor: float = 0.0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact PCA of a float64 (N, D) matrix: (mean, components, ratio).
 
     Top-k eigenpairs of the smaller scatter matrix: the N x N Gram matrix when N <= D
     (components recovered as X^T u / sqrt(lambda)), else the D x D scatter matrix.
-    Directions with scatter <= `floor` are reported absent.
+    Directions with scatter <= `floor` are reported absent. With a GPU
+    (:func:`analysis_device`) the work runs there, in float64 as here.
     """
+    dev = analysis_device()
+    if dev is not None:
+        return _pca_decompose_torch(x, k, floor, dev)
     n, d = x.shape
     mean = x.mean(axis=0)
     xc = x - mean
@@ -173,6 +219,7 @@ class PCAResult:
     mean: np.ndarray
 
 
+@on_one_blas_thread
 def pca_within(fmap: np.ndarray, k: int = 3) -> PCAResult:
     """Exact PCA of one feature map, treating its pixels as samples.
 

@@ -1,0 +1,105 @@
+"""The torch path of the analyses' linear algebra (GPU, or CPU for this test) gives today's
+numbers: explained variance within 1e-5, components, projections and CKA within 1e-4
+relative, same deterministic signs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generator import analysis as A
+from generator.analysis.device import ENV, analysis_device
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _planted(c: int, h: int, w: int, seed: int) -> np.ndarray:
+    """Three planted directions with clearly separated variances plus small noise."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((c, 3)))[0].T  # (3, C) orthonormal
+    scores = rng.standard_normal((h * w, 3)) * np.array([9.0, 4.0, 2.0])
+    x = scores @ basis + 0.1 * rng.standard_normal((h * w, c)) + 3.0
+    return x.T.reshape(c, h, w).astype(np.float32)
+
+
+def _both(monkeypatch, device: str, fn):
+    monkeypatch.setenv(ENV, "numpy")
+    analysis_device.cache_clear()
+    ref = fn()
+    monkeypatch.setenv(ENV, device)
+    analysis_device.cache_clear()
+    try:
+        got = fn()
+    finally:
+        analysis_device.cache_clear()
+    return ref, got
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(96, 24, 24), (384, 8, 8)])  # covariance path and Gram path
+def test_within_pca_torch_matches_numpy(monkeypatch, device, shape):
+    fmap = _planted(*shape, seed=1)
+    ref, got = _both(monkeypatch, device, lambda: A.pca_within(fmap, k=3))
+    assert analysis_device.cache_info().currsize == 0  # cleared: later tests read the env again
+    np.testing.assert_allclose(got.explained_variance_ratio, ref.explained_variance_ratio, atol=1e-5)
+    np.testing.assert_allclose(got.components, ref.components, atol=1e-5)
+    np.testing.assert_allclose(got.mean, ref.mean, rtol=1e-6, atol=1e-9)
+    scale = np.abs(ref.proj).max()
+    np.testing.assert_allclose(got.proj, ref.proj, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_across_fit_torch_matches_numpy(monkeypatch, device):
+    maps = [_planted(64, 12, 10, seed=s) for s in range(3)]
+
+    def fit():
+        acc = A.CovarianceAccumulator(64)
+        for m in maps:
+            acc.update(A.pixels(m))
+        return acc.fit(k=3)
+
+    ref, got = _both(monkeypatch, device, fit)
+    np.testing.assert_allclose(got.explained_variance_ratio, ref.explained_variance_ratio, atol=1e-5)
+    np.testing.assert_allclose(got.components, ref.components, atol=1e-5)
+    assert got.n_pixels == ref.n_pixels
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n", [50, 2000])  # Gram path and feature-space path
+def test_linear_cka_torch_matches_numpy(monkeypatch, device, n):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, 40))
+    y = x @ rng.standard_normal((40, 30)) + 0.5 * rng.standard_normal((n, 30))
+    ref, got = _both(monkeypatch, device, lambda: A.linear_cka(x, y))
+    assert got == pytest.approx(ref, rel=1e-4)
+    assert 0.0 < ref < 1.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_explorer_codes_torch_match_numpy(monkeypatch, device):
+    maps = [_planted(32, 6, 7, seed=s) for s in range(2)]
+    ref, got = _both(monkeypatch, device, lambda: A.explorer_codes(maps, dims=3))
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g.astype(np.float32), r.astype(np.float32), atol=2e-3)
+
+
+def test_unknown_device_name_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv(ENV, "tpu")
+    analysis_device.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=ENV):
+            analysis_device()
+    finally:
+        analysis_device.cache_clear()
+
+
+def test_one_blas_thread_limits_scipy_and_numpy_openblas():
+    from threadpoolctl import threadpool_info
+
+    from generator.analysis._threads import one_blas_thread
+
+    import scipy.linalg  # noqa: F401  (its OpenBLAS is the one eigh uses)
+
+    with one_blas_thread():
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)

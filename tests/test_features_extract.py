@@ -1,0 +1,76 @@
+"""extract_all: batches of same-size images, a prefetch thread and a cache-writer thread give
+the same entries as one forward pass per image."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from generator.features import FeatureCache, extract_all
+
+
+class _Tiny:
+    """A stand-in backbone: one strided conv, two 'stages'."""
+
+    is_vit = False
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = torch.nn.Conv2d(3, 4, 2, stride=2)
+
+    def to(self, dev):
+        self.model.to(dev)
+        return self
+
+    def normalize(self, x):
+        return x.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+
+    def forward(self, x):
+        y = self.model(x)
+        return {"S1": y, "S2": torch.nn.functional.avg_pool2d(y, 2)}
+
+
+def test_batched_threaded_extraction_matches_one_image_at_a_time(tmp_path):
+    rng = np.random.default_rng(0)
+    shapes = [(8, 8, 3)] * 5 + [(8, 12, 3)] * 2 + [(16, 8, 3)]
+    images = {f"im{i}": rng.integers(0, 256, s, dtype=np.uint8) for i, s in enumerate(shapes)}
+    cache = FeatureCache(tmp_path / "cache")
+    done = []
+    keys = extract_all({"m": 1}, images, cache, make_backbone=_Tiny, device="cpu", batch_size=2,
+                       advance=done.append)
+    assert sorted(keys) == sorted(images) and sum(done) == len(images)
+    assert cache.stats.computed == len(images)
+    ref = _Tiny()
+    for iid, rgb in images.items():
+        entry = cache.get(keys[iid])
+        assert entry is not None, iid
+        with torch.inference_mode():
+            want = ref.forward(ref.normalize(torch.from_numpy(rgb)[None]))
+        for stage, t in want.items():
+            np.testing.assert_allclose(entry[stage], t[0].numpy(), rtol=1e-5, atol=1e-6)
+    # A second call finds every entry and computes nothing.
+    again = FeatureCache(tmp_path / "cache")
+    assert extract_all({"m": 1}, images, again, make_backbone=_Tiny, device="cpu") == keys
+    assert again.stats.hits == len(images) and again.stats.computed == 0
+
+
+def test_verified_entries_are_trusted_until_their_file_changes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    images = {f"im{i}": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for i in range(2)}
+    keys = extract_all({"m": 2}, images, FeatureCache(tmp_path), make_backbone=_Tiny, device="cpu")
+    cache = FeatureCache(tmp_path)
+    real_get = cache.get
+
+    def no_read(key):
+        raise AssertionError("a verified, unchanged entry must not be read again")
+
+    monkeypatch.setattr(cache, "get", no_read)
+    assert all(cache.has(k) for k in keys.values())
+    # Alter one byte of one entry: its size/mtime no longer match the stamp, so it is read,
+    # fails its sha256 and is removed.
+    monkeypatch.setattr(cache, "get", real_get)
+    p = cache.path(keys["im0"])
+    data = bytearray(p.read_bytes())
+    data[-3] ^= 0xFF
+    p.write_bytes(bytes(data))
+    assert not cache.has(keys["im0"]) and cache.stats.damaged == 1 and not p.exists()
+    assert cache.has(keys["im1"])
