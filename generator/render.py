@@ -526,8 +526,11 @@ def _narrative_value(value: Any) -> Markup:
 
 def _narrative_env() -> jinja2.Environment:
     # The narrative's own text is the author's Markdown/HTML; only the values it prints are escaped.
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True,
-                              finalize=_narrative_value, keep_trailing_newline=True)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=True,
+                             finalize=_narrative_value, keep_trailing_newline=True)
+    # `| e` must not hand back Markup that Markdown still reads as a link: same rule as printing.
+    env.filters["e"] = env.filters["escape"] = _narrative_value
+    return env
 
 
 def _json_for_script(obj: Any) -> Markup:
