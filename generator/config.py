@@ -80,6 +80,8 @@ class AnalysisConfig:
     explorer_dims: int = 64
     highres: tuple[int, ...] = (448, 896)
     highres_models: tuple[str, ...] = ()
+    coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
+    correspondence_pairs: int = 6  # image pairs per group drawn with their matches
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,8 @@ def load_config(path: Path) -> ReportConfig:
     groups = {name: gr.str_list(name) for name in sorted(gr.table)}
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
-    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models"})
+    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "highres", "highres_models",
+                   "coseg_k", "correspondence_pairs"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
@@ -282,7 +285,14 @@ def load_config(path: Path) -> ReportConfig:
         explorer_dims=an.get("explorer_dims", int, 64),
         highres=highres,
         highres_models=an.str_list("highres_models"),
+        coseg_k=an.get("coseg_k", int, 4),
+        correspondence_pairs=an.get("correspondence_pairs", int, 6),
     )
+    if not 2 <= analysis.coseg_k <= 9:
+        an.fail("analysis.coseg_k", f"must be from 2 to 9 (one distinct colour per part), got {analysis.coseg_k}")
+    if not 0 <= analysis.correspondence_pairs <= 100:
+        an.fail("analysis.correspondence_pairs", "must be from 0 (no correspondence figures) to 100, "
+                f"got {analysis.correspondence_pairs}")
     models = _models(path, raw.get("models"), root)
     ids = {m.id for m in models}
     for i, mid in enumerate(analysis.highres_models):
