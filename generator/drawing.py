@@ -10,13 +10,14 @@ from PIL import Image, ImageDraw
 
 from .figures import colormap_lut
 
-__all__ = ["PART_COLOURS", "part_rgb", "match_canvas", "norm_image", "OUTLIER_COLOUR"]
+__all__ = ["PART_COLOURS", "PART_COLOUR_NAMES", "part_rgb", "match_canvas", "norm_image", "OUTLIER_COLOUR"]
 
 # tab10 without its grey (grey is the background): one distinct colour per part.
 PART_COLOURS = np.array([
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207),
 ], dtype=np.uint8)
+PART_COLOUR_NAMES = ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive", "cyan")
 
 # Outlier cells in norm maps: pure red, absent from viridis (blue-green-yellow).
 OUTLIER_COLOUR = (230, 0, 0)

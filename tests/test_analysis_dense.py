@@ -19,7 +19,7 @@ from generator.analyses import ForegroundMasks, get_analysis
 from generator.analyses.correspondences import MAX_LINES, pair_order
 from generator.analysis import norm_outliers
 from generator.analysis.matches import chance_cycle_share, match_cells, spread_pick
-from generator.analysis.parts import cosegment, kmeans
+from generator.analysis.parts import cosegment, image_purity, kmeans
 from generator.config import AnalysisConfig, ConfigError, ImagesConfig, ModelSpec, ReportConfig, load_config
 from generator.context import BuildContext
 from generator.drawing import PART_COLOURS, match_canvas, part_rgb
@@ -61,6 +61,15 @@ def test_cosegment_recovers_planted_parts_across_images():
     shares = np.bincount(want, minlength=k) / len(want)
     np.testing.assert_allclose(seg.part_shares, np.sort(shares)[::-1], atol=1e-12)
     assert seg.inertia < 0.05 * seg.n_cells  # tight parts: noise only
+    # Every planted image holds several parts: far from one part per image.
+    assert image_purity(seg.labels) == pytest.approx(np.mean([np.bincount(t[m]).max() / m.sum()
+                                                              for t, m in zip(truth, masks)]), abs=1e-9)
+    assert image_purity(seg.labels) < 0.9
+
+
+def test_image_purity_is_one_when_parts_are_images():
+    assert image_purity([np.zeros((2, 2), int), np.ones((3, 1), int), np.full((1, 1), -1)]) == 1.0
+    assert image_purity([np.array([[0, 1], [1, -1]])]) == pytest.approx(2 / 3)
 
 
 def test_cosegment_finds_no_parts_in_random_features():

@@ -18,6 +18,11 @@ cosegment
     Inertia is the k-means objective on those unit vectors: the sum over cells
     of the squared distance to the part centre (0 when every cell sits on its
     centre, at most 4 per cell).
+image_purity
+    Mean over images of the share of an image's foreground cells that fall in
+    its most common part. Near 1 when the parts separate whole images rather
+    than regions within them (one colour per image); about the largest part
+    share when the parts mix freely across images.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 
 from .across import pixels
 
-__all__ = ["KMeansResult", "kmeans", "Coseg", "cosegment"]
+__all__ = ["KMeansResult", "kmeans", "Coseg", "cosegment", "image_purity"]
 
 
 @dataclass(frozen=True)
@@ -200,3 +205,24 @@ def cosegment(fmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], k: int, 
         start += r.shape[0]
     return Coseg(labels=labels, part_shares=counts[order] / x.shape[0], inertia=fit.inertia,
                  n_cells=int(x.shape[0]))
+
+
+def image_purity(labels: Sequence[np.ndarray]) -> float:
+    """Mean over images of the largest part's share of that image's foreground.
+
+    Parameters
+    ----------
+    labels : sequence of (H_i, W_i) int arrays
+        Part labels, -1 outside the foreground (as in :attr:`Coseg.labels`).
+
+    Returns
+    -------
+    float in (0, 1]
+        Images without foreground cells are left out; 1.0 when none has any.
+    """
+    shares = []
+    for lab in labels:
+        fg = np.asarray(lab)[np.asarray(lab) >= 0]
+        if fg.size:
+            shares.append(np.bincount(fg).max() / fg.size)
+    return float(np.mean(shares)) if shares else 1.0
