@@ -121,8 +121,9 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, n_init: int = 4, max_iter: i
         centers = _plus_plus(xf, k, x_sq, rng)
         for _ in range(max_iter):
             labels = np.argmin(_sqdist(xf, centers, x_sq), axis=1)
-            sums = np.zeros_like(centers)
-            np.add.at(sums, labels, xf)
+            onehot = np.zeros((k, xf.shape[0]))
+            onehot[labels, np.arange(xf.shape[0])] = 1.0
+            sums = onehot @ xf  # per-cluster sums in one product (np.add.at is ~10x slower)
             counts = np.bincount(labels, minlength=k)
             new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
             moved = float(np.max(np.linalg.norm(new - centers, axis=1)))
