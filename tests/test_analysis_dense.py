@@ -267,3 +267,26 @@ def test_config_names_the_new_keys(tmp_path):
     cfg.write_text(base + "coseg_k = 3\ncorrespondence_pairs = 2\n")
     a = load_config(cfg).analysis
     assert (a.coseg_k, a.correspondence_pairs) == (3, 2)
+
+
+def test_demo_build_shows_parts_matches_and_norms(demo_site):
+    """In a real build (two planted photos, group 'dog', two models) each analysis writes its
+    rows, its figures exist, and the narrative places them."""
+    res = json.loads((demo_site / "data" / "results.json").read_text())
+    models = {"dinov3_convnext_tiny", "dinov3_vits16"}
+    assert {(r["model"], r["group"]) for r in res["cosegmentation"]} == {(m, "dog") for m in models}
+    for r in res["cosegmentation"]:
+        assert len(r["part_shares"]) == r["k"] == 4 and sum(r["part_shares"]) == pytest.approx(1, abs=1e-4)
+    assert {(r["model"], r["image_a"], r["image_b"]) for r in res["correspondences"]} == {
+        (m, "dog_a", "dog_b") for m in models}
+    for r in res["correspondences"]:
+        assert 0 < r["cycle_consistent_share"] <= 1 and r["n_mutual"] >= 1
+    assert {(r["model"], r["image"]) for r in res["norm_outliers"] if r["stage"] in ("C5", "B12")} == {
+        (m, i) for m in models for i in ("dog_a", "dog_b")}
+    figs = json.loads((demo_site / "data" / "figures.json").read_text())
+    kinds = {f["kind"] for f in figs}
+    assert {"cosegmentation", "correspondences", "norm_maps"} <= kinds
+    html = (demo_site / "index.html").read_text()
+    for heading in ("Parts shared by a group", "Point-to-point matches", "Feature norms"):
+        assert heading in html
+    assert "Part co-segmentation of group" in html and "L2 norm of every position" in html
