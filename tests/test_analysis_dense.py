@@ -290,3 +290,16 @@ def test_demo_build_shows_parts_matches_and_norms(demo_site):
     for heading in ("Parts shared by a group", "Point-to-point matches", "Feature norms"):
         assert heading in html
     assert "Part co-segmentation of group" in html and "L2 norm of every position" in html
+
+
+def test_an_image_without_foreground_gets_no_match_row_but_keeps_its_panel(tmp_path):
+    rng = np.random.default_rng(7)
+    maps = {("m", i, s): rng.standard_normal((8, n, n)).astype(np.float32)
+            for i in "ab" for s, n in (("C4", 8), ("C5", 4))}
+    masks = {"a": np.ones((4, 4), bool), "b": np.zeros((4, 4), bool)}
+    ctx = planted_context(tmp_path, maps, masks, {i: np.full((64, 64, 3), 90, np.uint8) for i in "ab"},
+                          {"g": ("a", "b")}, ())
+    out = get_analysis("correspondences").run(ctx)
+    assert out.results["correspondences"] == [] and not out.tables
+    (row,) = out.figures[0].rows
+    assert [p.label for p in row.panels] == ["no foreground"] and "image b has no foreground" in row.panels[0].alt

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .. import analysis as A
 from ..analysis.matches import chance_cycle_share, match_cells, spread_pick
 from ..context import BuildContext
@@ -47,6 +49,12 @@ def correspondences(ctx: BuildContext) -> SectionOutput:
                 ma = A.resize_nearest(masks[m.id][a], fa.shape[1:])
                 mb = A.resize_nearest(masks[m.id][b], fb.shape[1:])
                 if not ma.any() or not mb.any():
+                    # Keep the column for this model: the photos without lines, and why.
+                    none = np.zeros((0, 2), dtype=np.int64)
+                    canvas = match_canvas(ctx.images[a], ctx.images[b], fa.shape[1:], fb.shape[1:], none, none)
+                    panels.append(Panel(ctx.writer.jpeg(canvas),
+                                        f"No matches of {m.label}: image {a if not ma.any() else b} has no "
+                                        f"foreground cells", "no foreground"))
                     continue
                 found = match_cells(fa, fb, ma, mb)
                 chance = chance_cycle_share(fa, fb, ma, mb)
@@ -61,7 +69,8 @@ def correspondences(ctx: BuildContext) -> SectionOutput:
                     ctx.writer.jpeg(canvas),
                     f"{len(pick)} of {found.n_mutual} mutual nearest-neighbour matches of {m.label} {m.last} "
                     f"between image {a} (left) and image {b} (right)",
-                    f"{found.n_mutual} matches · {found.cycle_consistent_share:.0%} cycle-consistent"))
+                    f"{found.n_mutual} match{'' if found.n_mutual == 1 else 'es'} · "
+                    f"{found.cycle_consistent_share:.0%} cycle-consistent"))
             if panels:
                 fig_rows.append(Row(f"{a} ↔ {b}", tuple(panels)))
         if not fig_rows:
