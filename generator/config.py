@@ -85,6 +85,8 @@ class AnalysisConfig:
     # (generator.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
     part_groups: tuple[str, ...] = ("dogs",)
     sweep: tuple[int, ...] = (224, 448, 896)
+    coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
+    correspondence_pairs: int = 6  # image pairs per group drawn with their matches
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def load_config(path: Path) -> ReportConfig:
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
     an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "explorer_kb", "highres",
-                   "highres_models", "sweep", "part_groups"})
+                   "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
@@ -298,6 +300,8 @@ def load_config(path: Path) -> ReportConfig:
         highres_models=an.str_list("highres_models"),
         part_groups=an.str_list("part_groups", ("dogs",)),
         sweep=sweep,
+        coseg_k=an.get("coseg_k", int, 4),
+        correspondence_pairs=an.get("correspondence_pairs", int, 6),
     )
     # Named groups must exist when the config defines its groups; otherwise they come from the
     # manifest or folder, and a group the build lacks gives the part-sharing claim no images.
@@ -305,6 +309,11 @@ def load_config(path: Path) -> ReportConfig:
         for i, g in enumerate(analysis.part_groups):
             if g not in groups:
                 an.fail(f"analysis.part_groups[{i}]", f"unknown group '{g}'" + _did_you_mean(g, groups))
+    if not 2 <= analysis.coseg_k <= 9:
+        an.fail("analysis.coseg_k", f"must be from 2 to 9 (one distinct colour per part), got {analysis.coseg_k}")
+    if not 0 <= analysis.correspondence_pairs <= 100:
+        an.fail("analysis.correspondence_pairs", "must be from 0 (no correspondence figures) to 100, "
+                f"got {analysis.correspondence_pairs}")
     models = _models(path, raw.get("models"), root)
     ids = {m.id for m in models}
     for i, mid in enumerate(analysis.highres_models):

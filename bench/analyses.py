@@ -1,0 +1,83 @@
+"""Seconds each analysis adds to a cold build, from a warm feature cache.
+
+    python bench/analyses.py [--config site_src/report.toml] [--only NAME ...] [--repeat N]
+
+Runs the phases up to the analyses in this process (``--random-init``; the extract phase fills
+the feature cache when it is cold, and is not timed), then calls each registered analysis' ``run`` directly,
+in report order, without the section cache: the time is what a build spends on that analysis
+when its section has to be computed (reading maps from the feature cache, the arithmetic and
+writing its pictures). Artifacts one analysis provides to later ones are passed on as in a
+build. Prints one line per analysis, best of ``--repeat`` runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=ROOT / "site_src" / "report.toml")
+    ap.add_argument("--only", nargs="*", default=None, help="Time only these analyses (and what they need).")
+    ap.add_argument("--repeat", type=int, default=1, help="Runs per analysis; the best is printed.")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from generator.config import load_config
+    from generator.context import BuildContext
+    from generator.figures import FigureWriter
+    from generator.pipeline import BuildOptions, decode, extract, resolve
+    from generator.progress import Progress
+
+    cfg = load_config(args.config)
+    with tempfile.TemporaryDirectory(prefix="dinoreport-bench-analyses-") as tmp:
+        opts = BuildOptions(out=Path(tmp) / "site", random_init=True, quiet=True)
+        plan = resolve(cfg, opts)
+        skipped: list = []
+        with Progress(True) as progress:
+            decoded = decode(cfg, opts, plan, progress, skipped)
+            extracted = extract(cfg, opts, plan, decoded, progress)
+        ctx = BuildContext(cfg=cfg, images=decoded.images, entries=decoded.entries, models=extracted.models,
+                           keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(Path(tmp) / "figs"),
+                           groups=decoded.groups, featured=decoded.featured, random_init=True, dtype="fp32",
+                           extra_keys=extracted.extra_keys, reference_masks=decoded.reference_masks,
+                           crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
+        print(f"feature cache warm ({extracted.cache.stats.computed} model×image pairs computed first); "
+              f"{len(decoded.images)} images, "
+              f"{len(extracted.models)} models, {sum(len(v) for v in decoded.groups.values())} group members")
+        print(f"{'analysis':<20}{'seconds':>9}{'pictures':>10}")
+        total = 0.0
+        for a in plan.analyses:
+            needed = args.only is None or a.name in args.only or any(k in a.provides for n in args.only
+                                                                      for k in _needs(n, cfg))
+            if not needed:
+                continue
+            best, sec = float("inf"), None
+            for _ in range(max(1, args.repeat)):
+                start = len(ctx.writer.log)
+                t = time.perf_counter()
+                sec = a.run(ctx)
+                best = min(best, time.perf_counter() - t)
+                pictures = len(ctx.writer.log) - start
+            for kind in a.provides:
+                ctx.artifacts[kind] = kind(sec.shared[kind.key])
+            total += best
+            print(f"{a.name:<20}{best:>9.2f}{pictures:>10}")
+        print(f"{'all of the above':<20}{total:>9.2f}")
+
+
+def _needs(name: str, cfg) -> tuple:
+    from generator.analyses import get_analysis
+
+    return get_analysis(name).needs(cfg).artifacts
+
+
+if __name__ == "__main__":
+    main()
