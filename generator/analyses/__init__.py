@@ -13,10 +13,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from . import (  # noqa: F401  (importing registers them)
-    across_pca, cka, claims, explorer, feature_stats, highres, mask_agreement, random_channels,
-    reference_masks, resolution_sweep, stage_pca, within_pca,
+    across_pca, cka, claims, correspondences, cosegmentation, explorer, feature_stats, highres,
+    mask_agreement, norm_maps, random_channels, reference_masks, resolution_sweep, stage_pca, within_pca,
 )
-from . import correspondences, cosegmentation, norm_maps  # noqa: F401  (issue 14: dense analyses)
 from .registry import (
     Analysis, FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, figure_kinds, get_analysis,
     list_analyses, register_analysis, table_kinds,
