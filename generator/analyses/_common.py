@@ -1,4 +1,4 @@
-"""Small helpers the built-in analyses share: rounding for JSON and figure-id slugs."""
+"""Small helpers the built-in analyses share: rounding for JSON, figure-id slugs, the photo row."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -25,3 +25,10 @@ def nan_outside(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if mask is None:
         return x
     return np.where(mask, x, np.nan)
+
+
+def photo_row(ctx, ids, side: int = 240):
+    """The "Photo" row of a group figure: each image of ``ids`` as a photo panel (long side ``side`` px)."""
+    from ..page import Panel, Row
+
+    return Row("Photo", tuple(Panel(ctx.writer.photo(ctx.images[i], side), f"Photo {i}", i) for i in ids))

@@ -8,7 +8,7 @@ from .. import analysis as A
 from ..context import BuildContext
 from ..figures import rgb_map, signed_map
 from ..page import Figure, Panel, Row, Table
-from ._common import nan_outside, rnd_all, slug
+from ._common import nan_outside, photo_row, rnd_all, slug
 from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, register_analysis
 
 
@@ -69,7 +69,7 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
                                       f"Across-image PC{k + 1} (foreground fit) of {m.label}, image {i}", i)
                                 for i, c, mk in zip(ids, comp, mlist))
                             comp_rows.append(Row(f"{m.label} · PC{k + 1}", cpanels))
-        photos = Row("Photo", tuple(Panel(ctx.writer.photo(ctx.images[i], 240), f"Photo {i}", i) for i in ids))
+        photos = photo_row(ctx, ids)
         cols = tuple(ids)
         out.figures.append(Figure(
             id=slug("across-naive", group), kind="across_pca_naive", group=group,

@@ -9,7 +9,7 @@ from ..context import BuildContext
 from ..drawing import PART_COLOUR_NAMES, part_rgb
 from ..figures import rgb_map
 from ..page import Figure, Panel, Row, Table
-from ._common import rnd, rnd_all, slug
+from ._common import photo_row, rnd, rnd_all, slug
 from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, register_analysis
 
 
@@ -45,7 +45,7 @@ def cosegmentation(ctx: BuildContext) -> SectionOutput:
                 for i, lab in zip(ids, seg.labels))))
         if not fig_rows:
             continue
-        photos = Row("Photo", tuple(Panel(ctx.writer.photo(ctx.images[i], 240), f"Photo {i}", i) for i in ids))
+        photos = photo_row(ctx, ids)
         out.figures.append(Figure(
             id=slug("cosegmentation", group), kind="cosegmentation", group=group,
             caption=(f"Part co-segmentation of group '{group}': k-means with k = {k} on the last stage's "
