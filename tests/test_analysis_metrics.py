@@ -330,3 +330,18 @@ def test_instance_separation_matches_pairwise_definition():
 def test_instance_separation_needs_two_instances():
     with pytest.raises(ValueError, match="needs at least 2 instances, got 1"):
         instance_separation(np.ones((2, 4, 4)), instance_labels(_square(4, 4, 0, 0, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_value_tails_equals_numpy_definition(dtype):
+    # The fast path (one partial sort, squared deviations in place) must give the textbook
+    # numbers: excess kurtosis of the float64 values and numpy's linear percentiles of |x|.
+    rng = np.random.default_rng(3)
+    x = (rng.standard_t(3, size=(7, 33, 41)) * 20).astype(dtype)
+    v = x.astype(np.float64).ravel()
+    d = v - v.mean()
+    kurt = np.mean(d ** 4) / np.mean(d ** 2) ** 2 - 3.0
+    p50, p999 = np.percentile(np.abs(v), [50.0, 99.9])
+    got = value_tails(x)
+    assert got.excess_kurtosis == pytest.approx(kurt, rel=1e-10)
+    assert got.tail_ratio == pytest.approx(p999 / p50, rel=1e-12)

@@ -110,6 +110,21 @@ class ValueTails:
     tail_ratio: float
 
 
+def _percentiles(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """numpy's 'linear' percentiles of a 1-D array from one partial sort in its own dtype
+    (float32 maps are not widened to float64 first: the order statistics are the same values)."""
+    n = v.size
+    pos = [(n - 1) * q / 100.0 for q in qs]
+    ks = sorted({min(int(np.floor(p)) + j, n - 1) for p in pos for j in (0, 1)})
+    part = np.partition(v, ks)
+    out = []
+    for p in pos:
+        lo = int(np.floor(p))
+        a, b = float(part[lo]), float(part[min(lo + 1, n - 1)])
+        out.append(a + (b - a) * (p - lo))
+    return out
+
+
 def value_tails(x: np.ndarray) -> ValueTails:
     """Excess kurtosis and p99.9/p50 of |x| for all values of an array.
 
@@ -127,14 +142,17 @@ def value_tails(x: np.ndarray) -> ValueTails:
         raise ValueError("value_tails needs at least one value, got an empty array")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"x must be real-valued, got dtype {arr.dtype}")
-    v = arr.reshape(-1).astype(np.float64)
+    v = arr.reshape(-1)
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(np.float64)  # |INT_MIN| overflows in its own dtype
     bad = v.size - int(np.count_nonzero(np.isfinite(v)))
     if bad:
         raise ValueError(f"x must be finite, got {bad} non-finite values")
-    d = v - v.mean()
-    var = float(np.mean(d * d))
-    kurt = float(np.mean(d ** 4) / var ** 2 - 3.0) if var > 0 else 0.0
-    p50, p999 = np.percentile(np.abs(v), [50.0, 99.9])
+    d = v.astype(np.float64) - v.mean(dtype=np.float64)
+    d *= d  # squared deviations in place: one float64 copy of the data, not three
+    var = float(d.mean())
+    kurt = float(np.mean(d * d) / var ** 2 - 3.0) if var > 0 else 0.0
+    p50, p999 = _percentiles(np.abs(v), (50.0, 99.9))
     if p50 > 0:
         ratio = float(p999 / p50)
     else:
