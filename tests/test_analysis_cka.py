@@ -90,3 +90,43 @@ def test_resize_identity_and_errors():
         resize_map(f, (3,))
     with pytest.raises(ValueError, match=r"fmap must be \(C, H, W\), got shape \(3, 3\)"):
         resize_map(np.ones((3, 3)), (2, 2))
+
+
+def test_streamed_equals_pooled_with_offsets_and_any_chunking():
+    # Three feature sets of the same 600 positions: b is a rotated, rescaled copy of a plus
+    # noise (high CKA), c is unrelated (low); a large common offset must not cancel the sums.
+    from generator.analysis import CkaAccumulator
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(600, 40)) + 1e3
+    q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    b = 3.0 * a @ q + 0.3 * rng.normal(size=(600, 40)) - 500.0
+    c = rng.normal(size=(600, 25))
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    want = {p: linear_cka({"a": a, "b": b, "c": c}[p[0]], {"a": a, "b": b, "c": c}[p[1]]) for p in pairs}
+    assert want[("a", "b")] > 0.9 and want[("a", "c")] < 0.2
+    for cuts in ([600], [1, 599], [100, 250, 250], [37] * 16 + [8]):
+        acc = CkaAccumulator(pairs)
+        start = 0
+        for n in cuts:
+            sl = slice(start, start + n)
+            acc.update({"a": a[sl], "b": b[sl], "c": c[sl]})
+            start += n
+        assert acc.n == 600
+        for p in pairs:
+            assert acc.value(*p) == pytest.approx(want[p], abs=1e-9)
+        assert acc.value("b", "a") == acc.value("a", "b")
+
+
+def test_streamed_errors():
+    from generator.analysis import CkaAccumulator
+
+    acc = CkaAccumulator([("a", "b")])
+    with pytest.raises(ValueError, match="no rows"):
+        acc.value("a", "b")
+    with pytest.raises(ValueError, match="lacks"):
+        acc.update({"a": np.ones((3, 2))})
+    with pytest.raises(ValueError, match="same rows"):
+        acc.update({"a": np.ones((3, 2)), "b": np.ones((4, 2))})
+    with pytest.raises(KeyError):
+        acc.value("a", "c")

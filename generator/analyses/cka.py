@@ -23,21 +23,23 @@ def cka(ctx: BuildContext) -> SectionOutput:
     coarsest grid (the smallest stage grid among all models) and pooled over images."""
     out = SectionOutput()
     ids = ctx.image_ids()
-    pooled: dict[tuple[str, str], np.ndarray] = {}
     grid_stride = max(s.stride for m in ctx.models for s in m.stages)
-    for m in ctx.models:
-        for st in m.stages:
-            parts = []
-            for i in ids:
-                h, w = ctx.images[i].shape[:2]
+    models = list(ctx.models)
+    # One image at a time into the accumulator: memory holds cross products, not pooled maps.
+    acc = A.CkaAccumulator([((a.id, sa.name), (b.id, sb.name)) for a, b in combinations(models, 2)
+                            for sa in a.stages for sb in b.stages])
+    for i in ids:
+        h, w = ctx.images[i].shape[:2]
+        rows_i = {}
+        for m in models:
+            for st in m.stages:
                 fmap = A.resize_map(ctx.fmap(m.id, i, st.name), (h // grid_stride, w // grid_stride))
-                parts.append(fmap.reshape(fmap.shape[0], -1).T)
-            pooled[(m.id, st.name)] = np.concatenate(parts, axis=0)
+                rows_i[(m.id, st.name)] = fmap.reshape(fmap.shape[0], -1).T
+        acc.update(rows_i)
     rows = []
     best = []
-    models = list(ctx.models)
     for a, b in combinations(models, 2):
-        vals = np.array([[A.linear_cka(pooled[(a.id, sa.name)], pooled[(b.id, sb.name)]) for sb in b.stages]
+        vals = np.array([[acc.value((a.id, sa.name), (b.id, sb.name)) for sb in b.stages]
                          for sa in a.stages])
         for (x, sa), (y, sb) in ((p, q) for p in enumerate(a.stages) for q in enumerate(b.stages)):
             rows.append({"model_a": a.id, "stage_a": sa.name, "model_b": b.id, "stage_b": sb.name,

@@ -2,7 +2,7 @@
 
 from .across import CovarianceAccumulator, PCAFit, joint_rgb, joint_scale, pixels, project
 from .channels import pick_channels
-from .cka import linear_cka, resize_map
+from .cka import CkaAccumulator, linear_cka, resize_map
 from .claim_metrics import group_metrics, image_metrics
 from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
 from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, stage_dims
@@ -43,6 +43,7 @@ __all__ = [
     "joint_rgb",
     "resolution_sweep",
     "joint_scale",
+    "CkaAccumulator",
     "linear_cka",
     "mask_iou",
     "minmax",

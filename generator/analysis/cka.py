@@ -8,7 +8,7 @@ from ._threads import on_one_blas_thread
 from .device import analysis_device, to_device
 from .pca import check_fmap
 
-__all__ = ["linear_cka", "resize_map"]
+__all__ = ["CkaAccumulator", "linear_cka", "resize_map"]
 
 
 def _check_rows(a: np.ndarray, name: str) -> np.ndarray:
@@ -62,6 +62,87 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     if den == 0.0:
         return 0.0
     return float(min(max(num / den, 0.0), 1.0))
+
+
+class CkaAccumulator:
+    """Linear CKA between many feature sets of the same positions, streamed chunk by chunk.
+
+    The rows (positions) arrive in chunks, e.g. one image at a time; memory holds only the
+    cross products, ``D_u x D_v`` per pair, never the pooled rows, so it stays flat however
+    many images there are. The result equals :func:`linear_cka` of the pooled rows up to
+    rounding (float64; each set is shifted by its first chunk's mean before accumulating, so
+    a large common offset does not cancel the centred sums).
+
+    Parameters
+    ----------
+    pairs : sequence of (name, name)
+        The pairs of feature sets whose CKA is wanted; a set may appear in many pairs.
+
+    Examples
+    --------
+    >>> acc = CkaAccumulator([("a", "b")])
+    >>> for chunk in chunks:                    # doctest: +SKIP
+    ...     acc.update({"a": xa, "b": xb})      # (N_i, D_a) and (N_i, D_b), same N_i
+    >>> acc.value("a", "b")                     # doctest: +SKIP
+    """
+
+    def __init__(self, pairs):
+        self.pairs = sorted({tuple(p) for p in pairs})
+        self.names = sorted({n for p in self.pairs for n in p})
+        self.n = 0
+        self._shift: dict = {}
+        self._sum: dict = {}
+        self._prod: dict = {}
+
+    @on_one_blas_thread
+    def update(self, rows: dict) -> None:
+        """Add one chunk: ``{name: (N, D_name) array}`` for every name of the pairs, same N."""
+        if not self.names:
+            return
+        missing = [n for n in self.names if n not in rows]
+        if missing:
+            raise ValueError(f"chunk lacks feature sets {missing}")
+        xs = {n: _check_rows(rows[n], f"rows[{n!r}]") for n in self.names}
+        ns = {x.shape[0] for x in xs.values()}
+        if len(ns) != 1:
+            raise ValueError(f"every feature set of a chunk must have the same rows, got {sorted(ns)}")
+        for n, x in xs.items():
+            if n not in self._shift:
+                self._shift[n] = x.mean(axis=0)
+                self._sum[n] = np.zeros(x.shape[1])
+            elif x.shape[1] != self._shift[n].shape[0]:
+                raise ValueError(f"rows[{n!r}] has {x.shape[1]} columns, earlier chunks {self._shift[n].shape[0]}")
+            x -= self._shift[n]
+            self._sum[n] += x.sum(axis=0)
+        for u, v in self._all_products():
+            term = xs[u].T @ xs[v]
+            if (u, v) in self._prod:
+                self._prod[(u, v)] += term
+            else:
+                self._prod[(u, v)] = term
+        self.n += ns.pop()
+
+    def _all_products(self):
+        return sorted(set(self.pairs) | {(n, n) for n in self.names})
+
+    def _centred(self, u, v) -> np.ndarray:
+        return self._prod[(u, v)] - np.outer(self._sum[u], self._sum[v]) / self.n
+
+    def value(self, u, v) -> float:
+        """Linear CKA in [0, 1] of sets ``u`` and ``v`` over every row seen (0.0 if either is
+        constant), as :func:`linear_cka`."""
+        if (u, v) not in self.pairs:
+            if (v, u) in self.pairs:
+                u, v = v, u
+            else:
+                raise KeyError(f"pair ({u!r}, {v!r}) was not asked for")
+        if self.n == 0:
+            raise ValueError("no rows yet: call update() first")
+        num = float(np.linalg.norm(self._centred(u, v)) ** 2)
+        den = float(np.linalg.norm(self._centred(u, u)) * np.linalg.norm(self._centred(v, v)))
+        if den == 0.0:
+            return 0.0
+        return float(min(max(num / den, 0.0), 1.0))
 
 
 def _cka_terms_torch(a, b) -> tuple[float, float]:
