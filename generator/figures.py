@@ -1,5 +1,5 @@
-"""Arrays -> picture files. Maps with Pillow, histograms as hand-drawn SVG, other plots with
-matplotlib; no statistics here.
+"""Arrays -> picture files. Maps with Pillow, histograms and heatmaps as hand-drawn SVG
+(matplotlib only for its colormaps); no statistics here.
 
 Every writer returns the file's path relative to the site root. File names are the sha256
 of the bytes, so identical pictures are written once and builds are byte-identical.
@@ -33,11 +33,14 @@ __all__ = [
 NEUTRAL = np.array([0.5, 0.5, 0.5], dtype=np.float32)  # background in masked maps
 
 
+@lru_cache(maxsize=16)
 def colormap_lut(name: str, n: int = 256) -> np.ndarray:
-    """(n, 3) uint8 lookup table of a matplotlib colormap."""
+    """(n, 3) uint8 lookup table of a matplotlib colormap (read-only, shared)."""
     from matplotlib import colormaps
 
-    return (colormaps[name](np.linspace(0, 1, n))[:, :3] * 255).round().astype(np.uint8)
+    lut = (colormaps[name](np.linspace(0, 1, n))[:, :3] * 255).round().astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
 
 
 def _upsample(img: Image.Image, size: tuple[int, int] | None) -> Image.Image:
@@ -325,20 +328,33 @@ def hist_figure(
 
 
 def heatmap_figure(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str,
-                   xlabel: str, ylabel: str):
-    """A labelled heatmap of values in [0, 1] with each cell's value written in it."""
-    import matplotlib
+                   xlabel: str, ylabel: str) -> SvgFigure:
+    """A labelled heatmap of values in [0, 1] (viridis) with each cell's value written in it.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(0.7 * len(cols) + 1.8, 0.55 * len(rows) + 1.4), dpi=100)
-    ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(cols)), cols, fontsize=8)
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    return fig
+    values : (len(rows), len(cols)) array of floats in [0, 1] (clipped for the colour only).
+    Drawn directly as SVG (``figure_templates/heatmap.svg.j2``): 62 x 34 px cells, light text on
+    dark cells, each cell's row, column and value as its tooltip.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (len(rows), len(cols)):
+        raise ValueError(f"values must be {len(rows)}x{len(cols)} (rows x cols), got shape {v.shape}")
+    lut = colormap_lut("viridis")
+    cell_w, cell_h = 62, 34
+    longest = max((len(str(r)) for r in rows), default=0)
+    left = 40 + round(6.5 * longest)
+    top, bottom, right = 34, 44, 14
+    grid_w, grid_h = cell_w * len(cols), cell_h * len(rows)
+    cells = []
+    for (i, j), x in np.ndenumerate(v):
+        rgb = lut[int(round(float(np.clip(x, 0.0, 1.0)) * (len(lut) - 1)))]
+        cells.append({"x": j * cell_w, "y": i * cell_h, "fill": "#%02x%02x%02x" % tuple(int(c) for c in rgb),
+                      "ink": "#ffffff" if x < 0.6 else "#000000", "label": f"{x:.2f}",
+                      "tip": f"{rows[i]} \u00d7 {cols[j]}: {x:.3f}"})
+    # About 7 px per character of the 12 px title: the picture is widened so it never clips.
+    width = max(left + grid_w + right, round(7 * len(title)) + 20)
+    svg = _svg_env().get_template("heatmap.svg.j2").render(
+        width=width, height=top + grid_h + bottom, left=left, top=top, grid_w=grid_w,
+        grid_h=grid_h, cell_w=cell_w, cell_h=cell_h, cells=cells, title=title, xlabel=xlabel, ylabel=ylabel,
+        rows=[{"pos": (i + 0.5) * cell_h, "label": r} for i, r in enumerate(rows)],
+        cols=[{"pos": (j + 0.5) * cell_w, "label": c} for j, c in enumerate(cols)])
+    return SvgFigure(svg)

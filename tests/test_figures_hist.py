@@ -1,4 +1,4 @@
-"""The hand-drawn histogram SVG: valid, escaped, one curve per model and view, heights true."""
+"""The hand-drawn SVG figures (histograms, heatmaps): valid, escaped, heights and cells true."""
 from __future__ import annotations
 
 import re
@@ -77,3 +77,24 @@ def test_nice_ticks_are_round_inside_and_few(lo, hi):
     assert np.allclose(steps, steps[0])
     mant = steps[0] / 10 ** np.floor(np.log10(steps[0]))
     assert any(np.isclose(mant, m) for m in (1, 2, 2.5, 5))
+
+
+def test_heatmap_cells_show_their_values_in_place():
+    # A planted diagonal: each cell's text and tooltip carry its value, in row-major place,
+    # the high cells take viridis' top colour with dark ink, the low ones its bottom with light ink.
+    from generator.figures import colormap_lut, heatmap_figure
+
+    v = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    svg = heatmap_figure(v, ["C2", "C3"], ["B3", "B6", "B9"], title="a <b> vs c", xlabel="x", ylabel="y").svg
+    root = ET.fromstring(svg)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    rects = [r for r in root.iterfind(".//s:g/s:rect", ns) if r.find("s:title", ns) is not None]
+    assert [r.find("s:title", ns).text for r in rects][:2] == ["C2 \u00d7 B3: 1.000", "C2 \u00d7 B6: 0.000"]
+    top, bottom = ("#%02x%02x%02x" % tuple(int(c) for c in colormap_lut("viridis")[k]) for k in (255, 0))
+    fills = [r.get("fill") for r in rects]
+    assert fills == [top, bottom, bottom, bottom, top, bottom]
+    xs = [(float(r.get("x")), float(r.get("y"))) for r in rects]
+    assert xs[4] == (62.0, 34.0)  # row 1, column 1
+    assert "a &lt;b&gt; vs c" in svg  # titles are escaped
+    with pytest.raises(ValueError, match="2x3"):
+        heatmap_figure(v.T, ["C2", "C3"], ["B3", "B6", "B9"], title="t", xlabel="x", ylabel="y")
