@@ -76,6 +76,8 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     discard_edits: bool = typer.Option(False, "--discard-edits", help="Replace files of the old site "
                                        "that were edited since it was built (files you added are always kept)."),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Analyses computed at once (threads); 0: one "
+                             "per CPU core, at most 4. Each holds its own maps, so memory grows with it."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
     from .analyses import AnalysisLoadError
@@ -88,7 +90,7 @@ def build(
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
-                        keep_going=keep_going, fetch=fetch, discard_edits=discard_edits)
+                        keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs)
     try:
         summary = run_build(cfg, opts)
     except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:

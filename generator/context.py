@@ -56,6 +56,10 @@ class BuildContext:
             return load_stage(self.cache, self.keys[model][image], stage)
         return load_stage(self.cache, self.extra_keys[resolution][model][image], stage)
 
+    def fmap_channel(self, model: str, image: str, stage: str, channel: int) -> np.ndarray:
+        """(h, w) float32: one channel of :meth:`fmap` at the build's resolution, read alone."""
+        return load_stage(self.cache, self.keys[model][image], stage, channel)
+
     def has_resolution(self, resolution: int, model: str) -> bool:
         """Whether ``model``'s features were extracted at the extra ``resolution``."""
         return model in self.extra_keys.get(resolution, {})

@@ -284,9 +284,12 @@ def extract_all(
     return keys
 
 
-def load_stage(cache: FeatureCache, key: str, stage: str) -> np.ndarray:
-    """One stage (C, H, W) float32 of a cache entry; the entry must exist."""
+def load_stage(cache: FeatureCache, key: str, stage: str, channel: int | None = None) -> np.ndarray:
+    """One stage (C, H, W) float32 of a cache entry, or only its ``channel`` (H, W) (read alone
+    from the file, not the whole stage); the entry must exist."""
     from safetensors import safe_open
 
     with safe_open(str(cache.path(key)), framework="numpy") as f:
-        return f.get_tensor(stage)
+        if channel is None:
+            return f.get_tensor(stage)
+        return f.get_slice(stage)[int(channel)]

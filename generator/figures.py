@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -145,7 +146,11 @@ def matches_name(name: str, data: bytes) -> bool:
 
 
 class FigureWriter:
-    """Writes pictures under ``<site>/assets/fig/`` by content hash."""
+    """Writes pictures under ``<site>/assets/fig/`` by content hash.
+
+    Analyses may run at the same time in threads: each gets its own writer from :meth:`fork`
+    (its own ``log``, the files it handed out), all sharing one set of written files.
+    """
 
     def __init__(self, site: Path):
         self.site = Path(site)
@@ -153,13 +158,22 @@ class FigureWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written: set[str] = set()
         self.log: list[str] = []  # every file handed out, in order (a section's files = a slice)
+        self._lock = threading.Lock()
+
+    def fork(self) -> "FigureWriter":
+        """A writer into the same folder with an empty log, sharing the written set (thread-safe)."""
+        child = object.__new__(FigureWriter)
+        child.site, child.folder, child.written, child._lock = self.site, self.folder, self.written, self._lock
+        child.log = []
+        return child
 
     def _write(self, data: bytes, ext: str) -> str:
         name = content_name(data, ext)
         rel = f"assets/fig/{name}"
-        if rel not in self.written:
-            (self.folder / name).write_bytes(data)
-            self.written.add(rel)
+        with self._lock:
+            if rel not in self.written:
+                (self.folder / name).write_bytes(data)
+                self.written.add(rel)
         self.log.append(rel)
         return rel
 

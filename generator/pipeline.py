@@ -13,14 +13,15 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from .config import ConfigError, ReportConfig, closest
-from .analyses import Analysis, get_analysis, list_analyses, load_user_analyses
+from .analyses import Analysis, SectionOutput, get_analysis, list_analyses, load_user_analyses
+from .analysis._threads import one_blas_thread
 from .context import BuildContext
 from .features import FeatureCache, check_device, extract_all, model_identity
 from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
@@ -58,6 +59,7 @@ class BuildOptions:
     site_src: Path | None = None  # default: the config file's folder
     templates: Path | None = None  # default: the theme inside the package (generator/theme)
     analyses: tuple[str, ...] | None = None  # default: all registered
+    jobs: int = 0  # analyses at once; 0: one per core (at most 4), see analysis_jobs
     discard_edits: bool = False  # replace files of the old site that the user edited
 
 
@@ -382,32 +384,96 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                        dtype=opts.dtype, extra_keys=extracted.extra_keys,
                        reference_masks=decoded.reference_masks,
                        crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
+    sections = SectionCache(cache_dir())
+    done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs))
     results: dict[str, Any] = {}
     figures: list[Figure] = []
     tables: list[Table] = []
     explorer = None
-    sections = SectionCache(cache_dir())
-    with progress.phase("analyses and figures", len(plan.analyses)) as advance:
-        for a in plan.analyses:
-            # The module's source is in the key: an edited user analysis is computed again.
-            key = section_key(f"{a.name}:{a.source_sha256}", ctx)
-            hit = sections.get(key, site)
-            if hit is not None:
-                sec, files = hit
-                ctx.writer.written.update(files)
-            else:
-                start = len(ctx.writer.log)
-                sec = a.run(ctx)
-                sections.put(key, sec, sorted(set(ctx.writer.log[start:])), site)
-            for kind in a.provides:
-                ctx.artifacts[kind] = kind(sec.shared[kind.key])
-            results.update(sec.results)
-            figures += sec.figures
-            tables += sec.tables
-            explorer = sec.explorer or explorer
-            advance(1)
+    for a in plan.analyses:  # merged in report order, however they were scheduled
+        sec = done[a.name]
+        results.update(sec.results)
+        figures += sec.figures
+        tables += sec.tables
+        explorer = sec.explorer or explorer
     return Analysed(results=results, figures=tuple(figures), tables=tuple(tables), explorer=explorer,
                     files=len(ctx.writer.written), computed=sections.computed, reused=sections.hits)
+
+
+def analysis_jobs(jobs: int) -> int:
+    """How many analyses run at once: ``jobs`` if positive, else the cores this process may use
+    (at most 4: each running analysis holds its own maps, so memory grows with the count)."""
+    if jobs > 0:
+        return jobs
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: SectionCache, site: Path,
+                  progress: Progress, *, jobs: int) -> dict[str, SectionOutput]:
+    """Every analysis's output, from the section cache or computed, ``jobs`` at a time.
+
+    An analysis starts once the artifacts it declares in its needs have been provided by the
+    analyses that make them; it works on its own copy of the context (its own figure writer,
+    the artifacts present when it started), so outputs do not depend on the schedule. Dense
+    linear algebra stays on one BLAS thread per analysis: the parallelism is across analyses.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    done: dict[str, SectionOutput] = {}
+    keys = {}
+    todo: list[Analysis] = []
+
+    def provide(a: Analysis, sec: SectionOutput) -> None:
+        for kind in a.provides:
+            ctx.artifacts[kind] = kind(sec.shared[kind.key])
+
+    with progress.phase("analyses and figures", len(analyses)) as advance, one_blas_thread():
+        for a in analyses:
+            # The module's source is in the key: an edited user analysis is computed again.
+            keys[a.name] = section_key(f"{a.name}:{a.source_sha256}", ctx)
+            hit = sections.get(keys[a.name], site)
+            if hit is None:
+                todo.append(a)
+                continue
+            sec, files = hit
+            ctx.writer.written.update(files)
+            provide(a, sec)
+            done[a.name] = sec
+            advance(1)
+
+        def run(a: Analysis) -> tuple[SectionOutput, list[str]]:
+            own = replace(ctx, writer=ctx.writer.fork(), artifacts=dict(ctx.artifacts))
+            sec = a.run(own)
+            return sec, sorted(set(own.writer.log))
+
+        running: dict = {}
+        with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="analysis") as pool:
+            try:
+                while todo or running:
+                    ready = [a for a in todo if all(k in ctx.artifacts for k in a.needs(ctx.cfg).artifacts)]
+                    for a in ready[:max(0, jobs - len(running))]:
+                        todo.remove(a)
+                        running[pool.submit(run, a)] = a
+                    if not running:  # _plan_analyses checked the order, so this cannot happen
+                        raise BuildError("analyses wait for artifacts no analysis provides: "
+                                         + ", ".join(a.name for a in todo))
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in sorted(finished, key=lambda f: running[f].order):
+                        a = running.pop(fut)
+                        sec, files = fut.result()
+                        sections.put(keys[a.name], sec, files, site)
+                        provide(a, sec)
+                        done[a.name] = sec
+                        advance(1)
+            except BaseException:
+                for fut in running:
+                    fut.cancel()
+                raise
+    return done
 
 
 def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,

@@ -111,3 +111,20 @@ def test_stage_dims_fit_the_budget():
     assert stage_dims([10, 10], [4, 100], 64, budget) == [4, 64]  # capped by channels
     with pytest.raises(ValueError, match="do not fit"):
         stage_dims([10_000], [8], 8, 1000)
+
+
+def test_cosine_error_is_the_error_over_the_drawn_pairs():
+    # The sampled-rows shortcut must equal the definition: exact unit cosines of all positions,
+    # the same seeded draw of pairs, code cosines of the same pairs (a zero map included).
+    from generator.analysis.explorer import _unit_pixels, cosine_error, explorer_int8
+
+    rng = np.random.default_rng(1)
+    fms = [rng.normal(size=(24, 9, 11)).astype(np.float32) for _ in range(3)] + [np.zeros((24, 2, 3), np.float32)]
+    codes = explorer_int8(fms, 6)
+    exact = np.concatenate([_unit_pixels(f) for f in fms])
+    approx = np.concatenate([c.reshape(-1, 6).astype(np.float64) for c in codes])
+    n = np.linalg.norm(approx, axis=1, keepdims=True)
+    approx /= np.where(n > 0, n, 1.0)
+    a, b = np.random.default_rng(4).integers(0, exact.shape[0], size=(2, 500))
+    err = np.abs((exact[a] * exact[b]).sum(1) - (approx[a] * approx[b]).sum(1))
+    assert cosine_error(fms, codes, pairs=500, seed=4) == (float(err.max()), float(err.mean()))

@@ -179,3 +179,22 @@ def test_histogram_errors():
         histogram(lambda: iter([]), np.array([0.0, np.inf]))
     with pytest.raises(ValueError, match="histogram got 1 non-finite values"):
         histogram(lambda: iter([np.array([np.nan, 1.0])]), np.array([0.0, 1.0]))
+
+
+def test_histograms_in_one_walk_equal_numpy_per_edge_set():
+    from generator.analysis import histograms
+
+    rng = np.random.default_rng(2)
+    parts = [rng.normal(size=(3, 40, 50)).astype(np.float32) for _ in range(4)]
+    pooled = np.concatenate([p.ravel() for p in parts]).astype(np.float64)
+    walks = []
+
+    def chunks():
+        walks.append(1)
+        return iter(parts)
+
+    sets = [np.linspace(-5, 5, 101), np.linspace(-1, 1, 7), np.array([-3.0, -1.0, 0.0, 2.5])]
+    got = histograms(chunks, sets)
+    assert len(walks) == 1
+    for e, h in zip(sets, got):
+        assert h.tolist() == np.histogram(pooled[(pooled >= e[0]) & (pooled <= e[-1])], e)[0].tolist()

@@ -74,3 +74,14 @@ def test_verified_entries_are_trusted_until_their_file_changes(tmp_path, monkeyp
     p.write_bytes(bytes(data))
     assert not cache.has(keys["im0"]) and cache.stats.damaged == 1 and not p.exists()
     assert cache.has(keys["im1"])
+
+
+def test_load_stage_reads_one_channel_alone(tmp_path):
+    from generator.features import FeatureCache, load_stage
+
+    cache = FeatureCache(tmp_path)
+    x = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    cache.put("ab" * 32, {"C2": x, "C3": x[:, ::2, ::2].copy()})
+    for c in range(5):
+        assert np.array_equal(load_stage(cache, "ab" * 32, "C2", c), x[c])
+    assert np.array_equal(load_stage(cache, "ab" * 32, "C3"), x[:, ::2, ::2])

@@ -23,8 +23,9 @@ def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks,
     nb = ctx.cfg.analysis.hist_bins
     full = A.shared_bin_edges(min(stats[m.id].min for m in models), max(stats[m.id].max for m in models), nb)
     crop = A.shared_bin_edges(min(stats[m.id].p1 for m in models), max(stats[m.id].p99 for m in models), nb)
-    cf = {m.label: A.histogram(chunks[m.id], full) for m in models}
-    cc = {m.label: A.histogram(chunks[m.id], crop) for m in models}
+    both = {m.label: A.histograms(chunks[m.id], (full, crop)) for m in models}  # one walk per model
+    cf = {label: h[0] for label, h in both.items()}
+    cc = {label: h[1] for label, h in both.items()}
     names = " vs ".join(m.label for m in models)
     return Panel(ctx.writer.plot(hist_figure(full, cf, crop, cc, title=stage), tight=False),
                  f"Histograms of {what} at stage {stage} (linear, log y, 1st-99th percentile): {names}", "")
@@ -54,7 +55,7 @@ def feature_stats(ctx: BuildContext) -> SectionOutput:
             c = A.pick_channels(st.channels, 1, ctx.cfg.seed, f"channel-stats:{stage}:{st.channels}")[0]
             chans[m.id] = c
             chunks[m.id] = (lambda mid=m.id, st=stage: (ctx.fmap(mid, i, st) for i in ids))
-            ch_chunks[m.id] = (lambda mid=m.id, st=stage, c=c: (ctx.fmap(mid, i, st)[c] for i in ids))
+            ch_chunks[m.id] = (lambda mid=m.id, st=stage, c=c: (ctx.fmap_channel(mid, i, st, c) for i in ids))
             stats[m.id] = A.feature_stats(chunks[m.id])
             ch_stats[m.id] = A.feature_stats(ch_chunks[m.id])
             all_rows.append({"model": m.id, "stage": stage, **_stats_row(stats[m.id])})

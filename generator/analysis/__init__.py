@@ -13,7 +13,7 @@ from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
                       speck_share, subject_iou)
 from .sweep import SweepPoint, resolution_sweep
-from .stats import FeatureStats, feature_stats, histogram, shared_bin_edges
+from .stats import FeatureStats, feature_stats, histogram, histograms, shared_bin_edges
 
 __all__ = [
     "CovarianceAccumulator",
@@ -37,6 +37,7 @@ __all__ = [
     "foreground_mask",
     "group_metrics",
     "histogram",
+    "histograms",
     "image_metrics",
     "instance_labels",
     "instance_separation",

@@ -156,15 +156,25 @@ def cosine_error(fmaps: Sequence[np.ndarray], codes: Sequence[np.ndarray], pairs
     -------
     (max_abs, mean_abs) : floats, in cosine units.
     """
-    exact = np.concatenate([_unit_pixels(f) for f in fmaps])
+    sizes = [int(np.prod(np.shape(f)[1:])) for f in fmaps]
     approx = np.concatenate([np.asarray(c, dtype=np.float64).reshape(-1, c.shape[-1]) for c in codes])
-    if exact.shape[0] != approx.shape[0]:
-        raise ValueError(f"fmaps have {exact.shape[0]} positions, codes {approx.shape[0]}")
+    if sum(sizes) != approx.shape[0]:
+        raise ValueError(f"fmaps have {sum(sizes)} positions, codes {approx.shape[0]}")
     norm = np.linalg.norm(approx, axis=1, keepdims=True)
     approx = approx / np.where(norm > 0, norm, 1.0)
     rng = np.random.default_rng(seed)
-    a, b = rng.integers(0, exact.shape[0], size=(2, pairs))
-    err = np.abs((exact[a] * exact[b]).sum(1) - (approx[a] * approx[b]).sum(1))
+    a, b = rng.integers(0, approx.shape[0], size=(2, pairs))
+    # Only the drawn positions are normalised, not every position of every map.
+    drawn = np.unique(np.concatenate([a, b]))
+    starts = np.cumsum([0] + sizes)
+    rows = []
+    for k, f in enumerate(fmaps):
+        local = drawn[(drawn >= starts[k]) & (drawn < starts[k + 1])] - starts[k]
+        fm = np.asarray(f)
+        rows.append(_unit_pixels(fm.reshape(fm.shape[0], -1)[:, local]))
+    exact = np.concatenate(rows)
+    ia, ib = np.searchsorted(drawn, a), np.searchsorted(drawn, b)
+    err = np.abs((exact[ia] * exact[ib]).sum(1) - (approx[a] * approx[b]).sum(1))
     return float(err.max()), float(err.mean())
 
 

@@ -8,7 +8,7 @@ iterator, and walks it a few times instead of holding the data.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -327,6 +327,31 @@ def histogram(chunks: Callable[[], Iterable[np.ndarray]], edges: np.ndarray) -> 
     ValueError
         If `edges` is malformed or any value is NaN/inf.
     """
+    return histograms(chunks, [edges])[0]
+
+
+def histograms(chunks: Callable[[], Iterable[np.ndarray]], edge_sets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Several :func:`histogram` s of the same values in one walk over the chunks.
+
+    Parameters
+    ----------
+    chunks : callable returning an iterable of array_like; walked once.
+    edge_sets : sequence of (nbins_k + 1,) edges, each as for :func:`histogram`.
+
+    Returns
+    -------
+    list of (nbins_k,) ndarray of int64, one per edge set, in order.
+    """
+    plans = [_edge_plan(e) for e in edge_sets]
+    counts = [np.zeros(p[0].size - 1, dtype=np.int64) for p in plans]
+    for x in _chunk_values(chunks, "histogram"):
+        v_all = x.astype(np.float64, copy=False)
+        for (e, uniform, scale), out in zip(plans, counts):
+            out += _bin_counts(v_all, e, uniform, scale)
+    return counts
+
+
+def _edge_plan(edges: np.ndarray) -> tuple[np.ndarray, bool, float]:
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.size < 2:
         raise ValueError(f"edges must be 1-D with at least 2 entries, got shape {e.shape}")
@@ -335,26 +360,26 @@ def histogram(chunks: Callable[[], Iterable[np.ndarray]], edges: np.ndarray) -> 
     if not np.all(np.diff(e) > 0):
         raise ValueError("edges must be strictly increasing, got "
                          f"a step <= 0 at index {int(np.argmin(np.diff(e) > 0))}")
-    nb = e.size - 1
-    counts = np.zeros(nb, dtype=np.int64)
-    lo, hi = float(e[0]), float(e[-1])
     d = np.diff(e)
     uniform = bool(np.all(np.abs(d - d.mean()) <= 1e-9 * d.mean()))
-    scale = nb / (hi - lo)
-    for x in _chunk_values(chunks, "histogram"):
-        v = x.astype(np.float64, copy=False)
-        v = v[(v >= lo) & (v <= hi)]
-        if not v.size:
-            continue
-        if uniform:
-            # Fast guess, then the same edge comparisons np.histogram makes, so
-            # values on or next to an edge land exactly where numpy puts them.
-            idx = ((v - lo) * scale).astype(np.int64)
-            np.clip(idx, 0, nb - 1, out=idx)
-            idx -= v < e[idx]
-            idx += (v >= e[idx + 1]) & (idx < nb - 1)
-        else:
-            idx = np.searchsorted(e, v, side="right") - 1
-            idx[idx == nb] = nb - 1
-        counts += np.bincount(idx, minlength=nb)
-    return counts
+    return e, uniform, (e.size - 1) / (float(e[-1]) - float(e[0]))
+
+
+def _bin_counts(v_all: np.ndarray, e: np.ndarray, uniform: bool, scale: float) -> np.ndarray:
+    """Counts of float64 values in the bins of edges ``e`` (values outside are dropped)."""
+    nb = e.size - 1
+    lo, hi = float(e[0]), float(e[-1])
+    v = v_all[(v_all >= lo) & (v_all <= hi)]
+    if not v.size:
+        return np.zeros(nb, dtype=np.int64)
+    if uniform:
+        # Fast guess, then the same edge comparisons np.histogram makes, so
+        # values on or next to an edge land exactly where numpy puts them.
+        idx = ((v - lo) * scale).astype(np.int64)
+        np.clip(idx, 0, nb - 1, out=idx)
+        idx -= v < e[idx]
+        idx += (v >= e[idx + 1]) & (idx < nb - 1)
+    else:
+        idx = np.searchsorted(e, v, side="right") - 1
+        idx[idx == nb] = nb - 1
+    return np.bincount(idx, minlength=nb)
