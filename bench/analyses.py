@@ -1,18 +1,22 @@
 """Seconds each analysis adds to a cold build, from a warm feature cache.
 
-    python bench/analyses.py [--config site_src/report.toml] [--only NAME ...] [--repeat N]
+    python bench/analyses.py [--config site_src/report.toml] [--images DIR] [--only NAME ...]
+                             [--repeat N] [--profile NAME]
 
 Runs the phases up to the analyses in this process (``--random-init``; the extract phase fills
 the feature cache when it is cold, and is not timed), then calls each registered analysis' ``run`` directly,
 in report order, without the section cache: the time is what a build spends on that analysis
 when its section has to be computed (reading maps from the feature cache, the arithmetic and
 writing its pictures). Artifacts one analysis provides to later ones are passed on as in a
-build. Prints one line per analysis, best of ``--repeat`` runs.
+build. Prints one line per analysis, best of ``--repeat`` runs; ``--profile NAME`` adds a
+cProfile listing (top functions by own time) of that analysis's last run.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -26,6 +30,8 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "site_src" / "report.toml")
     ap.add_argument("--only", nargs="*", default=None, help="Time only these analyses (and what they need).")
     ap.add_argument("--repeat", type=int, default=1, help="Runs per analysis; the best is printed.")
+    ap.add_argument("--images", type=Path, default=None, help="Build from this folder of images (as dinoreport build --images).")
+    ap.add_argument("--profile", default=None, help="Print a cProfile listing of this analysis.")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,7 +42,12 @@ def main() -> None:
     from generator.pipeline import BuildOptions, decode, extract, resolve
     from generator.progress import Progress
 
-    cfg = load_config(args.config)
+    if args.images is not None:
+        from generator.cli import _load
+
+        cfg = _load(args.config, args.images)
+    else:
+        cfg = load_config(args.config)
     with tempfile.TemporaryDirectory(prefix="dinoreport-bench-analyses-") as tmp:
         opts = BuildOptions(out=Path(tmp) / "site", random_init=True, quiet=True)
         plan = resolve(cfg, opts)
@@ -62,14 +73,21 @@ def main() -> None:
             best, sec = float("inf"), None
             for _ in range(max(1, args.repeat)):
                 start = len(ctx.writer.log)
+                prof = cProfile.Profile() if a.name == args.profile else None
                 t = time.perf_counter()
+                if prof is not None:
+                    prof.enable()
                 sec = a.run(ctx)
+                if prof is not None:
+                    prof.disable()
                 best = min(best, time.perf_counter() - t)
                 pictures = len(ctx.writer.log) - start
             for kind in a.provides:
                 ctx.artifacts[kind] = kind(sec.shared[kind.key])
             total += best
             print(f"{a.name:<20}{best:>9.2f}{pictures:>10}")
+            if prof is not None:
+                pstats.Stats(prof).sort_stats("tottime").print_stats(20)
         print(f"{'all of the above':<20}{total:>9.2f}")
 
 

@@ -67,6 +67,7 @@ class BuildOptions:
 class BuildSummary:
     out: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    analysis_seconds: dict[str, float] = field(default_factory=dict)  # computed analyses only, wall
     computed: int = 0
     reused: int = 0
     damaged: int = 0
@@ -197,6 +198,7 @@ class Analysed:
     files: int  # picture files in the site
     computed: int
     reused: int
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of each computed analysis
 
 
 # --------------------------------------------------------------------------- the build
@@ -233,6 +235,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
                 extracted.cache.stats.computed, extracted.cache.stats.hits, extracted.cache.stats.damaged)
             summary.figures = analysed.files
             summary.sections_computed, summary.sections_reused = analysed.computed, analysed.reused
+            summary.analysis_seconds = analysed.seconds
             write_out(cfg, opts, plan, decoded, extracted, analysed, summary, tmp)
             outdir.swap_in(tmp, out)
         except BaseException:
@@ -385,7 +388,9 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                        reference_masks=decoded.reference_masks,
                        crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
     sections = SectionCache(cache_dir())
-    done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs))
+    seconds: dict[str, float] = {}
+    done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs),
+                         seconds=seconds)
     results: dict[str, Any] = {}
     figures: list[Figure] = []
     tables: list[Table] = []
@@ -397,7 +402,8 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
         tables += sec.tables
         explorer = sec.explorer or explorer
     return Analysed(results=results, figures=tuple(figures), tables=tuple(tables), explorer=explorer,
-                    files=len(ctx.writer.written), computed=sections.computed, reused=sections.hits)
+                    files=len(ctx.writer.written), computed=sections.computed, reused=sections.hits,
+                    seconds={a.name: seconds[a.name] for a in plan.analyses if a.name in seconds})
 
 
 def analysis_jobs(jobs: int) -> int:
@@ -413,13 +419,14 @@ def analysis_jobs(jobs: int) -> int:
 
 
 def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: SectionCache, site: Path,
-                  progress: Progress, *, jobs: int) -> dict[str, SectionOutput]:
+                  progress: Progress, *, jobs: int, seconds: dict[str, float]) -> dict[str, SectionOutput]:
     """Every analysis's output, from the section cache or computed, ``jobs`` at a time.
 
     An analysis starts once the artifacts it declares in its needs have been provided by the
     analyses that make them; it works on its own copy of the context (its own figure writer,
     the artifacts present when it started), so outputs do not depend on the schedule. Dense
     linear algebra stays on one BLAS thread per analysis: the parallelism is across analyses.
+    ``seconds`` receives each computed analysis's wall time.
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -447,7 +454,9 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
 
         def run(a: Analysis) -> tuple[SectionOutput, list[str]]:
             own = replace(ctx, writer=ctx.writer.fork(), artifacts=dict(ctx.artifacts))
+            t = time.perf_counter()
             sec = a.run(own)
+            seconds[a.name] = time.perf_counter() - t
             return sec, sorted(set(own.writer.log))
 
         running: dict = {}
@@ -584,6 +593,7 @@ def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dic
         "featured": list(featured),
         "groups": {g: list(ids) for g, ids in groups.items()},
         "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
+        "analysis_seconds": {k: round(v, 3) for k, v in summary.analysis_seconds.items()},
         "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged,
                   "analyses_computed": summary.sections_computed, "analyses_reused": summary.sections_reused},
         "skipped": [list(s) for s in summary.skipped],
