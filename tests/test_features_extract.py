@@ -35,9 +35,10 @@ def test_batched_threaded_extraction_matches_one_image_at_a_time(tmp_path):
     images = {f"im{i}": rng.integers(0, 256, s, dtype=np.uint8) for i, s in enumerate(shapes)}
     cache = FeatureCache(tmp_path / "cache")
     done = []
-    keys = extract_all({"m": 1}, images, cache, make_backbone=_Tiny, device="cpu", batch_size=2,
+    keys = extract_all({"m": 1}, images, cache, make_backbone=_Tiny, device="cpu", cpu_batch_size=2,
                        advance=done.append)
     assert sorted(keys) == sorted(images) and sum(done) == len(images)
+    assert 2 in done  # same-size images went through together
     assert cache.stats.computed == len(images)
     ref = _Tiny()
     for iid, rgb in images.items():
@@ -85,3 +86,13 @@ def test_load_stage_reads_one_channel_alone(tmp_path):
     for c in range(5):
         assert np.array_equal(load_stage(cache, "ab" * 32, "C2", c), x[c])
     assert np.array_equal(load_stage(cache, "ab" * 32, "C3"), x[:, ::2, ::2])
+
+
+def test_cpu_takes_one_image_at_a_time_by_default(tmp_path):
+    # Batching measured slower per image on a CPU: batch_size applies to accelerators only.
+    rng = np.random.default_rng(1)
+    images = {f"im{i}": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for i in range(5)}
+    done = []
+    extract_all({"m": 1}, images, FeatureCache(tmp_path), make_backbone=_Tiny, device="cpu", batch_size=4,
+                advance=done.append)
+    assert done == [1] * 5
