@@ -20,6 +20,7 @@ import pstats
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="Runs per analysis; the best is printed.")
     ap.add_argument("--images", type=Path, default=None, help="Build from this folder of images (as dinoreport build --images).")
     ap.add_argument("--profile", default=None, help="Print a cProfile listing of this analysis.")
+    ap.add_argument("--memory", action="store_true",
+                    help="Also print each analysis's peak of traced allocations (tracemalloc; numpy arrays "
+                         "included; slows the run).")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,7 +67,7 @@ def main() -> None:
         print(f"feature cache warm ({extracted.cache.stats.computed} model×image pairs computed first); "
               f"{len(decoded.images)} images, "
               f"{len(extracted.models)} models, {sum(len(v) for v in decoded.groups.values())} group members")
-        print(f"{'analysis':<20}{'seconds':>9}{'pictures':>10}")
+        print(f"{'analysis':<20}{'seconds':>9}{'pictures':>10}" + (f"{'peak MiB':>10}" if args.memory else ""))
         total = 0.0
         for a in plan.analyses:
             needed = args.only is None or a.name in args.only or any(k in a.provides for n in args.only
@@ -74,6 +78,8 @@ def main() -> None:
             for _ in range(max(1, args.repeat)):
                 start = len(ctx.writer.log)
                 prof = cProfile.Profile() if a.name == args.profile else None
+                if args.memory:
+                    tracemalloc.start()
                 t = time.perf_counter()
                 if prof is not None:
                     prof.enable()
@@ -81,11 +87,14 @@ def main() -> None:
                 if prof is not None:
                     prof.disable()
                 best = min(best, time.perf_counter() - t)
+                if args.memory:
+                    peak = tracemalloc.get_traced_memory()[1] / 2**20
+                    tracemalloc.stop()
                 pictures = len(ctx.writer.log) - start
             for kind in a.provides:
                 ctx.artifacts[kind] = kind(sec.shared[kind.key])
             total += best
-            print(f"{a.name:<20}{best:>9.2f}{pictures:>10}")
+            print(f"{a.name:<20}{best:>9.2f}{pictures:>10}" + (f"{peak:>10.0f}" if args.memory else ""), flush=True)
             if prof is not None:
                 pstats.Stats(prof).sort_stats("tottime").print_stats(20)
         print(f"{'all of the above':<20}{total:>9.2f}")

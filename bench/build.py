@@ -119,6 +119,35 @@ def extraction_flops(cfg, images: dict[str, np.ndarray], highres: dict[int, dict
     return total
 
 
+def extraction_floor(cfg, sets: list[tuple[set[str], dict[str, np.ndarray]]]) -> list[dict]:
+    """Bare forward seconds of the extract phase's work, in this process: per model, every
+    distinct input shape it sees is run twice (the second timed) and counted as often as it
+    occurs; no decoding, cache, threads or hashing. ``sets``: (model ids, {image id: rgb}) for
+    the build's resolution and each extra resolution."""
+    import torch
+
+    from generator.backbones import create_backbone
+
+    rows = []
+    for spec in cfg.models:
+        shapes: dict[tuple, int] = {}
+        for models, imgs in sets:
+            if spec.id in models:
+                for rgb in imgs.values():
+                    shapes[rgb.shape] = shapes.get(rgb.shape, 0) + 1
+        bb = create_backbone(spec, None, seed=cfg.seed)
+        secs = 0.0
+        for shape, count in sorted(shapes.items()):
+            x = bb.normalize(torch.zeros((1,) + shape, dtype=torch.uint8))
+            with torch.inference_mode():
+                bb.forward(x)
+                t = time.perf_counter()
+                bb.forward(x)
+                secs += (time.perf_counter() - t) * count
+        rows.append({"model": spec.id, "pairs": sum(shapes.values()), "seconds": secs})
+    return rows
+
+
 def bf16_drift(cfg, images: dict[str, np.ndarray]) -> list[dict]:
     """Per model: fp32 and bf16 extraction seconds and the largest PC1 / statistics drift.
 
@@ -214,6 +243,8 @@ def main() -> None:
     ap.add_argument("--more", action="store_true",
                     help="Also: narrative change, one image added, throughput/FLOPs, bf16 drift.")
     ap.add_argument("--skip-bf16", action="store_true", help="With --more: leave out the bf16 comparison.")
+    ap.add_argument("--floor", action="store_true",
+                    help="Also time the bare forward passes of the cold build's extraction (its compute floor).")
     ap.add_argument("--scaling", default="", help="Comma-separated image counts for the scaling run, e.g. 25,100,400.")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -258,6 +289,12 @@ def main() -> None:
               f"peak RSS ours {max(cold['rss_mib'], warm['rss_mib']):.0f} MiB (goal <= 2048)")
         c = cold["build"]["cache"]
         print(f"ours computed features for {c['computed']} model x image pairs")
+        analysis_secs = cold["build"].get("analysis_seconds", {})
+        if analysis_secs:
+            print("ours, cold, seconds per analysis (wall, analyses run side by side): " + "  ".join(
+                f"{k}={v:.1f}" for k, v in sorted(analysis_secs.items(), key=lambda kv: -kv[1])))
+        if args.floor:
+            print_floor(config, images, cold)
 
         if args.scaling:
             print(f"\nscaling (cold builds from crops/flips of {images or 'the photos'}):")
@@ -277,6 +314,28 @@ def main() -> None:
             more(args, config, work, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def print_floor(config: Path, images: Path | None, cold: dict) -> None:
+    """The extract phase of the cold build against the bare forward passes of the same work."""
+    from generator.cli import _load
+    from generator.pipeline import BuildOptions, decode, resolve
+    from generator.progress import Progress
+
+    cfg = _load(config, images)
+    opts = BuildOptions(out=Path("unused"), random_init=True, quiet=True)
+    plan = resolve(cfg, opts)
+    with Progress(True) as progress:
+        decoded = decode(cfg, opts, plan, progress, [])
+    sets = [({m.id for m in cfg.models}, decoded.images)]
+    sets += [(set(plan.extra[res]), imgs) for res, imgs in sorted(decoded.extra_images.items())]
+    rows = extraction_floor(cfg, sets)
+    total = sum(r["seconds"] for r in rows)
+    ext = cold["build"]["seconds"]["extract"]
+    print(f"\nextraction floor (bare forward passes, same shapes and counts, one process): {total:.1f} s; "
+          f"the cold build's extract phase took {ext:.1f} s ({ext / total:.2f}x the floor)")
+    for r in rows:
+        print(f"  {r['model']:<24}{r['pairs']:>4} passes {r['seconds']:>7.1f} s")
 
 
 def more(args, config: Path, work: Path, env: dict) -> None:

@@ -79,6 +79,7 @@ class AnalysisConfig:
     hist_bins: int = 100
     explorer_dims: int = 64
     explorer_kb: int = 250  # explorer data per image and model, all stages (kB of base64 text; at most 1500)
+    explorer_images: int = 16  # images per group in the explorer (the first by id): bounds page size and memory
     highres: tuple[int, ...] = (448, 896)
     highres_models: tuple[str, ...] = ()
     # Groups of photos of one kind of subject, on which the part-sharing claim is measured
@@ -278,7 +279,7 @@ def load_config(path: Path) -> ReportConfig:
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
     an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "explorer_kb", "highres",
-                   "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs"})
+                   "explorer_images", "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
@@ -296,6 +297,7 @@ def load_config(path: Path) -> ReportConfig:
         hist_bins=an.get("hist_bins", int, 100),
         explorer_dims=an.get("explorer_dims", int, 64),
         explorer_kb=explorer_kb,
+        explorer_images=an.get("explorer_images", int, 16),
         highres=highres,
         highres_models=an.str_list("highres_models"),
         part_groups=an.str_list("part_groups", ("dogs",)),
@@ -309,6 +311,9 @@ def load_config(path: Path) -> ReportConfig:
         for i, g in enumerate(analysis.part_groups):
             if g not in groups:
                 an.fail(f"analysis.part_groups[{i}]", f"unknown group '{g}'" + _did_you_mean(g, groups))
+    if isinstance(analysis.explorer_images, bool) or not 1 <= analysis.explorer_images <= 200:
+        an.fail("analysis.explorer_images", "must be from 1 to 200 (images per group embedded in the page), "
+                f"got {analysis.explorer_images}")
     if not 2 <= analysis.coseg_k <= 9:
         an.fail("analysis.coseg_k", f"must be from 2 to 9 (one distinct colour per part), got {analysis.coseg_k}")
     if not 0 <= analysis.correspondence_pairs <= 100:

@@ -68,6 +68,7 @@ class BuildSummary:
     out: Path
     seconds: dict[str, float] = field(default_factory=dict)
     analysis_seconds: dict[str, float] = field(default_factory=dict)  # computed analyses only, wall
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # the process's peak at each phase's end
     computed: int = 0
     reused: int = 0
     damaged: int = 0
@@ -217,19 +218,20 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     with _timed(timings, "resolve"):
         plan = resolve(cfg, opts)
     with Progress(opts.quiet) as progress:
-        with _timed(timings, "decode"):
+        with _timed(timings, "decode", summary.peak_rss_mib):
             decoded = decode(cfg, opts, plan, progress, summary.skipped)
         t = time.perf_counter()
         extracted = extract(cfg, opts, plan, decoded, progress)
         timings["load_models"] = extracted.cache.load_seconds
         timings["extract"] = time.perf_counter() - t - extracted.cache.load_seconds
+        summary.peak_rss_mib["extract"] = _peak_rss_mib()
         tmp = outdir.make_tmp(out)
         try:
-            with _timed(timings, "analyse_and_figures"):
+            with _timed(timings, "analyse_and_figures", summary.peak_rss_mib):
                 analysed = analyse(cfg, opts, plan, decoded, extracted, tmp, progress)
             # The data files first: the page links data/results.json only when it is there.
             write_data(analysed, tmp)
-            with _timed(timings, "render"):
+            with _timed(timings, "render", summary.peak_rss_mib):
                 summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
             summary.computed, summary.reused, summary.damaged = (
                 extracted.cache.stats.computed, extracted.cache.stats.hits, extracted.cache.stats.damaged)
@@ -245,10 +247,22 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+def _timed(timings: dict[str, float], name: str, peaks: dict[str, float] | None = None) -> Iterator[None]:
+    """Wall seconds of a phase into ``timings``; the process's peak RSS so far (MiB) into ``peaks``."""
     t = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - t
+    if peaks is not None:
+        peaks[name] = _peak_rss_mib()
+
+
+def _peak_rss_mib() -> float:
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return float("nan")
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20  # macOS reports bytes
 
 
 def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
@@ -594,6 +608,7 @@ def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dic
         "groups": {g: list(ids) for g, ids in groups.items()},
         "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
         "analysis_seconds": {k: round(v, 3) for k, v in summary.analysis_seconds.items()},
+        "peak_rss_mib": {k: round(v) for k, v in summary.peak_rss_mib.items() if v == v},
         "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged,
                   "analyses_computed": summary.sections_computed, "analyses_reused": summary.sections_reused},
         "skipped": [list(s) for s in summary.skipped],

@@ -190,3 +190,18 @@ def test_sweep_and_explorer_results(demo_site):
     assert all(r["bytes_per_image_max"] <= 1_500_000 for r in res["explorer_size"])
     figs = json.loads((demo_site / "data" / "figures.json").read_text())
     assert "resolution_sweep" in {f["kind"] for f in figs}
+
+
+def test_explorer_shows_at_most_explorer_images_per_group(tmp_path):
+    # A group of three with a cap of two: the explorer embeds the first two by id, and only them.
+    from generator.config import load_config
+    from generator.pipeline import BuildOptions, build
+
+    photos = {f"dog_{c}": planted_photo(224, 224, "tl", i) for i, c in enumerate("cab")}
+    cfg = write_project(tmp_path, photos, models=ONE_MODEL, extra="explorer_images = 2\n")
+    summary = build(load_config(cfg), BuildOptions(out=tmp_path / "site", random_init=True, quiet=True))
+    ex = summary.page.explorer
+    assert [g["images"] for g in ex["groups"] if g["id"] == "dog"] == [["dog_a", "dog_b"]]
+    for stages in ex["features"].values():
+        for groups in stages.values():
+            assert sorted(groups["dog"]) == ["dog_a", "dog_b"]

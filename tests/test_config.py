@@ -123,6 +123,7 @@ def test_part_groups_default_and_unknown_group_is_named(tmp_path):
     ('sweep = [224, "x"]', r"analysis\.sweep\[1\]: must be an int"),
     ("sweep = [4]", r"analysis\.sweep\[0\]: must be an int"),
     ("explorer_kb = 4000", r"analysis\.explorer_kb: must be an int from 16 to 1500"),
+    ("explorer_images = 0", r"analysis\.explorer_images: must be from 1 to 200"),
 ])
 def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key):
@@ -131,4 +132,4 @@ def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
 
 def test_sweep_and_explorer_budget_defaults(tmp_path):
     an = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n')).analysis
-    assert an.sweep == (224, 448, 896) and an.explorer_kb == 250
+    assert an.sweep == (224, 448, 896) and an.explorer_kb == 250 and an.explorer_images == 16

@@ -16,8 +16,10 @@ ERROR_PAIRS = 4000
 
 
 def _groups(ctx: BuildContext) -> list[tuple[str, list[str]]]:
-    """The config's groups in name order, then each featured image that is in none, alone."""
-    groups = [(g, list(ids)) for g, ids in sorted(ctx.groups.items()) if ids]
+    """The config's groups in name order (each cut to its first ``analysis.explorer_images``
+    images by id), then each featured image that is in none, alone."""
+    cap = ctx.cfg.analysis.explorer_images
+    groups = [(g, sorted(ids)[:cap]) for g, ids in sorted(ctx.groups.items()) if ids]
     grouped = {i for _, ids in groups for i in ids}
     groups += [(i, [i]) for i in ctx.featured if i not in grouped]
     return groups
@@ -39,13 +41,16 @@ def explorer(ctx: BuildContext) -> SectionOutput:
     for m in ctx.models:
         feats[m.id], errors[m.id] = {}, {}
         for g, ids in groups:
-            maps = {st.name: [ctx.fmap(m.id, i, st.name) for i in ids] for st in m.stages}
-            dims = A.stage_dims([max(f.shape[1] * f.shape[2] for f in maps[st.name]) for st in m.stages],
+            # Grid sizes from the images (every model's stage s has a stride), maps one stage at a time.
+            dims = A.stage_dims([max((ctx.images[i].shape[0] // st.stride) * (ctx.images[i].shape[1] // st.stride)
+                                     for i in ids) for st in m.stages],
                                 [st.channels for st in m.stages], ctx.cfg.analysis.explorer_dims, budget)
             per_image = {i: 0 for i in ids}
             for st, d in zip(m.stages, dims):
-                codes = A.explorer_int8(maps[st.name], dims=d)
-                mx, mean = A.cosine_error(maps[st.name], codes, pairs=ERROR_PAIRS, seed=ctx.cfg.seed)
+                maps = [ctx.fmap(m.id, i, st.name) for i in ids]
+                codes = A.explorer_int8(maps, dims=d)
+                mx, mean = A.cosine_error(maps, codes, pairs=ERROR_PAIRS, seed=ctx.cfg.seed)
+                del maps
                 stage_feats = feats[m.id].setdefault(st.name, {}).setdefault(g, {})
                 for i, c in zip(ids, codes):
                     b64 = base64.b64encode(c.tobytes()).decode("ascii")
