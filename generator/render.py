@@ -36,6 +36,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import re
 import sys
 import traceback
@@ -566,14 +567,23 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     layout = _number(page, *_narrative(page, site_src))
     env = _env(templates)
     sizes: dict[str, tuple[int, int] | None] = {}  # read each picture's header once for both outputs
-    outputs = {name: _page_html(page, layout, env, out, inline, sizes, css, js)
-               for name, inline in (("index.html", False), ("report.html", True))}
+    # One page in memory at a time (the self-contained one carries every picture), each written
+    # beside its final name and renamed only when both are done (serve renders into a live site).
+    parts = []
+    try:
+        for name, inline in (("index.html", False), ("report.html", True)):
+            part = out / f".{name}.part-{os.getpid()}"
+            parts.append((part, out / name))
+            part.write_text(_page_html(page, layout, env, out, inline, sizes, css, js), encoding="utf-8")
+        for part, final in parts:
+            os.replace(part, final)
+    finally:
+        for part, _ in parts:
+            part.unlink(missing_ok=True)
     (out / "assets").mkdir(parents=True, exist_ok=True)
     (out / "assets" / "style.css").write_text(css, encoding="utf-8")
     (out / "assets" / "report.js").write_text(js, encoding="utf-8")
     (out / ".nojekyll").write_text("", encoding="utf-8")
-    for name, text in outputs.items():
-        (out / name).write_text(text, encoding="utf-8")
 
 
 def _narrative(page: ReportPage, site_src: Path) -> tuple[str, list[dict], list[_Block]]:
