@@ -8,7 +8,7 @@ PC1 foreground masks) as the analyses run, in report order; nothing else changes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,22 @@ from .modelmeta import ModelFacts
 
 
 T = TypeVar("T")
+
+
+class StageMaps(Sequence[np.ndarray]):
+    """Feature maps of several images at one stage, read from the cache when indexed: a
+    sequence an analysis can walk (more than once) without holding every map at once."""
+
+    def __init__(self, ctx: "BuildContext", model: str, ids: Sequence[str], stage: str):
+        self._ctx, self._model, self._ids, self._stage = ctx, model, tuple(ids), stage
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self._ctx.fmap(self._model, self._ids[i], self._stage)
 
 
 @dataclass
@@ -55,6 +71,15 @@ class BuildContext:
         if resolution is None or resolution == self.cfg.resolution:
             return load_stage(self.cache, self.keys[model][image], stage)
         return load_stage(self.cache, self.extra_keys[resolution][model][image], stage)
+
+    def stage_maps(self, model: str, ids: Sequence[str], stage: str) -> StageMaps:
+        """The maps of ``ids`` at ``stage`` as a lazy sequence (:class:`StageMaps`)."""
+        return StageMaps(self, model, ids, stage)
+
+    def grid(self, image: str, stride: int) -> tuple[int, int]:
+        """(h, w) cells of a stage with this stride for an image at the build's resolution."""
+        h, w = self.images[image].shape[:2]
+        return h // stride, w // stride
 
     def fmap_channel(self, model: str, image: str, stage: str, channel: int) -> np.ndarray:
         """(h, w) float32: one channel of :meth:`fmap` at the build's resolution, read alone."""

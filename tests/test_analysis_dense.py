@@ -67,6 +67,42 @@ def test_cosegment_recovers_planted_parts_across_images():
     assert image_purity(seg.labels) < 0.9
 
 
+def test_cosegment_above_the_fit_cap_samples_then_labels_every_cell():
+    # More cells than max_fit_cells: the fit sees a seeded sample, every cell still gets the
+    # planted part, shares and inertia count all cells, and each map is read at most twice.
+    rng = np.random.default_rng(3)
+    k, c = 3, 16
+    centres = rng.standard_normal((k, c)) * 2.0
+    maps, truth = [], []
+    for shape in ((10, 12), (12, 10), (11, 11), (9, 13)):
+        f, lab = planted_parts(rng, k, c, shape, centres=centres)
+        maps.append(f), truth.append(lab)
+    masks = [np.ones(t.shape, bool) for t in truth]
+    reads = []
+
+    class Lazy:
+        def __len__(self):
+            return len(maps)
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return maps[i]
+
+    seg = cosegment(Lazy(), masks, k, seed=0, max_fit_cells=60)
+    assert sorted(set(reads)) == [0, 1, 2, 3] and max(reads.count(i) for i in range(4)) == 2
+    got = np.concatenate([lab.ravel() for lab in seg.labels])
+    want = np.concatenate([t.ravel() for t in truth])
+    assert adjusted_rand_score(want, got) > 0.99
+    assert seg.n_cells == want.size
+    np.testing.assert_allclose(seg.part_shares, np.sort(np.bincount(want) / want.size)[::-1], atol=1e-12)
+    assert seg.inertia < 0.05 * seg.n_cells
+    # Under the cap the result is the plain fit on every cell, read once each.
+    reads.clear()
+    full = cosegment(Lazy(), masks, k, seed=0)
+    assert sorted(reads) == [0, 1, 2, 3]
+    assert adjusted_rand_score(want, np.concatenate([lab.ravel() for lab in full.labels])) > 0.99
+
+
 def test_image_purity_is_one_when_parts_are_images():
     assert image_purity([np.zeros((2, 2), int), np.ones((3, 1), int), np.full((1, 1), -1)]) == 1.0
     assert image_purity([np.array([[0, 1], [1, -1]])]) == pytest.approx(2 / 3)

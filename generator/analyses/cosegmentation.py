@@ -30,8 +30,9 @@ def cosegmentation(ctx: BuildContext) -> SectionOutput:
             continue
         fig_rows = []
         for m in ctx.models:
-            fmaps = [ctx.fmap(m.id, i, m.last) for i in ids]
-            gmasks = [A.resize_nearest(masks[m.id][i], f.shape[1:]) for i, f in zip(ids, fmaps)]
+            stride = m.stage(m.last).stride
+            fmaps = ctx.stage_maps(m.id, ids, m.last)  # read one at a time: memory flat in group size
+            gmasks = [A.resize_nearest(masks[m.id][i], ctx.grid(i, stride)) for i in ids]
             if sum(int(g.sum()) for g in gmasks) < k:
                 continue  # fewer foreground cells than parts: nothing to cluster
             seg = cosegment(fmaps, gmasks, k, seed=ctx.cfg.seed)

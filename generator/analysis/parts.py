@@ -161,51 +161,94 @@ class Coseg:
     n_cells: int
 
 
+#: At most this many foreground cells go into the k-means fit; larger groups are fitted on a
+#: seeded sample and every cell is then given its nearest part (memory stays bounded).
+MAX_FIT_CELLS = 20_000
+
+
+def _unit_rows(f: np.ndarray, m: np.ndarray) -> np.ndarray:
+    x = pixels(f, m).astype(np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
 def cosegment(fmaps: Sequence[np.ndarray], masks: Sequence[np.ndarray], k: int, *, seed: int = 0,
-              n_init: int = 4) -> Coseg:
+              n_init: int = 4, max_fit_cells: int = MAX_FIT_CELLS) -> Coseg:
     """Cluster the foreground cells of several maps into ``k`` parts shared by all of them.
 
     Parameters
     ----------
     fmaps : sequence of (C, H_i, W_i) array_like, finite
-        One map per image, the same C for all.
+        One map per image, the same C for all. Each is read by index, one at a time (twice
+        when the group has more than ``max_fit_cells`` foreground cells), so the sequence
+        may load maps lazily.
     masks : sequence of (H_i, W_i) bool
         Foreground cells to cluster, one per map.
     k : int >= 1
         Number of parts; the masks must hold at least k cells in all.
     seed, n_init : see :func:`kmeans`.
+    max_fit_cells : int >= k
+        Up to this many cells, every cell is in the fit. Above it, the fit uses a seeded
+        uniform sample of this many cells, and every cell then takes its nearest centre
+        (labels, shares and inertia over all cells).
 
     Returns
     -------
     Coseg
     """
-    if len(fmaps) != len(masks) or not fmaps:
+    if len(fmaps) != len(masks) or not len(fmaps):
         raise ValueError(f"give one mask per map and at least one map, got {len(fmaps)} maps "
                          f"and {len(masks)} masks")
-    rows = [pixels(f, m) for f, m in zip(fmaps, masks)]
-    dims = {r.shape[1] for r in rows}
-    if len(dims) != 1:
-        raise ValueError(f"every map must have the same number of channels, got {sorted(dims)}")
-    x = np.concatenate(rows).astype(np.float64)
-    if x.shape[0] < k:
-        raise ValueError(f"{x.shape[0]} foreground cells in all, fewer than k={k} parts")
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-    fit = kmeans(x, k, seed=seed, n_init=n_init)
-    counts = np.bincount(fit.labels, minlength=k)
+    ms = [np.asarray(m, dtype=bool) for m in masks]
+    counts_i = [int(m.sum()) for m in ms]
+    n = sum(counts_i)
+    if n < k:
+        raise ValueError(f"{n} foreground cells in all, fewer than k={k} parts")
+    if n <= max_fit_cells:
+        rows = [_unit_rows(fmaps[i], m) for i, m in enumerate(ms)]
+        dims = {r.shape[1] for r in rows}
+        if len(dims) != 1:
+            raise ValueError(f"every map must have the same number of channels, got {sorted(dims)}")
+        x = np.concatenate(rows)
+        fit = kmeans(x, k, seed=seed, n_init=n_init)
+        flat, inertia = fit.labels, fit.inertia
+    else:
+        # Fit on a seeded sample (drawn from the mask counts, before any map is read) ...
+        take = np.sort(np.random.default_rng([seed, 7]).choice(n, size=max_fit_cells, replace=False))
+        starts = np.cumsum([0] + counts_i)
+        sample, dims = [], set()
+        for i, m in enumerate(ms):
+            local = take[(take >= starts[i]) & (take < starts[i + 1])] - starts[i]
+            r = _unit_rows(fmaps[i], m)
+            dims.add(r.shape[1])
+            sample.append(r[local])
+        if len(dims) != 1:
+            raise ValueError(f"every map must have the same number of channels, got {sorted(dims)}")
+        fit = kmeans(np.concatenate(sample), k, seed=seed, n_init=n_init)
+        del sample
+        # ... then every cell, map by map, to its nearest centre.
+        c_sq = np.einsum("kd,kd->k", fit.centers, fit.centers)
+        parts, inertia = [], 0.0
+        for i, m in enumerate(ms):
+            r = _unit_rows(fmaps[i], m)
+            d = np.maximum(np.einsum("nd,nd->n", r, r)[:, None] - 2.0 * (r @ fit.centers.T) + c_sq[None, :], 0.0)
+            lab = np.argmin(d, axis=1)
+            inertia += float(d[np.arange(lab.size), lab].sum())
+            parts.append(lab)
+        flat = np.concatenate(parts).astype(np.int64)
+    counts = np.bincount(flat, minlength=k)
     # Largest part first; equal sizes keep k-means' order (stable sort).
     order = np.argsort(-counts, kind="stable")
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
-    ranked = rank[fit.labels]
+    ranked = rank[flat]
     labels, start = [], 0
-    for f, m, r in zip(fmaps, masks, rows):
-        lab = np.full(np.shape(m), -1, dtype=np.int64)
-        lab[np.asarray(m, dtype=bool)] = ranked[start:start + r.shape[0]]
+    for m, c in zip(ms, counts_i):
+        lab = np.full(m.shape, -1, dtype=np.int64)
+        lab[m] = ranked[start:start + c]
         labels.append(lab)
-        start += r.shape[0]
-    return Coseg(labels=labels, part_shares=counts[order] / x.shape[0], inertia=fit.inertia,
-                 n_cells=int(x.shape[0]))
+        start += c
+    return Coseg(labels=labels, part_shares=counts[order] / n, inertia=inertia, n_cells=int(n))
 
 
 def image_purity(labels: Sequence[np.ndarray]) -> float:
