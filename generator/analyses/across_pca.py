@@ -30,18 +30,16 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
         naive_rows, masked_rows, comp_rows = [], [], []
         for m in ctx.models:
             for st in m.stages:
-                # One read of each map feeds both fits; the last stage's maps (small) are kept
-                # for the projections drawn below.
+                # One read of each map feeds both fits; the last stage's maps are read again
+                # for the projections drawn below (holding them would grow with the group).
                 accs = {False: A.CovarianceAccumulator(st.channels), True: A.CovarianceAccumulator(st.channels)}
-                gmasks, kept = [], []
+                gmasks = []
                 for image in ids:
                     fmap = ctx.fmap(m.id, image, st.name)
                     mk = A.resize_nearest(masks[m.id][image], fmap.shape[1:])
                     gmasks.append(mk)
                     accs[False].update(A.pixels(fmap))
                     accs[True].update(A.pixels(fmap, mk))
-                    if st.name == m.last:
-                        kept.append(fmap)
                 for masked, acc in accs.items():
                     if acc.n < 3:
                         continue
@@ -51,7 +49,7 @@ def across_pca(ctx: BuildContext) -> SectionOutput:
                                  "n_pixels": int(fit.n_pixels)})
                     if st.name != m.last:
                         continue
-                    projs = [A.project(fit, fmap) for fmap in kept]
+                    projs = [A.project(fit, fmap) for fmap in ctx.stage_maps(m.id, ids, st.name)]
                     mlist = gmasks if masked else None
                     rgbs = A.joint_rgb(projs, mlist)
                     panels = tuple(
