@@ -478,7 +478,11 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
             try:
                 while todo or running:
                     ready = [a for a in todo if all(k in ctx.artifacts for k in a.needs(ctx.cfg).artifacts)]
-                    for a in ready[:max(0, jobs - len(running))]:
+                    for a in ready:
+                        if len(running) >= jobs:
+                            break
+                        if not a.thread_safe and any(not r.thread_safe for r in running.values()):
+                            continue  # not declared thread-safe: one such analysis at a time
                         todo.remove(a)
                         running[pool.submit(run, a)] = a
                     if not running:  # _plan_analyses checked the order, so this cannot happen

@@ -13,7 +13,7 @@ from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKi
 
 
 @register_analysis(
-    "across_pca", order=40, needs=Needs(artifacts=(ForegroundMasks,)),
+    "across_pca", order=40, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)),
     figures=(FigureKind("across_pca_naive", "across-image PCA over a group, all pixels"),
              FigureKind("across_pca_masked", "across-image PCA over a group, foreground pixels only"),
              FigureKind("across_pca_components", "single across-image components (masked)")),

@@ -14,7 +14,7 @@ from .registry import FigureKind, SectionOutput, TableKind, register_analysis
 
 
 @register_analysis(
-    "cka", order=60,
+    "cka", order=60, thread_safe=True,
     figures=(FigureKind("cka", "linear CKA between stages of every model pair"),),
     tables=(TableKind("cka_best", "best-matching stage of one model for each stage of another"),),
 )

@@ -69,7 +69,7 @@ def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[
 
 
 @register_analysis(
-    "claims", order=90, needs=Needs(artifacts=(ForegroundMasks,), reference_masks=True),
+    "claims", order=90, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,), reference_masks=True),
     tables=(TableKind("claims", "each observation of the study with its per-model numbers, rule and "
                                 "verdict (needs the within_pca analysis)"),),
 )

@@ -25,7 +25,7 @@ def pair_order(ids: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 @register_analysis(
-    "correspondences", order=47, needs=Needs(artifacts=(ForegroundMasks,)),
+    "correspondences", order=47, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)),
     figures=(FigureKind("correspondences", "mutual nearest-neighbour matches between pairs of images of a group"),),
     tables=(TableKind("correspondences", "cycle-consistent share of matches per group and model",
                       percent=("cycle-consistent share", "chance level")),),

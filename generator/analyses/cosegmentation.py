@@ -14,7 +14,7 @@ from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKi
 
 
 @register_analysis(
-    "cosegmentation", order=45, needs=Needs(artifacts=(ForegroundMasks,)),
+    "cosegmentation", order=45, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)),
     figures=(FigureKind("cosegmentation", "parts shared by the images of a group (k-means on foreground features)"),),
     tables=(TableKind("cosegmentation", "share of a group's foreground in each part", percent=("largest part", "image purity")),),
 )

@@ -25,7 +25,7 @@ def _groups(ctx: BuildContext) -> list[tuple[str, list[str]]]:
     return groups
 
 
-@register_analysis("explorer", order=80)
+@register_analysis("explorer", order=80, thread_safe=True)
 def explorer(ctx: BuildContext) -> SectionOutput:
     """int8 codes of every stage of every model for every image of each group, within
     ``analysis.explorer_kb`` per image and model (base64 text, all stages together), and the

@@ -32,7 +32,7 @@ def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks,
 
 
 @register_analysis(
-    "feature_stats", order=50,
+    "feature_stats", order=50, thread_safe=True,
     figures=(FigureKind("feature_hist", "feature-value histograms per stage (linear, log, cropped)"),
              FigureKind("channel_hist", "one random channel's histograms per stage")),
     tables=(TableKind("feature_stats", "statistics of all feature values per model and stage",

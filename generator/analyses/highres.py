@@ -19,7 +19,7 @@ def _needs(cfg: ReportConfig) -> Needs:
 
 
 @register_analysis(
-    "highres", order=90, needs=_needs,
+    "highres", order=90, thread_safe=True, needs=_needs,
     figures=(FigureKind("highres", "the featured images at several resolutions"),),
 )
 def highres(ctx: BuildContext) -> SectionOutput:

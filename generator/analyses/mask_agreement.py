@@ -13,7 +13,7 @@ from .registry import ForegroundMasks, Needs, SectionOutput, TableKind, register
 
 
 @register_analysis(
-    "mask_agreement", order=70, needs=Needs(artifacts=(ForegroundMasks,), reference_masks=True),
+    "mask_agreement", order=70, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,), reference_masks=True),
     tables=(TableKind("mask_iou", "agreement of PC1 foreground masks between models"),),
 )
 def mask_agreement(ctx: BuildContext) -> SectionOutput:

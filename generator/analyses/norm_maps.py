@@ -15,7 +15,7 @@ from .registry import FigureKind, SectionOutput, TableKind, register_analysis
 
 
 @register_analysis(
-    "norm_maps", order=55,
+    "norm_maps", order=55, thread_safe=True,
     figures=(FigureKind("norm_maps", "L2 norm of every position's feature per stage, outliers marked"),),
     tables=(TableKind("norm_outliers", "share of high-norm outlier positions per model and stage",
                       percent=("mean share",)),),

@@ -14,7 +14,7 @@ from .registry import FigureKind, SectionOutput, register_analysis
 
 
 @register_analysis(
-    "random_channels", order=30,
+    "random_channels", order=30, thread_safe=True,
     figures=(FigureKind("random_channels", "five seeded random channels per stage"),),
 )
 def random_channels(ctx: BuildContext) -> SectionOutput:

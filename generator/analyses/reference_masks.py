@@ -13,7 +13,7 @@ MAX_SIDE = 480  # px, long side of each panel
 
 
 @register_analysis(
-    "reference_masks", order=95, needs=Needs(reference_masks=True),
+    "reference_masks", order=95, thread_safe=True, needs=Needs(reference_masks=True),
     figures=(FigureKind("reference_mask", "every photo with its reference mask drawn on it "
                                           "(photos without a reference mask are left out)"),),
 )

@@ -119,6 +119,7 @@ class Analysis:
     provides: tuple[type, ...] = ()
     figures: tuple[FigureKind, ...] = ()
     tables: tuple[TableKind, ...] = ()
+    thread_safe: bool = False
 
     def needs(self, cfg: "ReportConfig") -> Needs:
         """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions)."""
@@ -140,13 +141,20 @@ _REGISTRY: dict[str, Analysis] = {}
 
 def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                       provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
-                      tables: tuple[TableKind, ...] = ()) -> Callable[[Callable], Callable]:
-    """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations."""
+                      tables: tuple[TableKind, ...] = (), thread_safe: bool = False
+                      ) -> Callable[[Callable], Callable]:
+    """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations.
+
+    ``thread_safe``: the analysis may run while other analyses run in other threads (it reads
+    only ``ctx`` and touches no global state: no pyplot, no module-level caches it writes).
+    Analyses that do not say so run one at a time among themselves.
+    """
 
     def wrap(fn: Callable) -> Callable:
         if name in _REGISTRY:
             warnings.warn(f"Overwriting analysis {name} in registry", stacklevel=2)
-        _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables))
+        _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables),
+                                   bool(thread_safe))
         return fn
 
     return wrap

@@ -21,7 +21,7 @@ def _needs(cfg: ReportConfig) -> Needs:
 
 
 @register_analysis(
-    "resolution_sweep", order=92, needs=_needs,
+    "resolution_sweep", order=92, thread_safe=True, needs=_needs,
     figures=(FigureKind("resolution_sweep", "last-stage PCA and PC1 mask of a featured image at each "
                         "swept resolution, models as rows"),),
     tables=(TableKind("resolution_sweep", "PC1 mask IoU against the build's resolution and PC1 share "

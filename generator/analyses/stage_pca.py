@@ -12,7 +12,7 @@ from .registry import FigureKind, SectionOutput, register_analysis
 
 
 @register_analysis(
-    "stage_pca", order=20,
+    "stage_pca", order=20, thread_safe=True,
     figures=(FigureKind("stage_pca", "within-image PCA as RGB at every stage, models as rows"),),
 )
 def stage_pca(ctx: BuildContext) -> SectionOutput:

@@ -28,7 +28,7 @@ def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -
 
 
 @register_analysis(
-    "within_pca", order=10, provides=(ForegroundMasks,),
+    "within_pca", order=10, thread_safe=True, provides=(ForegroundMasks,),
     figures=(FigureKind("within_pca", "within-image PCA of the last stage: RGB and PC1..PC3 per model"),
              FigureKind("foreground_mask", "PC1 foreground mask overlaid on the image")),
     tables=(TableKind("explained_variance", "explained variance of PC1..PC3 per model and image",

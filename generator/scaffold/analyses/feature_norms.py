@@ -15,7 +15,9 @@ HIGH = 3.0  # a position is "high-norm" when its norm exceeds HIGH times the ima
 
 
 @register_analysis(
-    "feature_norms", order=100,
+    # thread_safe: it reads only ctx and writes through ctx.writer, so it may run beside other
+    # analyses (leave it out for code that uses pyplot or other global state).
+    "feature_norms", order=100, thread_safe=True,
     figures=(FigureKind("norm_map", "length of each last-stage feature vector, featured images"),),
     tables=(TableKind("feature_norms", "mean feature-vector length and share of high-norm positions",
                       percent=("high-norm share",)),),
