@@ -190,15 +190,62 @@ def bf16_drift(cfg, images: dict[str, np.ndarray]) -> list[dict]:
     return rows
 
 
+def _shared() -> Path:
+    """../shared beside the checkout, else shared/ inside it (how a device machine gets it)."""
+    for cand in (ROOT.parent / "shared", ROOT / "shared"):
+        if cand.is_dir():
+            return cand
+    return ROOT.parent / "shared"
+
+
+def results_drift(a: dict, b: dict) -> list[tuple[str, int, float, float, int]]:
+    """Per top-level key of two results.json: (key, numbers compared, largest absolute and
+    relative difference, leaves that differ otherwise, e.g. a verdict)."""
+    rows = []
+    for key in sorted(set(a) & set(b)):
+        stats = {"n": 0, "abs": 0.0, "rel": 0.0, "other": 0}
+
+        def walk(x, y):
+            if isinstance(x, dict) and isinstance(y, dict):
+                for k in set(x) | set(y):
+                    if k in x and k in y:
+                        walk(x[k], y[k])
+                    else:
+                        stats["other"] += 1
+            elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+                for u, v in zip(x, y):
+                    walk(u, v)
+            elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+                if x != x and y != y:  # both NaN
+                    return
+                d = abs(float(x) - float(y))
+                stats["n"] += 1
+                stats["abs"] = max(stats["abs"], d)
+                stats["rel"] = max(stats["rel"], d / max(abs(float(x)), 1e-12))
+            elif x != y:
+                stats["other"] += 1
+
+        walk(a[key], b[key])
+        rows.append((key, stats["n"], stats["abs"], stats["rel"], stats["other"]))
+    return rows
+
+
+def print_drift(name: str, ref: dict, other: dict) -> None:
+    print(f"\ndrift of every number in results.json, {name} (largest over the key's numbers):")
+    print(f"{'key':<24}{'numbers':>8}{'max abs':>12}{'max rel':>12}{'other diffs':>13}")
+    for key, n, da, dr, other_n in results_drift(ref, other):
+        print(f"{key:<24}{n:>8}{da:>12.3g}{dr:>12.3g}{other_n:>13}")
+
+
 def phases(b: dict) -> str:
     s = b["build"]["seconds"]
     order = ["resolve", "decode", "load_models", "extract", "analyse_and_figures", "render"]
     return "  ".join(f"{k}={s.get(k, 0):.2f}" for k in order)
 
 
-def run_peer(script: Path, images: Path, out: Path, env: dict) -> dict:
+def run_peer(script: Path, images: Path, out: Path, env: dict, device: str = "cpu") -> dict:
     """The peer in a fresh process on the same images: wall seconds and peak RSS (MiB)."""
-    cmd = [sys.executable, "-c", _RUN, sys.executable, str(script), str(images), str(out), "--device", "cpu"]
+    cmd = [sys.executable, "-c", _RUN, sys.executable, str(script), str(images), str(out), "--device", device]
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
@@ -236,9 +283,14 @@ def make_scaled_images(src: Path, n: int, out: Path, seed: int = 0) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=ROOT / "site_src" / "report.toml")
-    ap.add_argument("--images", type=Path, default=ROOT.parent / "shared" / "images",
+    ap.add_argument("--images", type=Path, default=_shared() / "images",
                     help="Photos for the side-by-side run (ours and the peer's); absent: the config's.")
-    ap.add_argument("--peer", type=Path, default=ROOT.parent / "shared" / "bench" / "naive_baseline.py",
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="Device of our cold/warm builds and of the peer (default cpu).")
+    ap.add_argument("--gpu-table", action="store_true",
+                    help="Also our cold build with --dtype bf16 on --device, ours and the peer's cold on the CPU, "
+                         "and the drift of results.json (fp32 and bf16 on --device vs the CPU build).")
+    ap.add_argument("--peer", type=Path, default=_shared() / "bench" / "naive_baseline.py",
                     help="The peer script; absent: no side-by-side run.")
     ap.add_argument("--more", action="store_true",
                     help="Also: narrative change, one image added, throughput/FLOPs, bf16 drift.")
@@ -270,11 +322,12 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} (shared machine: compare only numbers of one run)")
         print(f"images: {images or 'the config'}\n")
 
-        cold = run_build(config, work / "site", env, *img_args)
+        dev_args = ("--device", args.device)
+        cold = run_build(config, work / "site", env, *img_args, *dev_args)
         peer = None
         if images and args.peer.is_file():
-            peer = run_peer(args.peer, images, work / "peer", env)
-        warm = run_build(config, work / "site", env, *img_args)
+            peer = run_peer(args.peer, images, work / "peer", env, args.device)
+        warm = run_build(config, work / "site", env, *img_args, *dev_args)
 
         print(f"{'build':<30}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
         print(f"{'ours, cold (empty cache)':<30}{cold['wall']:>8.1f}{cold['rss_mib']:>14.0f}  {phases(cold)}")
@@ -295,6 +348,8 @@ def main() -> None:
                 f"{k}={v:.1f}" for k, v in sorted(analysis_secs.items(), key=lambda kv: -kv[1])))
         if args.floor:
             print_floor(config, images, cold)
+        if args.gpu_table:
+            gpu_table(config, work, env, img_args, images, args, cold, peer)
 
         if args.scaling:
             print(f"\nscaling (cold builds from crops/flips of {images or 'the photos'}):")
@@ -314,6 +369,31 @@ def main() -> None:
             more(args, config, work, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def gpu_table(config: Path, work: Path, env: dict, img_args: tuple, images: Path | None, args,
+              cold: dict, peer: dict | None) -> None:
+    """Cold builds on the GPU (fp32 from the main run, bf16 here) and on the CPU, the peer on
+    both, and the drift of the GPU builds' numbers against the CPU build."""
+    d = args.device  # "cuda" on a device machine; "cpu" only checks this function on a CPU
+    runs = {f"ours {d} fp32": cold}
+    for name, extra, dev in ((f"ours {d} bf16", ("--dtype", "bf16"), d), ("ours cpu fp32", (), "cpu")):
+        env_n = {**env, "DINOREPORT_CACHE": str(work / f"cache-{dev}-{len(runs)}")}
+        runs[name] = run_build(config, work / f"site-{len(runs)}", env_n, *img_args, "--device", dev, *extra)
+    peers = {f"peer {d}": peer}
+    if images and args.peer.is_file():
+        peers["peer cpu"] = run_peer(args.peer, images, work / "peer-cpu", env, "cpu")
+    print(f"\n{'run':<18}{'wall s':>8}{'extract s':>11}{'analyse s':>11}{'peak RSS MiB':>14}")
+    for name, r in runs.items():
+        sec = r["build"]["seconds"]
+        print(f"{name:<18}{r['wall']:>8.1f}{sec.get('extract', 0):>11.1f}{sec.get('analyse_and_figures', 0):>11.1f}"
+              f"{r['rss_mib']:>14.0f}")
+    for name, r in peers.items():
+        if r:
+            print(f"{name:<18}{r['wall']:>8.1f}{'':>11}{'':>11}{r['rss_mib']:>14.0f}")
+    ref = json.loads((work / "site-2" / "data" / "results.json").read_text())
+    print_drift(f"{d} fp32 vs CPU", ref, json.loads((work / "site" / "data" / "results.json").read_text()))
+    print_drift(f"{d} bf16 vs CPU", ref, json.loads((work / "site-1" / "data" / "results.json").read_text()))
 
 
 def print_floor(config: Path, images: Path | None, cold: dict) -> None:

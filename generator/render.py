@@ -40,6 +40,7 @@ import os
 import re
 import sys
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -474,20 +475,31 @@ def _add_heading_ids(body: str, used: set[str]) -> tuple[str, list[dict]]:
 class _Assets:
     """Resolves site-relative files to URLs (site) or data: URIs (single file)."""
 
+    #: data: URIs kept for reuse (a photo shown in several figures), in characters; beyond it
+    #: the oldest go, so the single-file page never holds all its pictures at once.
+    CACHE_CHARS = 32_000_000
+
     def __init__(self, out: Path, inline: bool) -> None:
         self.out, self.inline = out, inline
-        self._cache: dict[str, str] = {}
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
 
     def url(self, rel: str) -> str:
         if not self.inline:
             return rel
-        if rel not in self._cache:
-            p = self.out / rel
-            if not p.is_file():
-                raise RenderError(f"image file missing: {rel} (expected under {self.out})")
-            mime = _MIME.get(p.suffix.lower(), "application/octet-stream")
-            self._cache[rel] = f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode()
-        return self._cache[rel]
+        if rel in self._cache:
+            self._cache.move_to_end(rel)
+            return self._cache[rel]
+        p = self.out / rel
+        if not p.is_file():
+            raise RenderError(f"image file missing: {rel} (expected under {self.out})")
+        mime = _MIME.get(p.suffix.lower(), "application/octet-stream")
+        uri = f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode()
+        self._cache[rel] = uri
+        self._chars += len(uri)
+        while self._chars > self.CACHE_CHARS and len(self._cache) > 1:
+            self._chars -= len(self._cache.popitem(last=False)[1])
+        return uri
 
 
 PIXELATED_BELOW = 200  # px: smaller pictures are feature maps at one pixel per cell
@@ -567,14 +579,14 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     layout = _number(page, *_narrative(page, site_src))
     env = _env(templates)
     sizes: dict[str, tuple[int, int] | None] = {}  # read each picture's header once for both outputs
-    # One page in memory at a time (the self-contained one carries every picture), each written
-    # beside its final name and renamed only when both are done (serve renders into a live site).
+    # Each page is streamed to a file beside its final name (the self-contained one carries
+    # every picture) and both are renamed only when done (serve renders into a live site).
     parts = []
     try:
         for name, inline in (("index.html", False), ("report.html", True)):
             part = out / f".{name}.part-{os.getpid()}"
             parts.append((part, out / name))
-            part.write_text(_page_html(page, layout, env, out, inline, sizes, css, js), encoding="utf-8")
+            _write_page(part, page, layout, env, out, inline, sizes, css, js)
         for part, final in parts:
             os.replace(part, final)
     finally:
@@ -643,24 +655,23 @@ def _render_item(env: jinja2.Environment, common: dict, kind: str, obj: Any, num
     return t.render(obj=obj, num=num, **common)
 
 
-def _block_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, common: dict) -> list[str]:
-    """The HTML of each directive block, in narrative order."""
-    out = []
-    explorer_done = False
-    for b, items in zip(layout.blocks, layout.block_items):
+def _block_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, common: dict) -> Callable[[int], str]:
+    """``block(i)``: the HTML of directive block i, rendered when asked for (the first explorer
+    block holds the explorer, later ones point to it)."""
+    first_explorer = next((i for i, b in enumerate(layout.blocks) if b.kind == "explorer"), None)
+
+    def block(i: int) -> str:
+        b, items = layout.blocks[i], layout.block_items[i]
         if b.kind == "explorer":
-            if explorer_done and page.explorer:
-                out.append('<p class="see-also">(See the '
-                           '<a href="#similarity-explorer">explorer</a> above.)</p>')
-            else:
-                out.append(env.get_template("explorer.html.j2").render(
-                    explorer=page.explorer, note=b.note, **common))
-            explorer_done = True
-        elif not items:
-            out.append(f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>')
-        else:
-            out.append("\n".join(_render_item(env, common, *it) for it in items))
-    return out
+            if i != first_explorer and page.explorer:
+                return ('<p class="see-also">(See the '
+                        '<a href="#similarity-explorer">explorer</a> above.)</p>')
+            return env.get_template("explorer.html.j2").render(explorer=page.explorer, note=b.note, **common)
+        if not items:
+            return f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>'
+        return "\n".join(_render_item(env, common, *it) for it in items)
+
+    return block
 
 
 def _ref_html(numbering: _Numbering, m: re.Match) -> str:
@@ -701,22 +712,27 @@ def _explorer_json(page: ReportPage, layout: _Layout, assets: _Assets) -> Markup
     return _json_for_script(ex)
 
 
-def _page_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, out: Path, inline: bool,
-               sizes: dict[str, tuple[int, int] | None], css: str, js: str) -> str:
-    """index.html (``inline`` False: files beside it) or report.html (everything inline)."""
+_ARTICLE, _APPENDIX = "\x00dinoreport-article\x00", "\x00dinoreport-appendix\x00"
+
+
+def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Environment, out: Path, inline: bool,
+                sizes: dict[str, tuple[int, int] | None], css: str, js: str) -> None:
+    """index.html (``inline`` False: files beside it) or report.html (everything inline),
+    written piece by piece: the page around the article, then each block of the article and of
+    the appendix as it is rendered, so memory holds one block, not the whole page."""
     assets = _Assets(out, inline)
     common = {"page": page, "img_attrs": _img_attrs(out, assets, sizes), "fmt": format_cell,
               "table_columns": _table_columns, "inline": inline}
-    blocks = _block_html(page, layout, env, common)
-    article = re.sub(r"<p>DRBLOCK(\d{5})</p>", lambda m: blocks[int(m.group(1))], layout.body)
-    article = re.sub(r"@@REF:([a-z0-9-]+)@@", lambda m: _ref_html(layout.numbering, m), article)
-    article = re.sub(r"@@REFS:([a-z0-9-]+)@@", lambda m: _refs_html(page, layout.numbering, m), article)
-    appendix = "\n".join(_render_item(env, common, *it) for it in layout.extra)
+
+    def refs(text: str) -> str:
+        text = re.sub(r"@@REF:([a-z0-9-]+)@@", lambda m: _ref_html(layout.numbering, m), text)
+        return re.sub(r"@@REFS:([a-z0-9-]+)@@", lambda m: _refs_html(page, layout.numbering, m), text)
+
     dinov3 = [m for m in page.models
               if m.license and "dinov3" in m.license.lower() and not m.random_init]
     script = "\n" + js.replace("</script", "<\\/script") + "\n"  # exactly what the CSP hash covers
-    return env.get_template("page.html.j2").render(
-        article=Markup(article), appendix=Markup(appendix), toc=layout.toc,
+    frame = env.get_template("page.html.j2").render(
+        article=Markup(_ARTICLE), appendix=Markup(_APPENDIX) if layout.extra else Markup(""), toc=layout.toc,
         csp=_csp_single(script) if inline else CSP_SITE,
         css=Markup(css.replace("</style", "<\\/style")) if inline else None,
         js=Markup(script) if inline else None,
@@ -724,3 +740,15 @@ def _page_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, out: 
         share_alike=[c for c in page.credits if c.share_alike],
         has_data=(not inline) and (out / "data" / "results.json").is_file(), **common,
     )
+    head, rest = frame.split(_ARTICLE, 1)
+    middle, tail = rest.split(_APPENDIX, 1) if layout.extra else (rest, "")
+    block = _block_html(page, layout, env, common)
+    with path.open("w", encoding="utf-8") as f:
+        f.write(head)
+        # The narrative with its directive markers; each marker is replaced by its block.
+        for k, piece in enumerate(re.split(r"<p>DRBLOCK(\d{5})</p>", layout.body)):
+            f.write(refs(piece) if k % 2 == 0 else refs(block(int(piece))))
+        f.write(middle)
+        for k, it in enumerate(layout.extra):
+            f.write(("\n" if k else "") + _render_item(env, common, *it))
+        f.write(tail)
