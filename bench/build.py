@@ -297,6 +297,7 @@ def main() -> None:
     ap.add_argument("--skip-bf16", action="store_true", help="With --more: leave out the bf16 comparison.")
     ap.add_argument("--floor", action="store_true",
                     help="Also time the bare forward passes of the cold build's extraction (its compute floor).")
+    ap.add_argument("--scaling-only", action="store_true", help="Only the scaling run (no side-by-side builds).")
     ap.add_argument("--scaling", default="", help="Comma-separated image counts for the scaling run, e.g. 25,100,400.")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -322,38 +323,40 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} (shared machine: compare only numbers of one run)")
         print(f"images: {images or 'the config'}\n")
 
-        dev_args = ("--device", args.device)
-        cold = run_build(config, work / "site", env, *img_args, *dev_args)
-        peer = None
-        if images and args.peer.is_file():
-            peer = run_peer(args.peer, images, work / "peer", env, args.device)
-        warm = run_build(config, work / "site", env, *img_args, *dev_args)
+        if not args.scaling_only:
+            dev_args = ("--device", args.device)
+            cold = run_build(config, work / "site", env, *img_args, *dev_args)
+            peer = None
+            if images and args.peer.is_file():
+                peer = run_peer(args.peer, images, work / "peer", env, args.device)
+            warm = run_build(config, work / "site", env, *img_args, *dev_args)
 
-        print(f"{'build':<30}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
-        print(f"{'ours, cold (empty cache)':<30}{cold['wall']:>8.1f}{cold['rss_mib']:>14.0f}  {phases(cold)}")
-        if peer:
-            print(f"{'peer, cold (' + args.peer.name + ')':<30}{peer['wall']:>8.1f}{peer['rss_mib']:>14.0f}  "
-                  f"[{peer['says']}]")
-        print(f"{'ours, warm (nothing changed)':<30}{warm['wall']:>8.1f}{warm['rss_mib']:>14.0f}  {phases(warm)}")
-        if peer:
-            print(f"\ncold build: ours {cold['wall']:.1f} s vs peer {peer['wall']:.1f} s -> "
-                  f"{peer['wall'] / cold['wall']:.2f}x faster (goal >= 3x)")
-        print(f"warm no-change rebuild: {warm['wall']:.2f} s (goal <= 1 s); "
-              f"peak RSS ours {max(cold['rss_mib'], warm['rss_mib']):.0f} MiB (goal <= 2048)")
-        c = cold["build"]["cache"]
-        print(f"ours computed features for {c['computed']} model x image pairs")
-        analysis_secs = cold["build"].get("analysis_seconds", {})
-        if analysis_secs:
-            print("ours, cold, seconds per analysis (wall, analyses run side by side): " + "  ".join(
-                f"{k}={v:.1f}" for k, v in sorted(analysis_secs.items(), key=lambda kv: -kv[1])))
-        if args.floor:
-            print_floor(config, images, cold)
-        if args.gpu_table:
-            gpu_table(config, work, env, img_args, images, args, cold, peer)
+            print(f"{'build':<30}{'wall s':>8}{'peak RSS MiB':>14}  phases (s)")
+            print(f"{'ours, cold (empty cache)':<30}{cold['wall']:>8.1f}{cold['rss_mib']:>14.0f}  {phases(cold)}")
+            if peer:
+                print(f"{'peer, cold (' + args.peer.name + ')':<30}{peer['wall']:>8.1f}{peer['rss_mib']:>14.0f}  "
+                      f"[{peer['says']}]")
+            print(f"{'ours, warm (nothing changed)':<30}{warm['wall']:>8.1f}{warm['rss_mib']:>14.0f}  {phases(warm)}")
+            if peer:
+                print(f"\ncold build: ours {cold['wall']:.1f} s vs peer {peer['wall']:.1f} s -> "
+                      f"{peer['wall'] / cold['wall']:.2f}x faster (goal >= 3x)")
+            print(f"warm no-change rebuild: {warm['wall']:.2f} s (goal <= 1 s); "
+                  f"peak RSS ours {max(cold['rss_mib'], warm['rss_mib']):.0f} MiB (goal <= 2048)")
+            c = cold["build"]["cache"]
+            print(f"ours computed features for {c['computed']} model x image pairs")
+            analysis_secs = cold["build"].get("analysis_seconds", {})
+            if analysis_secs:
+                print("ours, cold, seconds per analysis (wall, analyses run side by side): " + "  ".join(
+                    f"{k}={v:.1f}" for k, v in sorted(analysis_secs.items(), key=lambda kv: -kv[1])))
+            if args.floor:
+                print_floor(config, images, cold)
+            if args.gpu_table:
+                gpu_table(config, work, env, img_args, images, args, cold, peer)
 
         if args.scaling:
             print(f"\nscaling (cold builds from crops/flips of {images or 'the photos'}):")
-            print(f"{'images':>7}{'wall s':>9}{'s/image':>9}{'extract s':>11}{'analyse s':>11}{'peak RSS MiB':>14}")
+            print(f"{'images':>7}{'wall s':>9}{'s/image':>9}{'extract s':>11}{'analyse s':>11}{'peak RSS MiB':>14}"
+                  "  peak at the end of extract / analyse / render")
             src_photos = images or (ROOT / "images" / "photos")
             for n in (int(v) for v in args.scaling.split(",") if v.strip()):
                 folder = make_scaled_images(src_photos, n, work / f"scale{n}")
@@ -361,7 +364,9 @@ def main() -> None:
                 b = run_build(config, work / f"site{n}", env_n, "--images", str(folder))
                 s = b["build"]["seconds"]
                 print(f"{n:>7}{b['wall']:>9.1f}{b['wall'] / n:>9.2f}{s.get('extract', 0):>11.1f}"
-                      f"{s.get('analyse_and_figures', 0):>11.1f}{b['rss_mib']:>14.0f}", flush=True)
+                      f"{s.get('analyse_and_figures', 0):>11.1f}{b['rss_mib']:>14.0f}  "
+                      + " / ".join(f"{b['build'].get('peak_rss_mib', {}).get(k, float('nan')):.0f}"
+                                   for k in ("extract", "analyse_and_figures", "render")), flush=True)
                 shutil.rmtree(work / f"cache{n}", ignore_errors=True)
                 shutil.rmtree(work / f"site{n}", ignore_errors=True)
 
