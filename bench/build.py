@@ -71,14 +71,18 @@ def run_build(config: Path, out: Path, env: dict, *extra: str) -> dict:
     """One build in a fresh process: wall seconds, peak RSS (MiB) and its build.json."""
     cmd = [sys.executable, "-c", _RUN, sys.executable, "-m", "generator.cli", "build", "--config", str(config),
            "--out", str(out), "--random-init", "--quiet", *extra]
+    bj = out / "data" / "build.json"
+    before = bj.stat().st_mtime_ns if bj.is_file() else None
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"build failed:\n{r.stderr}")
     rss_kib = int(r.stderr.strip().splitlines()[-1])
-    info = json.loads((out / "data" / "build.json").read_text())
-    return {"wall": wall, "rss_mib": rss_kib / 1024, "build": info}
+    info = json.loads(bj.read_text())
+    # A build with nothing changed writes nothing, build.json included: its phases are the old ones.
+    up_to_date = before is not None and bj.stat().st_mtime_ns == before
+    return {"wall": wall, "rss_mib": rss_kib / 1024, "build": info, "up_to_date": up_to_date}
 
 
 def matmul_peak(n: int = 2048, repeat: int = 10) -> float:
@@ -238,6 +242,8 @@ def print_drift(name: str, ref: dict, other: dict) -> None:
 
 
 def phases(b: dict) -> str:
+    if b.get("up_to_date"):
+        return "up to date: inputs checked, nothing written"
     s = b["build"]["seconds"]
     order = ["resolve", "decode", "load_models", "extract", "analyse_and_figures", "render"]
     return "  ".join(f"{k}={s.get(k, 0):.2f}" for k in order)

@@ -78,6 +78,8 @@ def build(
                                        "that were edited since it was built (files you added are always kept)."),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Analyses computed at once (threads); 0: one "
                              "per CPU core, at most 4. Each holds its own maps, so memory grows with it."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed since the site at --out "
+                               "was built (otherwise such a build checks its inputs and writes nothing)."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
     from .analyses import AnalysisLoadError
@@ -90,7 +92,8 @@ def build(
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
-                        keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs)
+                        keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
+                        force=force)
     try:
         summary = run_build(cfg, opts)
     except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:

@@ -96,6 +96,18 @@ def _user_files(out: Path, ours: dict[str, str]) -> tuple[list[str], list[str]]:
     return added, edited
 
 
+def intact(out: Path) -> bool:
+    """Whether ``out`` is a site of ours with every file we wrote present and unchanged."""
+    ours = written_files(out)
+    if ours is None:
+        return False
+    for rel, sha in ours.items():
+        p = out / rel
+        if p.is_symlink() or not p.is_file() or _sha(p) != sha:
+            return False
+    return True
+
+
 def _listing(names: list[str], n: int = 8) -> str:
     more = f"\n  ... and {len(names) - n} more" if len(names) > n else ""
     return "".join(f"\n  {x}" for x in names[:n]) + more

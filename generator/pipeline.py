@@ -34,6 +34,7 @@ from . import outdir
 from .cachedir import sweep_parts
 from .section_cache import SectionCache, section_key
 from .weights import resolve_all
+from .fingerprint import inputs_fingerprint
 
 __all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT"]
 
@@ -60,6 +61,7 @@ class BuildOptions:
     templates: Path | None = None  # default: the theme inside the package (generator/theme)
     analyses: tuple[str, ...] | None = None  # default: all registered
     jobs: int = 0  # analyses at once; 0: one per core (at most 4), see analysis_jobs
+    force: bool = False  # rebuild even when nothing changed since the site was built
     discard_edits: bool = False  # replace files of the old site that the user edited
 
 
@@ -69,6 +71,8 @@ class BuildSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     analysis_seconds: dict[str, float] = field(default_factory=dict)  # computed analyses only, wall
     peak_rss_mib: dict[str, float] = field(default_factory=dict)  # the process's peak at each phase's end
+    up_to_date: bool = False  # nothing changed since the site was built: nothing was written
+    inputs_sha256: str = ""  # generator.fingerprint of this build's inputs (in build.json)
     computed: int = 0
     reused: int = 0
     damaged: int = 0
@@ -79,6 +83,9 @@ class BuildSummary:
     page: ReportPage | None = None  # what was rendered (serve re-renders it when prose changes)
 
     def line(self) -> str:
+        if self.up_to_date:
+            return (f"{self.out} is up to date: nothing it was built from has changed, so nothing was "
+                    "written (--force rebuilds it anyway).")
         total = sum(self.seconds.values())
         s = (f"Built {self.out} in {total:.1f} s: features computed for {self.computed} model×image pairs, "
              f"reused {self.reused} from the cache")
@@ -217,6 +224,12 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     timings = summary.seconds
     with _timed(timings, "resolve"):
         plan = resolve(cfg, opts)
+        fingerprint = inputs_fingerprint(cfg, opts, plan, library_versions(),
+                                         skip=(out, cache_dir().resolve()))
+    if not opts.force and _up_to_date(out, fingerprint):
+        summary.up_to_date = True
+        return summary
+    summary.inputs_sha256 = fingerprint
     with Progress(opts.quiet) as progress:
         with _timed(timings, "decode", summary.peak_rss_mib):
             decoded = decode(cfg, opts, plan, progress, summary.skipped)
@@ -244,6 +257,15 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return summary
+
+
+def _up_to_date(out: Path, fingerprint: str) -> bool:
+    """Whether the site at ``out`` was built from exactly these inputs and is still as written."""
+    try:
+        built = json.loads((out / "data" / "build.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(built, dict) and built.get("inputs_sha256") == fingerprint and outdir.intact(out)
 
 
 @contextmanager
@@ -610,6 +632,7 @@ def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dic
                     "c5_norm": m.c5_norm} for m in facts],
         "featured": list(featured),
         "groups": {g: list(ids) for g, ids in groups.items()},
+        "inputs_sha256": summary.inputs_sha256,
         "seconds": {k: round(v, 3) for k, v in summary.seconds.items()},
         "analysis_seconds": {k: round(v, 3) for k, v in summary.analysis_seconds.items()},
         "peak_rss_mib": {k: round(v) for k, v in summary.peak_rss_mib.items() if v == v},

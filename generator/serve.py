@@ -89,7 +89,7 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
     site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
     site = site_root / "site"
     templates = DEFAULT_THEME
-    opts = BuildOptions(out=site, random_init=random_init, quiet=False)
+    opts = BuildOptions(out=site, random_init=random_init, quiet=False, force=True)  # needs the page to re-render
     try:
         server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes
     except ServeError:

@@ -1,0 +1,68 @@
+"""One sha256 of everything a build's output depends on, so that a rebuild with nothing changed
+can leave the site as it is (as make does).
+
+What goes in: this package's own files (code, theme, templates), the resolved config, the build
+options that change the output, every file of the report's source folder (narrative, user
+analyses), the theme folder given with ``--templates``, the bytes of every image and of the
+manifest, the weights' sha256, the library versions and the environment variables the build
+reads. What does not: the caches (a cleaned cache gives the same site), ``--jobs``, ``--quiet``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from .images import ImageError, available, image_bytes
+
+__all__ = ["inputs_fingerprint"]
+
+_PACKAGE = Path(__file__).parent
+_ENV = ("DINOREPORT_ANALYSIS_DEVICE",)
+
+
+def _tree(h: "hashlib._Hash", root: Path, tag: str, skip: tuple[Path, ...] = ()) -> None:
+    """Every regular file below ``root`` by path and bytes (sorted; ``__pycache__``, hidden
+    folders and the folders in ``skip``, such as the output folder inside a report folder, left out)."""
+    if not root.is_dir():
+        h.update(f"{tag}:absent".encode())
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith(".")
+                             and (here / d).resolve() not in skip)
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if p.suffix == ".pyc" or not p.is_file():
+                continue
+            h.update(f"{tag}:{p.relative_to(root).as_posix()}\0".encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+
+
+def inputs_fingerprint(cfg: Any, opts: Any, plan: Any, versions: dict[str, str], skip: tuple[Path, ...] = ()) -> str:
+    """sha256 (hex) of the inputs of a build of ``cfg`` with ``opts`` as resolved in ``plan``;
+    ``skip``: resolved folders never read as inputs (the output folder, the cache)."""
+    h = hashlib.sha256()
+    _tree(h, _PACKAGE, "package")
+    h.update(repr(cfg).encode())
+    for name in ("random_init", "device", "dtype", "keep_going", "analyses"):
+        h.update(f"{name}={getattr(opts, name)!r}\0".encode())
+    site_src = Path(opts.site_src or cfg.root)
+    _tree(h, site_src, "site_src", skip)
+    if opts.templates is not None:
+        _tree(h, Path(opts.templates), "templates")
+    if cfg.images.manifest is not None and Path(cfg.images.manifest).is_file():
+        h.update(b"manifest\0" + hashlib.sha256(Path(cfg.images.manifest).read_bytes()).digest())
+    for e in sorted(plan.iset.entries, key=lambda e: e.id):
+        try:
+            data = image_bytes(e) if available(e) else b"\0missing"
+        except ImageError as exc:  # unreadable now: the build will say so; differ from any bytes
+            data = f"\0error {exc}".encode()
+        h.update(f"image:{e.id}\0".encode() + hashlib.sha256(data).digest())
+    for mid, w in sorted(plan.weights.items()):
+        h.update(f"weights:{mid}={getattr(w, 'sha256', None)}\0".encode())
+    h.update(repr(sorted(versions.items())).encode())
+    for k in _ENV:
+        h.update(f"env:{k}={os.environ.get(k, '')}\0".encode())
+    return h.hexdigest()
