@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import subprocess
 import sys
@@ -124,8 +125,8 @@ def test_failed_build_leaves_previous_site_intact(tmp_path, demo_site, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "_json_dump", crash)
-    with pytest.raises(KeyboardInterrupt):
-        build(cfg, BuildOptions(out=out, random_init=True, quiet=True, analyses=("within_pca",)))
+    with pytest.raises(KeyboardInterrupt):  # force: an unchanged site would be left alone anyway
+        build(cfg, BuildOptions(out=out, random_init=True, quiet=True, analyses=("within_pca",), force=True))
     assert _tree(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no temp folder left behind
 
@@ -133,7 +134,7 @@ def test_failed_build_leaves_previous_site_intact(tmp_path, demo_site, monkeypat
 def test_damaged_cache_entry_is_recomputed(tmp_path, demo_site, monkeypatch):
     monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / "cache"))
     cfg = load_config(demo_site.parent / "site_src" / "report.toml")
-    opts = BuildOptions(out=tmp_path / "s", random_init=True, quiet=True, analyses=("within_pca",))
+    opts = BuildOptions(out=tmp_path / "s", random_init=True, quiet=True, analyses=("within_pca",), force=True)
     first = build(cfg, opts)
     assert first.computed == 4 and first.reused == 0
     entries = sorted((tmp_path / "cache" / "features").rglob("*.safetensors"))
@@ -171,7 +172,8 @@ def test_adding_an_image_computes_features_for_that_image_only(tmp_path, monkeyp
     second = build(load_config(cfg_path), opts)
     assert (second.computed, second.reused) == (1, 2)
     assert second.sections_computed == 1  # within_pca depends on every image: recomputed
-    third = build(load_config(cfg_path), opts)
+    assert build(load_config(cfg_path), opts).up_to_date  # nothing changed: nothing done
+    third = build(load_config(cfg_path), replace(opts, force=True))
     assert (third.computed, third.sections_computed, third.sections_reused) == (0, 0, 1)
 
 

@@ -120,7 +120,7 @@ def test_disk_full_keeps_previous_site_and_says_so(tmp_path, demo_site, monkeypa
 
     monkeypatch.setattr(pipeline, "_json_dump", full)
     cfg = demo_site.parent / "site_src" / "report.toml"
-    r = CliRunner().invoke(app, ["build", "--random-init", "--quiet", "--config", str(cfg), "--out", str(out)])
+    r = CliRunner().invoke(app, ["build", "--random-init", "--quiet", "--config", str(cfg), "--out", str(out), "--force"])
     assert r.exit_code != 0
     assert "could not write the report" in r.output and "No space left on device" in r.output, r.output
     assert "free disk space" in r.output
