@@ -81,3 +81,42 @@ def demo_site(tmp_path_factory) -> Path:
     out = root / "site"
     build(load_config(cfg), BuildOptions(out=out, random_init=True, quiet=True))
     return out
+
+
+@pytest.fixture()
+def isolated_cache(tmp_path, monkeypatch):
+    """A cache folder of this test's own."""
+    monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture()
+def local_network_only(monkeypatch):
+    """Any download to a host other than 127.0.0.1 fails the test."""
+    import generator.images.fetching as fetching
+
+    real = fetching._download
+
+    def guarded(url: str, *args, **kwargs):
+        assert url.startswith("http://127.0.0.1:"), f"test tried to reach the network: {url}"
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(fetching, "_download", guarded)
+
+
+def image_entry(**kw):
+    """An ImageEntry with placeholder credits; ``kw`` sets or overrides fields."""
+    from generator.images import ImageEntry
+
+    base = dict(id="x", subject="x", groups=(), author="a", license="CC0 1.0")
+    base.update(kw)
+    return ImageEntry(**base)
+
+
+def blob_photo(rng: np.random.Generator, side: int = 64) -> np.ndarray:
+    """(side, side) float grey photo: four flat rectangles of random brightness on black."""
+    img = np.zeros((side, side))
+    for _ in range(4):
+        y, x = rng.integers(0, side - 16, 2)
+        hh, ww = rng.integers(8, 24, 2)
+        img[y:y + hh, x:x + ww] = rng.uniform(0.3, 1.0)
+    return img

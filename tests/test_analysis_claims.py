@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from conftest import blob_photo
 from generator.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
                                 instance_labels, instance_separation, neighbour_coherence,
                                 norm_outliers, pca_within, pool_mean, speck_share, subject_iou,
@@ -273,15 +274,6 @@ def test_imagenet_outliers_planted_and_absent():
                     )["verdict"] == "not supported"
 
 
-def _photo(rng, side=64):
-    img = np.zeros((side, side))
-    for _ in range(4):
-        y, x = rng.integers(0, side - 16, 2)
-        hh, ww = rng.integers(8, 24, 2)
-        img[y:y + hh, x:x + ww] = rng.uniform(0.3, 1.0)
-    return img
-
-
 def test_edges_to_objects_planted_and_reversed():
     rng = np.random.default_rng(4)
     c = 16
@@ -292,7 +284,7 @@ def test_edges_to_objects_planted_and_reversed():
     def blob_map(g):
         return np.stack([_smooth(rng, g, g) for _ in range(c)])
 
-    photos = [_photo(rng) for _ in range(N_IMAGES)]
+    photos = [blob_photo(rng) for _ in range(N_IMAGES)]
     drop = [edge_following(edge_map(p, 16), p) - edge_following(blob_map(8), p) for p in photos]
     rise = [edge_following(blob_map(16), p) - edge_following(edge_map(p, 8), p) for p in photos]
     assert _verdict("edges_to_objects", {"edge_drop": {DENSE: drop, CLS: drop}})["verdict"] == "supported"

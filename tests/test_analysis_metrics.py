@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from conftest import blob_photo
 from generator.analysis import (colour_agreement, cycle_consistent_share, cycle_share_excess,
                                 edge_following,
                                 far_similarity, instance_labels, instance_separation, mutual_nn,
@@ -138,14 +139,6 @@ def test_subject_iou_reference_majority_vote():
 
 # ---- edges ---------------------------------------------------------------------------------
 
-def _photo(rng, side=64):
-    img = np.zeros((side, side))
-    for _ in range(4):
-        y, x = rng.integers(0, side - 16, 2)
-        hh, ww = rng.integers(8, 24, 2)
-        img[y:y + hh, x:x + ww] = rng.uniform(0.3, 1.0)
-    return img
-
 
 def test_sobel_magnitude_on_a_step():
     img = np.zeros((5, 6))
@@ -157,7 +150,7 @@ def test_sobel_magnitude_on_a_step():
 def test_edge_following_planted_and_removed():
     rng = np.random.default_rng(5)
     c, g = 16, 16
-    img = _photo(rng)
+    img = blob_photo(rng)
     edge_like = pool_mean(img, (g, g))[None] * rng.normal(size=(c, 1, 1))
     edge_like = edge_like + 0.01 * rng.normal(size=(c, g, g))
     assert edge_following(edge_like, img) > 0.6

@@ -18,35 +18,16 @@ import pytest
 from PIL import Image
 
 import generator.images.fetching as fetching
-from generator.images import ImageEntry, available, cache_dir, cached_path, fetch
+from conftest import image_entry
+from generator.images import available, cache_dir, cached_path, fetch
 
-
-def _entry(**kw) -> ImageEntry:
-    base = dict(id="x", subject="x", groups=(), author="a", license="CC0 1.0")
-    base.update(kw)
-    return ImageEntry(**base)
+pytestmark = pytest.mark.usefixtures("isolated_cache", "local_network_only")
 
 
 def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), (0, 128, 255)).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _no_internet(monkeypatch):
-    real = fetching._download
-
-    def guarded(url, *args, **kwargs):
-        assert url.startswith("http://127.0.0.1:"), f"test tried to reach the network: {url}"
-        return real(url, *args, **kwargs)
-
-    monkeypatch.setattr(fetching, "_download", guarded)
 
 
 @pytest.fixture()
@@ -114,7 +95,7 @@ def test_html_page_for_an_image_is_not_cached(raw_server):
     """Item 8: a 200 HTML page (login wall, error page) for a URL without sha256."""
     base, routes = raw_server
     routes["/a.jpg"] = _reply(b"<!doctype html><html><body>Please log in</body></html>", "text/html")
-    entry = _entry(id="a", url=f"{base}/a.jpg")
+    entry = image_entry(id="a", url=f"{base}/a.jpg")
     [(iid, status)] = fetch([entry], timeout=5)
     assert iid == "a"
     assert status.startswith("failed: ") and "not an image" in status and "text/html" in status
@@ -126,7 +107,7 @@ def test_undecodable_cached_file_is_fetched_again(raw_server):
     base, routes = raw_server
     png = _png()
     routes["/a.png"] = _reply(png)
-    entry = _entry(id="a", url=f"{base}/a.png")
+    entry = image_entry(id="a", url=f"{base}/a.png")
     target = cached_path(entry)
     target.parent.mkdir(parents=True)
     target.write_bytes(b"<html>old login page</html>")
@@ -147,7 +128,7 @@ def test_drip_feed_hits_the_total_deadline(raw_server):
 
     routes["/slow.png"] = drip
     routes["/ok.png"] = _reply(png)
-    slow, ok = _entry(id="slow", url=f"{base}/slow.png"), _entry(id="ok", url=f"{base}/ok.png")
+    slow, ok = image_entry(id="slow", url=f"{base}/slow.png"), image_entry(id="ok", url=f"{base}/ok.png")
     start = time.monotonic()
     results = dict(fetch([slow, ok], timeout=2.0))
     assert time.monotonic() - start < 8
@@ -171,8 +152,8 @@ def test_size_cap_streams_and_stops(raw_server, monkeypatch):
             conn.sendall(big[i:i + 10_000])
 
     routes["/unannounced.png"] = unannounced
-    results = dict(fetch([_entry(id="a", url=f"{base}/announced.png"),
-                          _entry(id="u", url=f"{base}/unannounced.png")], timeout=5))
+    results = dict(fetch([image_entry(id="a", url=f"{base}/announced.png"),
+                          image_entry(id="u", url=f"{base}/unannounced.png")], timeout=5))
     for iid in ("a", "u"):
         assert results[iid].startswith("failed: ") and "100,000" in results[iid], results[iid]
     assert _cache_files() == []
@@ -201,7 +182,7 @@ def test_download_streams_to_a_part_file(raw_server):
         conn.sendall(png[half:])
 
     routes["/a.png"] = halves
-    entry = _entry(id="a", url=f"{base}/a.png", sha256=hashlib.sha256(png).hexdigest())
+    entry = image_entry(id="a", url=f"{base}/a.png", sha256=hashlib.sha256(png).hexdigest())
     assert fetch([entry], timeout=10) == [("a", "fetched")]
     assert seen and half - 8192 <= seen[0][1] <= half
     assert [p.name for p in _cache_files()] == [cached_path(entry).name]
@@ -216,7 +197,7 @@ def test_short_body_and_non_http_reply_fail_per_image(raw_server):
     routes["/nothttp.png"] = lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
     routes["/closed.png"] = lambda conn: None
     routes["/ok.png"] = _reply(png)
-    entries = [_entry(id=i, url=f"{base}/{i}.png") for i in ("short", "nothttp", "closed", "ok")]
+    entries = [image_entry(id=i, url=f"{base}/{i}.png") for i in ("short", "nothttp", "closed", "ok")]
     results = dict(fetch(entries, timeout=5))
     assert results["ok"] == "fetched"
     assert results["short"].startswith("failed: ") and "20 of" in results["short"]

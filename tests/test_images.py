@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import generator.images.fetching as fetching
+from conftest import image_entry
 from generator.images import (
-    ImageEntry,
     ImageError,
     available,
     cache_dir,
@@ -29,11 +28,7 @@ from generator.images import (
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 
-
-def _entry(**kw) -> ImageEntry:
-    base = dict(id="x", subject="x", groups=(), author="a", license="CC0 1.0")
-    base.update(kw)
-    return ImageEntry(**base)
+pytestmark = pytest.mark.usefixtures("isolated_cache", "local_network_only")
 
 
 def _png_bytes(size=(64, 48), color=(255, 0, 0)) -> bytes:
@@ -42,23 +37,6 @@ def _png_bytes(size=(64, 48), color=(255, 0, 0)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _no_internet(monkeypatch):
-    """Any download to a host other than 127.0.0.1 fails the test."""
-    real = fetching._download
-
-    def guarded(url: str, *args, **kwargs):
-        assert url.startswith("http://127.0.0.1:"), f"test tried to reach the network: {url}"
-        return real(url, *args, **kwargs)
-
-    monkeypatch.setattr(fetching, "_download", guarded)
 
 
 @pytest.fixture()
@@ -105,11 +83,11 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 def test_cached_path_names(tmp_path):
     url = "https://commons.wikimedia.org/wiki/Special:FilePath/Pug_close_up.jpg?width=1280"
-    by_url = cached_path(_entry(url=url))
+    by_url = cached_path(image_entry(url=url))
     assert by_url == tmp_path / "cache" / "images" / (hashlib.sha256(url.encode()).hexdigest() + ".jpg")
     sha = "ab" * 32
-    assert cached_path(_entry(url=url, sha256=sha)).name == sha + ".jpg"
-    assert cached_path(_entry(url="https://example.org/get?id=3")).suffix == ".img"
+    assert cached_path(image_entry(url=url, sha256=sha)).name == sha + ".jpg"
+    assert cached_path(image_entry(url="https://example.org/get?id=3")).suffix == ".img"
 
 
 # --------------------------------------------------------------------------- image_bytes
@@ -120,33 +98,33 @@ def test_image_bytes_file_and_sha(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(data)
     good = hashlib.sha256(data).hexdigest()
-    assert image_bytes(_entry(file=path, sha256=good)) == data
+    assert image_bytes(image_entry(file=path, sha256=good)) == data
     with pytest.raises(ImageError) as err:
-        image_bytes(_entry(id="pic", file=path, sha256="0" * 64))
+        image_bytes(image_entry(id="pic", file=path, sha256="0" * 64))
     msg = str(err.value)
     assert "image 'pic'" in msg and "expected " + "0" * 64 in msg and f"got {good}" in msg
 
 
 def test_image_bytes_missing_file(tmp_path):
     with pytest.raises(ImageError, match=r"image 'x': cannot read .*gone\.png"):
-        image_bytes(_entry(file=tmp_path / "gone.png"))
-    assert not available(_entry(file=tmp_path / "gone.png"))
+        image_bytes(image_entry(file=tmp_path / "gone.png"))
+    assert not available(image_entry(file=tmp_path / "gone.png"))
 
 
 def test_image_bytes_packages():
-    astro = _entry(package="skimage:astronaut")
+    astro = image_entry(package="skimage:astronaut")
     data = image_bytes(astro)
     assert hashlib.sha256(data).hexdigest() == "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"
     assert available(astro)
-    assert image_bytes(_entry(package="sklearn:china.jpg"))[:2] == b"\xff\xd8"
-    missing = _entry(package="skimage:no_such_picture")
+    assert image_bytes(image_entry(package="sklearn:china.jpg"))[:2] == b"\xff\xd8"
+    missing = image_entry(package="skimage:no_such_picture")
     assert not available(missing)
     with pytest.raises(ImageError, match=r"package image 'skimage:no_such_picture': no file"):
         image_bytes(missing)
 
 
 def test_url_not_cached_says_fetch():
-    entry = _entry(id="dog_pug", url="https://example.org/pug.jpg")
+    entry = image_entry(id="dog_pug", url="https://example.org/pug.jpg")
     assert not available(entry)
     with pytest.raises(ImageError, match=r"image 'dog_pug' .* is not in the cache .*run `dinoreport images fetch`"):
         image_bytes(entry)
@@ -159,7 +137,7 @@ def test_fetch_downloads_atomically_then_caches(server, monkeypatch):
     base, www, hits = server
     data = _png_bytes()
     (www / "pic.png").write_bytes(data)
-    entry = _entry(id="pic", url=f"{base}/pic.png", sha256=hashlib.sha256(data).hexdigest())
+    entry = image_entry(id="pic", url=f"{base}/pic.png", sha256=hashlib.sha256(data).hexdigest())
     target = cached_path(entry)
 
     renames: list[tuple[Path, Path]] = []
@@ -188,7 +166,7 @@ def test_fetch_downloads_atomically_then_caches(server, monkeypatch):
 def test_fetch_without_sha_uses_url_hash(server):
     base, www, _ = server
     (www / "a.jpg").write_bytes(_png_bytes())
-    entry = _entry(id="a", url=f"{base}/a.jpg")
+    entry = image_entry(id="a", url=f"{base}/a.jpg")
     assert fetch([entry]) == [("a", "fetched")]
     assert cached_path(entry).name == hashlib.sha256(entry.url.encode()).hexdigest() + ".jpg"
 
@@ -196,7 +174,7 @@ def test_fetch_without_sha_uses_url_hash(server):
 def test_fetch_sha_mismatch_leaves_nothing(server):
     base, www, _ = server
     (www / "pic.png").write_bytes(_png_bytes())
-    entry = _entry(id="pic", url=f"{base}/pic.png", sha256="1" * 64)
+    entry = image_entry(id="pic", url=f"{base}/pic.png", sha256="1" * 64)
     [(image_id, status)] = fetch([entry])
     assert image_id == "pic"
     assert status.startswith("failed: sha256 mismatch: expected " + "1" * 64 + ", got ")
@@ -207,8 +185,8 @@ def test_fetch_sha_mismatch_leaves_nothing(server):
 
 def test_fetch_http_error_and_unreachable(server):
     base, _, _ = server
-    missing = _entry(id="missing", url=f"{base}/missing.png")
-    dead = _entry(id="dead", url="http://127.0.0.1:9/x.png")  # discard port: nothing listens
+    missing = image_entry(id="missing", url=f"{base}/missing.png")
+    dead = image_entry(id="dead", url="http://127.0.0.1:9/x.png")  # discard port: nothing listens
     results = dict(fetch([missing, dead], timeout=5))
     assert results["missing"].startswith("failed: HTTP 404")
     assert results["dead"].startswith("failed: ")
@@ -219,8 +197,8 @@ def test_fetch_http_error_and_unreachable(server):
 def test_fetch_local_entries_reported(tmp_path):
     path = tmp_path / "a.png"
     path.write_bytes(_png_bytes())
-    result = fetch([_entry(id="a", file=path), _entry(id="b", file=tmp_path / "b.png"),
-                    _entry(id="c", package="skimage:coffee")])
+    result = fetch([image_entry(id="a", file=path), image_entry(id="b", file=tmp_path / "b.png"),
+                    image_entry(id="c", package="skimage:coffee")])
     assert result[0] == ("a", "cached") and result[2] == ("c", "cached")
     assert result[1][0] == "b" and result[1][1].startswith("failed: ")
 
@@ -232,21 +210,21 @@ def test_load_image_names_file_on_decode_error(tmp_path):
     path = tmp_path / "broken.jpg"
     path.write_text("not an image")
     with pytest.raises(ImageError, match=r"broken\.jpg.*not a recognised image file"):
-        load_image(_entry(id="broken", file=path), 448)
+        load_image(image_entry(id="broken", file=path), 448)
 
 
 def test_load_image_too_small_names_file(tmp_path):
     path = tmp_path / "tiny.png"
     path.write_bytes(_png_bytes(size=(20, 20)))
     with pytest.raises(ImageError, match=r"tiny\.png.*too small \(20x20 pixels\)"):
-        load_image(_entry(id="tiny", file=path), 448)
+        load_image(image_entry(id="tiny", file=path), 448)
 
 
 def test_load_image_max_pixels(tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(_png_bytes(size=(64, 48)))
     with pytest.raises(ImageError, match=r"big\.png.*too large.*max_pixels=1,000"):
-        load_image(_entry(file=path), 448, max_pixels=1000)
+        load_image(image_entry(file=path), 448, max_pixels=1000)
 
 
 def _image_and_mask(tmp_path: Path, size=(1280, 853), exif_orientation: int | None = None):
@@ -263,7 +241,7 @@ def _image_and_mask(tmp_path: Path, size=(1280, 853), exif_orientation: int | No
         kw["exif"] = exif
     Image.fromarray(arr).save(img_path, **kw)
     Image.fromarray(mask).save(mask_path, **kw)
-    return _entry(file=img_path, mask=mask_path)
+    return image_entry(file=img_path, mask=mask_path)
 
 
 def test_load_mask_matches_image_geometry(tmp_path):
@@ -287,7 +265,7 @@ def test_load_mask_follows_exif(tmp_path):
 
 
 def test_load_mask_none_and_size_mismatch(tmp_path):
-    assert load_mask(_entry(file=tmp_path / "x.png"), (32, 32)) is None
+    assert load_mask(image_entry(file=tmp_path / "x.png"), (32, 32)) is None
     entry = _image_and_mask(tmp_path, size=(64, 64))
     Image.new("L", (32, 32)).save(entry.mask)
     with pytest.raises(ImageError, match=r"mask is 32x32 but the image is 64x64"):
@@ -295,9 +273,9 @@ def test_load_mask_none_and_size_mismatch(tmp_path):
 
 
 def test_share_alike():
-    assert _entry(license="CC BY-SA 4.0").share_alike
-    assert not _entry(license="CC BY 2.0").share_alike
-    assert not _entry(license="Public domain").share_alike
+    assert image_entry(license="CC BY-SA 4.0").share_alike
+    assert not image_entry(license="CC BY 2.0").share_alike
+    assert not image_entry(license="Public domain").share_alike
 
 
 # --------------------------------------------------------------------------- real photos (optional)
