@@ -73,16 +73,22 @@ def run_build(config: Path, out: Path, env: dict, *extra: str) -> dict:
            "--out", str(out), "--random-init", "--quiet", *extra]
     bj = out / "data" / "build.json"
     before = bj.stat().st_mtime_ns if bj.is_file() else None
+    run = _measured(cmd, env, "build")
+    # A build with nothing changed writes nothing, build.json included: its phases are the old ones.
+    up_to_date = before is not None and bj.stat().st_mtime_ns == before
+    return {"wall": run["wall"], "rss_mib": run["rss_mib"], "build": json.loads(bj.read_text()),
+            "up_to_date": up_to_date}
+
+
+def _measured(cmd: list[str], env: dict, what: str) -> dict:
+    """Run ``cmd`` (wrapped in ``_RUN``): wall seconds, the child's peak RSS (MiB), its stdout."""
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if r.returncode != 0:
-        raise SystemExit(f"build failed:\n{r.stderr}")
+        raise SystemExit(f"{what} failed:\n{r.stderr}")
     rss_kib = int(r.stderr.strip().splitlines()[-1])
-    info = json.loads(bj.read_text())
-    # A build with nothing changed writes nothing, build.json included: its phases are the old ones.
-    up_to_date = before is not None and bj.stat().st_mtime_ns == before
-    return {"wall": wall, "rss_mib": rss_kib / 1024, "build": info, "up_to_date": up_to_date}
+    return {"wall": wall, "rss_mib": rss_kib / 1024, "stdout": r.stdout}
 
 
 def matmul_peak(n: int = 2048, repeat: int = 10) -> float:
@@ -252,13 +258,8 @@ def phases(b: dict) -> str:
 def run_peer(script: Path, images: Path, out: Path, env: dict, device: str = "cpu") -> dict:
     """The peer in a fresh process on the same images: wall seconds and peak RSS (MiB)."""
     cmd = [sys.executable, "-c", _RUN, sys.executable, str(script), str(images), str(out), "--device", device]
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"peer failed:\n{r.stderr}")
-    rss_kib = int(r.stderr.strip().splitlines()[-1])
-    return {"wall": wall, "rss_mib": rss_kib / 1024, "says": r.stdout.strip().splitlines()[-1]}
+    run = _measured(cmd, env, "peer")
+    return {"wall": run["wall"], "rss_mib": run["rss_mib"], "says": run["stdout"].strip().splitlines()[-1]}
 
 
 def make_scaled_images(src: Path, n: int, out: Path, seed: int = 0) -> Path:
