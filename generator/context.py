@@ -65,12 +65,14 @@ class BuildContext:
     # (crop multiple, {timm name: what it needs}): see generator.modelmeta.crop_multiple.
     crop: tuple[int, dict[str, int]] = (32, {})
 
-    def fmap(self, model: str, image: str, stage: str, resolution: int | None = None) -> np.ndarray:
+    def fmap(self, model: str, image: str, stage: str, resolution: int | None = None,
+             channel: int | None = None) -> np.ndarray:
         """(C, h, w) float32 feature map from the cache, at the build's resolution or at an
-        extra ``resolution`` (short side, px) that an analysis declared in its needs."""
+        extra ``resolution`` (short side, px) that an analysis declared in its needs; with
+        ``channel``, only that channel (h, w), read alone from the file."""
         if resolution is None or resolution == self.cfg.resolution:
-            return load_stage(self.cache, self.keys[model][image], stage)
-        return load_stage(self.cache, self.extra_keys[resolution][model][image], stage)
+            return load_stage(self.cache, self.keys[model][image], stage, channel)
+        return load_stage(self.cache, self.extra_keys[resolution][model][image], stage, channel)
 
     def stage_maps(self, model: str, ids: Sequence[str], stage: str) -> StageMaps:
         """The maps of ``ids`` at ``stage`` as a lazy sequence (:class:`StageMaps`)."""
@@ -80,10 +82,6 @@ class BuildContext:
         """(h, w) cells of a stage with this stride for an image at the build's resolution."""
         h, w = self.images[image].shape[:2]
         return h // stride, w // stride
-
-    def fmap_channel(self, model: str, image: str, stage: str, channel: int) -> np.ndarray:
-        """(h, w) float32: one channel of :meth:`fmap` at the build's resolution, read alone."""
-        return load_stage(self.cache, self.keys[model][image], stage, channel)
 
     def has_resolution(self, resolution: int, model: str) -> bool:
         """Whether ``model``'s features were extracted at the extra ``resolution``."""

@@ -101,11 +101,8 @@ def intact(out: Path) -> bool:
     ours = written_files(out)
     if ours is None:
         return False
-    for rel, sha in ours.items():
-        p = out / rel
-        if p.is_symlink() or not p.is_file() or _sha(p) != sha:
-            return False
-    return True
+    _, edited = _user_files(out, ours)
+    return not edited and all((out / rel).is_file() for rel in ours)
 
 
 def _listing(names: list[str], n: int = 8) -> str:

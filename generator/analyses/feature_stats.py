@@ -55,7 +55,7 @@ def feature_stats(ctx: BuildContext) -> SectionOutput:
             c = A.pick_channels(st.channels, 1, ctx.cfg.seed, f"channel-stats:{stage}:{st.channels}")[0]
             chans[m.id] = c
             chunks[m.id] = (lambda mid=m.id, st=stage: (ctx.fmap(mid, i, st) for i in ids))
-            ch_chunks[m.id] = (lambda mid=m.id, st=stage, c=c: (ctx.fmap_channel(mid, i, st, c) for i in ids))
+            ch_chunks[m.id] = (lambda mid=m.id, st=stage, c=c: (ctx.fmap(mid, i, st, channel=c) for i in ids))
             stats[m.id] = A.feature_stats(chunks[m.id])
             ch_stats[m.id] = A.feature_stats(ch_chunks[m.id])
             all_rows.append({"model": m.id, "stage": stage, **_stats_row(stats[m.id])})
