@@ -236,9 +236,10 @@ def extract_all(
     cache.load_seconds += time.perf_counter() - t
     # On an accelerator, batches of same-size images keep it busy; channels-last suits the
     # convolutions of CNNs on tensor cores and cuDNN's autotuner pays off because the batch
-    # shapes repeat. On a CPU none of that helps: a 4-image batch measured 10 % slower per
+    # shapes repeat. On a CPU batching does not pay: a 4-image batch measured 2-12 % slower per
     # image than one image at a time (ConvNeXt-T and ViT-S/16 at 448 px, 2 cores), and
-    # channels-last 3 % slower, so images go one at a time in the default layout there.
+    # channels-last varied between 15 % faster and 3 % slower from run to run, so images go one
+    # at a time in the default layout there (bench/cpu_batching.py measures both).
     use_cl = dev.type != "cpu" and not backbone.is_vit
     if use_cl:
         backbone.model.to(memory_format=torch.channels_last)
