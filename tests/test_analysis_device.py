@@ -1,6 +1,6 @@
-"""The torch path of the analyses' linear algebra (GPU, or CPU for this test) gives today's
-numbers: explained variance within 1e-5, components, projections and CKA within 1e-4
-relative, same deterministic signs."""
+"""The torch path of the analyses (GPU, or CPU for this test) gives today's numbers:
+explained variance within 1e-5, components, projections, CKA and moments within 1e-4
+relative, same deterministic signs; percentiles, extremes and histogram counts exactly."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,6 +81,54 @@ def test_explorer_codes_torch_match_numpy(monkeypatch, device):
     ref, got = _both(monkeypatch, device, lambda: A.explorer_codes(maps, dims=3))
     for r, g in zip(ref, got):
         np.testing.assert_allclose(g.astype(np.float32), r.astype(np.float32), atol=2e-3)
+
+
+def _heavy_maps(seed: int) -> list[np.ndarray]:
+    """float32 maps with a heavy tail, ties (a block of equal values) and an offset, in
+    chunks of different sizes: the cases where order statistics and bin edges are delicate."""
+    rng = np.random.default_rng(seed)
+    maps = [(rng.standard_t(3, size=(c, 9, 11)) + 2.0).astype(np.float32) for c in (7, 16, 3)]
+    maps[1][:4] = 2.5
+    return maps
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("budget", [1 << 21, 64])  # sort at once; histogram-refine several levels
+def test_feature_stats_torch_matches_numpy(monkeypatch, device, budget):
+    from generator.analysis import stats
+
+    monkeypatch.setattr(stats, "_COLLECT_BUDGET", budget)
+    maps = _heavy_maps(3)
+    ref, got = _both(monkeypatch, device, lambda: A.feature_stats(lambda: iter(maps)))
+    pooled = np.concatenate([m.ravel() for m in maps]).astype(np.float64)
+    # Order statistics are exact on both paths; the moments differ only in summation order.
+    assert (got.count, got.min, got.max, got.p1, got.p99) == (ref.count, ref.min, ref.max, ref.p1, ref.p99)
+    assert (ref.p1, ref.p99) == tuple(np.percentile(pooled, [1, 99]))
+    assert got.outlier_fraction == ref.outlier_fraction > 0
+    for f in ("mean", "std", "skew", "kurtosis"):
+        assert getattr(got, f) == pytest.approx(getattr(ref, f), rel=1e-4), f
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_histograms_torch_match_numpy_on_edges(monkeypatch, device):
+    maps = _heavy_maps(4)
+    pooled = np.concatenate([m.ravel() for m in maps]).astype(np.float64)
+    uniform = A.shared_bin_edges(1.0, 3.0, 40)  # 2.5 sits on an edge: the tied block must land like numpy
+    uneven = np.array([-50.0, 0.0, 1.5, 2.5, 2.50001, 4.0, 60.0])
+    ref, got = _both(monkeypatch, device, lambda: A.histograms(lambda: iter(maps), (uniform, uneven)))
+    for r, g, e in zip(ref, got, (uniform, uneven)):
+        np.testing.assert_array_equal(g, r)
+        np.testing.assert_array_equal(g, np.histogram(pooled[(pooled >= e[0]) & (pooled <= e[-1])], e)[0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_value_tails_torch_matches_numpy(monkeypatch, device):
+    x = _heavy_maps(5)[0]
+    ref, got = _both(monkeypatch, device, lambda: A.value_tails(x))
+    a = np.abs(x.astype(np.float64).ravel())
+    assert got.tail_ratio == pytest.approx(ref.tail_ratio, rel=1e-12)
+    assert ref.tail_ratio == pytest.approx(np.percentile(a, 99.9) / np.percentile(a, 50), rel=1e-6)
+    assert got.excess_kurtosis == pytest.approx(ref.excess_kurtosis, rel=1e-4) and ref.excess_kurtosis > 0.5
 
 
 def test_unknown_device_name_is_an_error_naming_the_variable(monkeypatch):

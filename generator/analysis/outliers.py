@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .device import analysis_device
 from .pca import check_fmap
 
 __all__ = ["OUTLIER_K", "NormOutliers", "norm_outliers", "ValueTails", "value_tails"]
@@ -110,19 +111,49 @@ class ValueTails:
     tail_ratio: float
 
 
-def _percentiles(v: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """numpy's 'linear' percentiles of a 1-D array from one partial sort in its own dtype
-    (float32 maps are not widened to float64 first: the order statistics are the same values)."""
-    n = v.size
+def _percentiles(n: int, qs: tuple[float, ...], pick) -> list[float]:
+    """numpy's 'linear' percentiles of ``n`` values, given ``pick(ranks) -> {rank: value}``
+    that returns the order statistics (0-based ranks) of the values."""
     pos = [(n - 1) * q / 100.0 for q in qs]
-    ks = sorted({min(int(np.floor(p)) + j, n - 1) for p in pos for j in (0, 1)})
-    part = np.partition(v, ks)
+    at = pick(sorted({min(int(np.floor(p)) + j, n - 1) for p in pos for j in (0, 1)}))
     out = []
     for p in pos:
         lo = int(np.floor(p))
-        a, b = float(part[lo]), float(part[min(lo + 1, n - 1)])
+        a, b = at[lo], at[min(lo + 1, n - 1)]
         out.append(a + (b - a) * (p - lo))
     return out
+
+
+def _tails_numpy(v: np.ndarray, qs: tuple[float, ...]) -> tuple[float, float, list[float]]:
+    """Variance and fourth central moment of ``v`` (float64) and percentiles of ``|v|``: one
+    partial sort in ``v``'s own dtype (float32 maps are not widened to float64 first: the
+    order statistics are the same values)."""
+    d = v.astype(np.float64) - v.mean(dtype=np.float64)
+    d *= d  # squared deviations in place: one float64 copy of the data, not three
+    var, m4 = float(d.mean()), float(np.mean(d * d))
+    del d
+    a = np.abs(v)
+
+    def pick(ks: list[int]) -> dict[int, float]:
+        part = np.partition(a, ks)
+        return {k: float(part[k]) for k in ks}
+
+    return var, m4, _percentiles(a.size, qs, pick)
+
+
+def _tails_torch(v: np.ndarray, qs: tuple[float, ...], dev) -> tuple[float, float, list[float]]:
+    """:func:`_tails_numpy` on a torch device; the order statistics are the same values."""
+    import torch
+
+    own = v.dtype if v.dtype in (np.float32, np.float64) else np.float64  # exact for float16
+    t = torch.from_numpy(np.ascontiguousarray(v, dtype=own)).to(dev)
+    d = t.to(torch.float64)
+    d = d - d.mean()
+    d *= d
+    var, m4 = float(d.mean()), float((d * d).mean())
+    del d
+    a = t.abs()
+    return var, m4, _percentiles(a.shape[0], qs, lambda ks: {k: float(torch.kthvalue(a, k + 1).values) for k in ks})
 
 
 def value_tails(x: np.ndarray) -> ValueTails:
@@ -136,6 +167,8 @@ def value_tails(x: np.ndarray) -> ValueTails:
     Returns
     -------
     ValueTails
+        Computed with numpy, or with torch on :func:`.device.analysis_device` when one is
+        set (same order statistics; moments equal up to summation order).
     """
     arr = np.asarray(x)
     if arr.size == 0:
@@ -148,11 +181,10 @@ def value_tails(x: np.ndarray) -> ValueTails:
     bad = v.size - int(np.count_nonzero(np.isfinite(v)))
     if bad:
         raise ValueError(f"x must be finite, got {bad} non-finite values")
-    d = v.astype(np.float64) - v.mean(dtype=np.float64)
-    d *= d  # squared deviations in place: one float64 copy of the data, not three
-    var = float(d.mean())
-    kurt = float(np.mean(d * d) / var ** 2 - 3.0) if var > 0 else 0.0
-    p50, p999 = _percentiles(np.abs(v), (50.0, 99.9))
+    dev = analysis_device()
+    var, m4, (p50, p999) = (_tails_numpy(v, (50.0, 99.9)) if dev is None
+                            else _tails_torch(v, (50.0, 99.9), dev))
+    kurt = float(m4 / var ** 2 - 3.0) if var > 0 else 0.0
     if p50 > 0:
         ratio = float(p999 / p50)
     else:

@@ -3,6 +3,13 @@
 Memory is bounded by one chunk plus O(bins) state, whatever the number of
 chunks: every function takes a *factory* ``chunks()`` that returns a fresh
 iterator, and walks it a few times instead of holding the data.
+
+Where the arithmetic runs follows :func:`.device.analysis_device`: numpy on a
+CPU, torch on a GPU (or torch on the CPU when asked, as the tests do). Each
+chunk is moved to the device once per walk and every per-value step (moments,
+bin indices, counts, the selection and sort of order statistics) runs there in
+float64; only O(bins) counts come back. The order statistics and counts are the
+same values on both paths; moments agree up to summation order.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from .device import analysis_device
 
 __all__ = ["FeatureStats", "feature_stats", "shared_bin_edges", "histogram"]
 
@@ -57,6 +66,85 @@ class FeatureStats:
     outlier_fraction: float
 
 
+class _NumpyOps:
+    """The per-value steps of this module on numpy arrays (the CPU path)."""
+
+    @staticmethod
+    def put(flat: np.ndarray) -> np.ndarray:
+        return flat
+
+    @staticmethod
+    def f64(x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float64, copy=False)
+
+    @staticmethod
+    def floor_index(x: np.ndarray, hi: int) -> np.ndarray:
+        """int64 of non-negative ``x`` (truncated), clipped to ``[0, hi]``."""
+        idx = x.astype(np.int64)
+        np.clip(idx, 0, hi, out=idx)
+        return idx
+
+    @staticmethod
+    def as_int(mask: np.ndarray) -> np.ndarray:
+        return mask  # numpy adds a bool array to an int64 one in place, without a copy
+
+    @staticmethod
+    def bincount(idx: np.ndarray, n: int) -> np.ndarray:
+        return np.bincount(idx, minlength=n)
+
+    @staticmethod
+    def sorted_concat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0)
+
+    @staticmethod
+    def edges(e: np.ndarray) -> np.ndarray:
+        return e
+
+    @staticmethod
+    def bin_right(e: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.searchsorted(e, v, side="right")
+
+
+class _TorchOps:
+    """The same steps on torch tensors of one device (float64 as on the numpy path)."""
+
+    def __init__(self, dev) -> None:
+        import torch
+
+        self.torch, self.dev = torch, dev
+
+    def put(self, flat: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(flat)).to(self.dev)
+
+    def f64(self, x):
+        return x.to(self.torch.float64)
+
+    def floor_index(self, x, hi: int):
+        return x.to(self.torch.int64).clamp_(0, hi)
+
+    def as_int(self, mask):
+        return mask.to(self.torch.int64)
+
+    def bincount(self, idx, n: int) -> np.ndarray:
+        return self.torch.bincount(idx, minlength=n).cpu().numpy().astype(np.int64)
+
+    def sorted_concat(self, parts: list):
+        if not parts:
+            return np.empty(0)
+        return self.torch.sort(self.torch.cat(parts)).values
+
+    def edges(self, e: np.ndarray):
+        return self.torch.from_numpy(e).to(self.dev)
+
+    def bin_right(self, e, v):
+        return self.torch.searchsorted(e, v, right=True)
+
+
+def _ops():
+    dev = analysis_device()
+    return _NumpyOps if dev is None else _TorchOps(dev)
+
+
 def _as_values(chunk: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(chunk)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
@@ -69,11 +157,12 @@ def _as_values(chunk: np.ndarray, what: str) -> np.ndarray:
     return flat
 
 
-def _chunk_values(chunks: Callable[[], Iterable[np.ndarray]], what: str):
+def _chunk_values(chunks: Callable[[], Iterable[np.ndarray]], what: str, ops=_NumpyOps):
+    """Each chunk's values, flat, checked, on the device of ``ops``."""
     for chunk in chunks():
         flat = _as_values(chunk, what)
         if flat.size:
-            yield flat
+            yield ops.put(flat)
 
 
 class _Moments:
@@ -86,15 +175,16 @@ class _Moments:
         self.m3 = 0.0
         self.m4 = 0.0
 
-    def add(self, x: np.ndarray) -> None:
-        x = x.astype(np.float64, copy=False)
-        nb = x.size
+    def add(self, x, ops=_NumpyOps) -> None:
+        """Merge one chunk: a 1-D array or tensor of ``ops``."""
+        x = ops.f64(x)
+        nb = int(x.shape[0])
         mb = float(x.mean())
         d = x - mb
         d2 = d * d
         m2b = float(d2.sum())
-        m3b = float(np.dot(d2, d))
-        m4b = float(np.dot(d2, d2))
+        m3b = float(d2 @ d)
+        m4b = float(d2 @ d2)
         na = self.n
         if na == 0:
             self.n, self.mean, self.m2, self.m3, self.m4 = nb, mb, m2b, m3b, m4b
@@ -142,24 +232,22 @@ class _Group:
         self.lo = lo
         self.hi = hi
 
-    def select(self, x: np.ndarray) -> np.ndarray:
+    def select(self, x, ops=_NumpyOps):
         for lo, scale, nb, b in self.chain:
-            x = x[_bin_index(x, lo, scale, nb) == b]
-            if not x.size:
+            x = x[_bin_index(x, lo, scale, nb, ops) == b]
+            if not x.shape[0]:
                 break
         return x
 
 
-def _bin_index(x: np.ndarray, lo: float, scale: float, nb: int) -> np.ndarray:
+def _bin_index(x, lo: float, scale: float, nb: int, ops=_NumpyOps):
     # Same float64 arithmetic in every pass, so a value lands in the same bin
     # each time it is seen; edges are never compared directly.
-    idx = ((x.astype(np.float64, copy=False) - lo) * scale).astype(np.int64)
-    np.clip(idx, 0, nb - 1, out=idx)
-    return idx
+    return ops.floor_index((ops.f64(x) - lo) * scale, nb - 1)
 
 
 def _order_statistics(chunks, n: int, vmin: float, vmax: float, ranks: list[int],
-                      mean: float, std: float) -> tuple[dict[int, float], int]:
+                      mean: float, std: float, ops=_NumpyOps) -> tuple[dict[int, float], int]:
     """Exact values at 0-based `ranks` of the sorted pooled data, and the outlier count."""
     result: dict[int, float] = {}
     outliers = 0
@@ -174,28 +262,27 @@ def _order_statistics(chunks, n: int, vmin: float, vmax: float, ranks: list[int]
         gmin = [math.inf for _ in refine]
         gmax = [-math.inf for _ in refine]
         scales = [_FINE_BINS / (g.hi - g.lo) for g in refine]
-        bags: list[list[np.ndarray]] = [[] for _ in collect]
+        bags: list[list] = [[] for _ in collect]
         thr = _OUTLIER_STDS * std
-        for x in _chunk_values(chunks, "feature_stats"):
+        for x in _chunk_values(chunks, "feature_stats", ops):
             if count_outliers:
-                outliers += int(np.count_nonzero(np.abs(x.astype(np.float64) - mean) > thr))
+                outliers += int((abs(ops.f64(x) - mean) > thr).sum())
             for i, g in enumerate(refine):
-                v = g.select(x)
-                if v.size:
-                    hists[i] += np.bincount(_bin_index(v, g.lo, scales[i], _FINE_BINS),
-                                            minlength=_FINE_BINS)
+                v = g.select(x, ops)
+                if v.shape[0]:
+                    hists[i] += ops.bincount(_bin_index(v, g.lo, scales[i], _FINE_BINS, ops), _FINE_BINS)
                     gmin[i] = min(gmin[i], float(v.min()))
                     gmax[i] = max(gmax[i], float(v.max()))
             for i, g in enumerate(collect):
-                v = g.select(x)
-                if v.size:
-                    bags[i].append(v.astype(np.float64))
+                v = g.select(x, ops)
+                if v.shape[0]:
+                    bags[i].append(ops.f64(v))
         count_outliers = False
         for i, g in enumerate(collect):
-            vals = np.sort(np.concatenate(bags[i])) if bags[i] else np.empty(0)
-            if vals.size != g.count:
+            vals = ops.sorted_concat(bags[i])
+            if vals.shape[0] != g.count:
                 raise RuntimeError(
-                    f"chunks() changed between passes: expected {g.count} values, saw {vals.size}")
+                    f"chunks() changed between passes: expected {g.count} values, saw {vals.shape[0]}")
             for r in g.ranks:
                 result[r] = float(vals[r - g.below])
         nxt = []
@@ -250,10 +337,11 @@ def feature_stats(chunks: Callable[[], Iterable[np.ndarray]]) -> FeatureStats:
     ValueError
         If there are no values, or any value is NaN/inf (the message says how many).
     """
+    ops = _ops()
     mom = _Moments()
     vmin, vmax = math.inf, -math.inf
-    for x in _chunk_values(chunks, "feature_stats"):
-        mom.add(x)
+    for x in _chunk_values(chunks, "feature_stats", ops):
+        mom.add(x, ops)
         vmin = min(vmin, float(x.min()))
         vmax = max(vmax, float(x.max()))
     n = mom.n
@@ -271,7 +359,7 @@ def feature_stats(chunks: Callable[[], Iterable[np.ndarray]]) -> FeatureStats:
         skew, kurt = 0.0, 0.0
     plan = [_percentile_ranks(n, q) for q in (1.0, 99.0)]
     ranks = [r for lo, hi, _ in plan for r in (lo, hi)]
-    values, outliers = _order_statistics(chunks, n, vmin, vmax, ranks, mom.mean, std)
+    values, outliers = _order_statistics(chunks, n, vmin, vmax, ranks, mom.mean, std, ops)
     p1, p99 = (_lerp(values[lo], values[hi], g) for lo, hi, g in plan)
     return FeatureStats(count=n, mean=float(mom.mean), std=std, min=vmin, max=vmax,
                         p1=p1, p99=p99, skew=float(skew), kurtosis=float(kurt),
@@ -342,12 +430,14 @@ def histograms(chunks: Callable[[], Iterable[np.ndarray]], edge_sets: Sequence[n
     -------
     list of (nbins_k,) ndarray of int64, one per edge set, in order.
     """
+    ops = _ops()
     plans = [_edge_plan(e) for e in edge_sets]
     counts = [np.zeros(p[0].size - 1, dtype=np.int64) for p in plans]
-    for x in _chunk_values(chunks, "histogram"):
-        v_all = x.astype(np.float64, copy=False)
-        for (e, uniform, scale), out in zip(plans, counts):
-            out += _bin_counts(v_all, e, uniform, scale)
+    on_device = [ops.edges(e) for e, _, _ in plans]
+    for x in _chunk_values(chunks, "histogram", ops):
+        v_all = ops.f64(x)
+        for (e, uniform, scale), e_dev, out in zip(plans, on_device, counts):
+            out += _bin_counts(v_all, e, e_dev, uniform, scale, ops)
     return counts
 
 
@@ -365,21 +455,21 @@ def _edge_plan(edges: np.ndarray) -> tuple[np.ndarray, bool, float]:
     return e, uniform, (e.size - 1) / (float(e[-1]) - float(e[0]))
 
 
-def _bin_counts(v_all: np.ndarray, e: np.ndarray, uniform: bool, scale: float) -> np.ndarray:
-    """Counts of float64 values in the bins of edges ``e`` (values outside are dropped)."""
+def _bin_counts(v_all, e: np.ndarray, e_dev, uniform: bool, scale: float, ops=_NumpyOps) -> np.ndarray:
+    """Counts of float64 values (on the device of ``ops``) in the bins of edges ``e``
+    (``e_dev``: the same edges on that device); values outside are dropped."""
     nb = e.size - 1
     lo, hi = float(e[0]), float(e[-1])
     v = v_all[(v_all >= lo) & (v_all <= hi)]
-    if not v.size:
+    if not v.shape[0]:
         return np.zeros(nb, dtype=np.int64)
     if uniform:
         # Fast guess, then the same edge comparisons np.histogram makes, so
         # values on or next to an edge land exactly where numpy puts them.
-        idx = ((v - lo) * scale).astype(np.int64)
-        np.clip(idx, 0, nb - 1, out=idx)
-        idx -= v < e[idx]
-        idx += (v >= e[idx + 1]) & (idx < nb - 1)
+        idx = ops.floor_index((v - lo) * scale, nb - 1)
+        idx -= ops.as_int(v < e_dev[idx])
+        idx += ops.as_int((v >= e_dev[idx + 1]) & (idx < nb - 1))
     else:
-        idx = np.searchsorted(e, v, side="right") - 1
+        idx = ops.bin_right(e_dev, v) - 1
         idx[idx == nb] = nb - 1
-    return np.bincount(idx, minlength=nb)
+    return ops.bincount(idx, nb)
