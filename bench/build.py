@@ -1,7 +1,8 @@
 """Build benchmark: our cold build side by side with the peer, warm rebuild, peak memory, scaling.
 
     python bench/build.py [--config site_src/report.toml] [--images DIR] [--peer SCRIPT]
-                          [--more] [--skip-bf16] [--scaling 25,100,400]
+                          [--device cpu|cuda] [--gpu-table] [--floor] [--more] [--skip-bf16]
+                          [--scaling 25,100,400] [--scaling-only]
 
 Side by side, in one run and back to back (the machine is shared, so only numbers from the
 same run compare): our cold build (empty cache) of the report on the photos of ``--images``
@@ -16,36 +17,18 @@ achieved GFLOP/s against this machine's measured fp32 matmul peak, and bf16 agai
 (extraction time and the largest drift in last-stage PC1 maps and feature statistics;
 ``--skip-bf16`` leaves that out).
 
+``--gpu-table`` adds our cold build with ``--dtype bf16`` on ``--device`` (with
+``--device cuda`` also ours and the peer's on the CPU) and the drift of every number in
+results.json against the CPU fp32 build. On a CPU with bf16 instructions (AVX512-BF16, AMX)
+this is how to weigh bf16 there too.
+
 ``--scaling N1,N2,..`` builds cold from N images made from the shipped photos by seeded
 crops and flips, and prints seconds per image and peak RSS at each size.
 
 Every build runs as its own process, so peak RSS and timings are those a user sees.
 
-Spreading extraction over machines
-----------------------------------
-Extraction is the only phase whose cost grows with images x models and needs an
-accelerator; everything after it reads the content-addressed feature cache
-(``<cache>/features/<key[:2]>/<key>.safetensors``, key = sha256 of model identity and
-preprocessed pixels). So it distributes without changing the analyses:
-
-- A driver decodes and preprocesses the images (cheap), computes every entry key with
-  :func:`generator.features.entry_key` and keeps only the missing ones.
-- With Ray: one actor per GPU (``@ray.remote(num_gpus=1)``) holds one model, receives
-  batches of same-size images (the same buckets as :func:`generator.features.extract_all`)
-  and writes each entry itself with :meth:`FeatureCache.put` to a shared store. With Dask:
-  ``client.map`` over the buckets with a worker resource ``GPU=1``; a worker plugin loads the
-  model once per worker. Either engine only schedules; the unit of work and its output are
-  the same as today.
-- The build then runs as now: every key is a cache hit, and the analyses read the maps.
-
-What would have to change: the cache folder must be shared storage (NFS) or an object store
-behind the same ``get``/``put`` (safetensors bytes by key; ``put`` is already atomic and
-content-addressed, so two workers writing one key is harmless); ``extract_all``'s loop
-would become "submit the missing buckets, wait" behind the same signature; the models'
-weights must reach every worker (the weights file's sha256 is already part of the key, so
-a worker with other weights cannot poison the cache); and progress would come from the
-engine's futures. The analyses stay on one machine: they stream maps from the cache (memory
-bounded by one group's last-stage maps) and are not the bottleneck.
+How extraction would spread over several machines (Ray or Dask feeding the feature cache),
+and what would have to change: docs/distributed-extraction.md.
 """
 from __future__ import annotations
 
@@ -295,8 +278,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="Device of our cold/warm builds and of the peer (default cpu).")
     ap.add_argument("--gpu-table", action="store_true",
-                    help="Also our cold build with --dtype bf16 on --device, ours and the peer's cold on the CPU, "
-                         "and the drift of results.json (fp32 and bf16 on --device vs the CPU build).")
+                    help="Also our cold build with --dtype bf16 on --device (on cuda also ours and the peer's cold "
+                         "on the CPU), and the drift of every number in results.json against the CPU fp32 build.")
     ap.add_argument("--peer", type=Path, default=_shared() / "bench" / "naive_baseline.py",
                     help="The peer script; absent: no side-by-side run.")
     ap.add_argument("--more", action="store_true",
@@ -385,27 +368,34 @@ def main() -> None:
 
 def gpu_table(config: Path, work: Path, env: dict, img_args: tuple, images: Path | None, args,
               cold: dict, peer: dict | None) -> None:
-    """Cold builds on the GPU (fp32 from the main run, bf16 here) and on the CPU, the peer on
-    both, and the drift of the GPU builds' numbers against the CPU build."""
-    d = args.device  # "cuda" on a device machine; "cpu" only checks this function on a CPU
+    """Our cold build with ``--dtype bf16`` on ``--device`` beside the fp32 one of the main run;
+    on a GPU also our cold build and the peer's on the CPU. Then the drift of every number in
+    results.json of each build against the CPU fp32 build."""
+    d = args.device
     runs = {f"ours {d} fp32": cold}
-    for name, extra, dev in ((f"ours {d} bf16", ("--dtype", "bf16"), d), ("ours cpu fp32", (), "cpu")):
+    sites = {f"ours {d} fp32": work / "site"}
+    todo = [(f"ours {d} bf16", ("--dtype", "bf16"), d)] + ([("ours cpu fp32", (), "cpu")] if d != "cpu" else [])
+    for name, extra, dev in todo:
+        sites[name] = work / f"site-{len(runs)}"
         env_n = {**env, "DINOREPORT_CACHE": str(work / f"cache-{dev}-{len(runs)}")}
-        runs[name] = run_build(config, work / f"site-{len(runs)}", env_n, *img_args, "--device", dev, *extra)
+        runs[name] = run_build(config, sites[name], env_n, *img_args, "--device", dev, *extra)
     peers = {f"peer {d}": peer}
-    if images and args.peer.is_file():
+    if d != "cpu" and images and args.peer.is_file():
         peers["peer cpu"] = run_peer(args.peer, images, work / "peer-cpu", env, "cpu")
-    print(f"\n{'run':<18}{'wall s':>8}{'extract s':>11}{'analyse s':>11}{'peak RSS MiB':>14}")
+    print(f"\n{'run':<18}{'wall s':>8}{'extract s':>11}{'analyse s':>11}{'peak RSS MiB':>14}{'peer/ours':>11}")
     for name, r in runs.items():
         sec = r["build"]["seconds"]
+        p = peers.get(f"peer {name.split()[1]}")
         print(f"{name:<18}{r['wall']:>8.1f}{sec.get('extract', 0):>11.1f}{sec.get('analyse_and_figures', 0):>11.1f}"
-              f"{r['rss_mib']:>14.0f}")
+              f"{r['rss_mib']:>14.0f}" + (f"{p['wall'] / r['wall']:>10.2f}x" if p else ""))
     for name, r in peers.items():
         if r:
             print(f"{name:<18}{r['wall']:>8.1f}{'':>11}{'':>11}{r['rss_mib']:>14.0f}")
-    ref = json.loads((work / "site-2" / "data" / "results.json").read_text())
-    print_drift(f"{d} fp32 vs CPU", ref, json.loads((work / "site" / "data" / "results.json").read_text()))
-    print_drift(f"{d} bf16 vs CPU", ref, json.loads((work / "site-1" / "data" / "results.json").read_text()))
+    ref = json.loads((sites["ours cpu fp32"] / "data" / "results.json").read_text())
+    for name, site in sites.items():
+        if name != "ours cpu fp32":
+            print_drift(f"{name.removeprefix('ours ')} vs cpu fp32", ref,
+                        json.loads((site / "data" / "results.json").read_text()))
 
 
 def print_floor(config: Path, images: Path | None, cold: dict) -> None:
