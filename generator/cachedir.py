@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from .atomic import HOST
 from .outdir import pid_alive
 
 __all__ = ["OURS", "PARTS", "cache_dir", "cache_files", "clean_cache", "sweep_parts"]
@@ -28,7 +29,7 @@ def cache_dir() -> Path:
 
 PARTS = ("features", "sections", "figures", "images", "models")  # the folders the cache writes
 _H = "[0-9a-f]"
-_PART = r"\.part-\d+-[^/]*"
+_PART = r"\.part-\d+(?:\.[A-Za-z0-9]+)?-[^/]*"  # atomic.part_prefix; no host: older versions
 OURS = re.compile(
     "^(?:"
     rf"features/{_H}{{2}}/(?:{_H}{{64}}\.(?:safetensors|verified)|{_PART})"   # features.FeatureCache
@@ -79,18 +80,20 @@ def clean_cache(root: Path) -> tuple[int, list[Path]]:
     return len(files), left
 
 
-_PART_RE = re.compile(r"^\.part-(\d+)-")
+_PART_RE = re.compile(r"^\.part-(\d+)(?:\.([A-Za-z0-9]+))?-")
 
 
 def sweep_parts(root: Path) -> int:
-    """Remove the ``.part-PID-*`` files (see :mod:`generator.atomic`) that killed processes left
-    in the cache's folders; returns how many. Files of running processes are left alone."""
+    """Remove the ``.part-PID.HOST-*`` files (see :mod:`generator.atomic`) that killed processes
+    of this machine left in the cache's folders; returns how many. Files of running processes,
+    and those of other machines sharing the folder, are left alone (names without a host come
+    from older versions and count as this machine's)."""
     n = 0
     for part in PARTS:
         for dirpath, _, filenames in os.walk(Path(root) / part):
             for name in filenames:
                 m = _PART_RE.match(name)
-                if m and not pid_alive(int(m.group(1))):
+                if m and m.group(2) in (None, HOST) and not pid_alive(int(m.group(1))):
                     Path(dirpath, name).unlink(missing_ok=True)
                     n += 1
     return n

@@ -215,24 +215,33 @@ def test_leftovers_of_live_builds_are_left_alone(tmp_path):
 
 
 def test_part_files_of_killed_writers_are_swept(tmp_path):
+    from generator.atomic import HOST
+
     dead, live = _dead_pid(), os.getpid()
     (tmp_path / "features" / "ab").mkdir(parents=True)
-    stale = tmp_path / "features" / "ab" / f".part-{dead}-x1.safetensors"
-    mine = tmp_path / "features" / "ab" / f".part-{live}-x2.safetensors"
+    stale = tmp_path / "features" / "ab" / f".part-{dead}.{HOST}-x1.safetensors"
+    old_style = tmp_path / "features" / "ab" / f".part-{dead}-x3.safetensors"  # older versions: no host
+    mine = tmp_path / "features" / "ab" / f".part-{live}.{HOST}-x2.safetensors"
+    # Another machine sharing the folder: its pid means nothing here, and it may be writing.
+    theirs = tmp_path / "features" / "ab" / f".part-{dead}.{HOST}x-x4.safetensors"
     keep = tmp_path / "features" / "ab" / ".part-notes.txt"
-    elsewhere = tmp_path / "thesis" / f".part-{dead}-draft.tex"  # not a cache folder: not ours
+    elsewhere = tmp_path / "thesis" / f".part-{dead}.{HOST}-draft.tex"  # not a cache folder: not ours
     elsewhere.parent.mkdir()
-    for p in (stale, mine, keep, elsewhere):
+    for p in (stale, old_style, mine, theirs, keep, elsewhere):
         p.write_bytes(b"x")
-    assert sweep_parts(tmp_path) == 1
-    assert not stale.exists() and mine.exists() and keep.exists() and elsewhere.exists()
+    assert sweep_parts(tmp_path) == 2
+    assert not stale.exists() and not old_style.exists()
+    assert mine.exists() and theirs.exists() and keep.exists() and elsewhere.exists()
 
 
-def test_atomic_writes_name_their_process(tmp_path, monkeypatch):
-    from generator.atomic import atomic_path
+def test_atomic_writes_name_their_process_and_host(tmp_path, monkeypatch):
+    import socket
 
+    from generator.atomic import HOST, atomic_path
+
+    assert HOST and HOST.isalnum() and HOST in "".join(c for c in socket.gethostname() if c.isalnum())
     with atomic_path(tmp_path / "a.json") as tmp:
-        assert tmp.name.startswith(f".part-{os.getpid()}-")
+        assert tmp.name.startswith(f".part-{os.getpid()}.{HOST}-")
         tmp.write_text("{}")
 
 
