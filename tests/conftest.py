@@ -120,3 +120,37 @@ def blob_photo(rng: np.random.Generator, side: int = 64) -> np.ndarray:
         hh, ww = rng.integers(8, 24, 2)
         img[y:y + hh, x:x + ww] = rng.uniform(0.3, 1.0)
     return img
+
+
+SQUARE_CORNERS = ("tl", "tr", "bl", "br")
+_SQUARE_ENTRY = """
+[[image]]
+id = "{id}"
+subject = "planted square"
+groups = ["dogs"]
+author = "tests"
+license = "CC0 1.0"
+file = "{id}.png"
+mask_polygons = [{square}]
+"""
+
+
+def square_project(tmp_path: Path, models: str | None = None) -> Path:
+    """Four 96 px photos, each a red square in another corner, outlined by mask_polygons, in
+    the group "dogs"; resolution 64 (2 x 2 cells at C5)."""
+    cfg_path = write_project(tmp_path, {}, models=models, resolution=64, highres=[64])
+    photos = tmp_path / "photos"
+    entries = []
+    for n, corner in enumerate(SQUARE_CORNERS):
+        img = planted_photo(96, 96, corner, seed=n)
+        s = 96 // 3
+        y0 = s // 4 if corner[0] == "t" else 96 - s - s // 4
+        x0 = s // 4 if corner[1] == "l" else 96 - s - s // 4
+        square = [[x0 / 96, y0 / 96], [(x0 + s) / 96, y0 / 96], [(x0 + s) / 96, (y0 + s) / 96],
+                  [x0 / 96, (y0 + s) / 96]]
+        iid = f"sq_{corner}"
+        Image.fromarray(img).save(photos / f"{iid}.png")
+        entries.append(_SQUARE_ENTRY.format(id=iid, square=square))
+    (photos / "manifest.toml").write_text("".join(entries))
+    cfg_path.write_text(cfg_path.read_text().replace('dir = "../photos"', 'manifest = "../photos/manifest.toml"'))
+    return cfg_path

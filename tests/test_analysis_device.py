@@ -151,3 +151,45 @@ def test_one_blas_thread_limits_scipy_and_numpy_openblas():
     with one_blas_thread():
         blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
         assert blas and all(i["num_threads"] == 1 for i in blas)
+
+
+def _numbers(x, path=""):
+    """Every number in a results.json tree, by its path."""
+    if isinstance(x, dict):
+        for k in sorted(x):
+            yield from _numbers(x[k], f"{path}/{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _numbers(v, f"{path}/{i}")
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield path, float(x)
+
+
+def test_a_build_on_the_torch_path_gives_the_numpy_builds_numbers(tmp_path, monkeypatch):
+    """The whole report through the torch path (as on a GPU) against the numpy path: the same
+    keys and, number by number, the issue's tolerances (1e-4 relative, or 1e-5 absolute for
+    values near zero such as explained-variance ratios)."""
+    import json
+
+    from conftest import square_project
+    from generator.config import load_config
+    from generator.pipeline import BuildOptions, build
+
+    cfg = load_config(square_project(tmp_path / "p"))  # two models, four photos in a group
+    results = {}
+    for device in ("numpy", "cpu"):
+        monkeypatch.setenv(ENV, device)
+        monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / f"cache-{device}"))  # no section reused
+        analysis_device.cache_clear()
+        try:
+            build(cfg, BuildOptions(out=tmp_path / f"site-{device}", random_init=True, quiet=True))
+        finally:
+            analysis_device.cache_clear()
+        results[device] = json.loads((tmp_path / f"site-{device}" / "data" / "results.json").read_text())
+    ref, got = dict(_numbers(results["numpy"])), dict(_numbers(results["cpu"]))
+    assert set(got) == set(ref) and len(ref) > 500
+    for key in ("/feature_stats", "/within_image_pca", "/cka", "/across_image_pca", "/claim_metrics"):
+        assert any(k.startswith(key) for k in ref), key  # the analyses with a torch path ran
+    off = {k: (ref[k], got[k]) for k in ref
+           if not (got[k] == ref[k] or abs(got[k] - ref[k]) <= max(1e-4 * abs(ref[k]), 1e-5))}
+    assert not off, f"{len(off)} numbers differ, e.g. {sorted(off.items())[:5]}"

@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-from PIL import Image
 from safetensors.torch import save_file
 
 from generator.analysis import claims as C
@@ -15,42 +14,11 @@ from generator.backbones import create_backbone
 from generator.config import ModelSpec, load_config
 from generator.pipeline import BuildOptions, build
 
-from conftest import planted_photo, write_project
+from conftest import SQUARE_CORNERS as CORNERS
+from conftest import square_project as _project
 
-ENTRY = """
-[[image]]
-id = "{id}"
-subject = "planted square"
-groups = ["dogs"]
-author = "tests"
-license = "CC0 1.0"
-file = "{id}.png"
-mask_polygons = [{square}]
-"""
 RANDOM = "the weights are random, and the claim is about trained networks"
 ROW_KEYS = {"id", "statement", "metric", "values", "rule", "verdict", "reason", "figure"}
-CORNERS = ("tl", "tr", "bl", "br")
-
-
-def _project(tmp_path, models: str | None = None):
-    """Four 96 px photos, each a red square in another corner, outlined by mask_polygons, in
-    the group "dogs"; resolution 64 (2 x 2 cells at C5)."""
-    cfg_path = write_project(tmp_path, {}, models=models, resolution=64, highres=[64])
-    photos = tmp_path / "photos"
-    entries = []
-    for n, corner in enumerate(CORNERS):
-        img = planted_photo(96, 96, corner, seed=n)
-        s = 96 // 3
-        y0 = s // 4 if corner[0] == "t" else 96 - s - s // 4
-        x0 = s // 4 if corner[1] == "l" else 96 - s - s // 4
-        square = [[x0 / 96, y0 / 96], [(x0 + s) / 96, y0 / 96], [(x0 + s) / 96, (y0 + s) / 96],
-                  [x0 / 96, (y0 + s) / 96]]
-        iid = f"sq_{corner}"
-        Image.fromarray(img).save(photos / f"{iid}.png")
-        entries.append(ENTRY.format(id=iid, square=square))
-    (photos / "manifest.toml").write_text("".join(entries))
-    cfg_path.write_text(cfg_path.read_text().replace('dir = "../photos"', 'manifest = "../photos/manifest.toml"'))
-    return cfg_path
 
 
 def _results(out):
