@@ -42,7 +42,7 @@ class StageMaps(Sequence[np.ndarray]):
 @dataclass
 class BuildContext:
     """cfg; images ``{id: (H, W, 3) uint8}`` preprocessed at ``cfg.resolution`` (in a build an
-    :class:`ImageStore`: each lookup reads the file, so ask :meth:`shape` for sizes);
+    :class:`ImageStore`: each lookup reads the file, so ask :meth:`size` or :meth:`grid` for sizes);
     keys ``{model id: {image id: cache key}}``; entries ``{image id: ImageEntry}``;
     groups ``{group: ids}`` restricted to images that decoded; featured ids;
     extra_keys ``{short side: {model id: {image id: cache key}}}`` for the extra resolutions
@@ -80,7 +80,7 @@ class BuildContext:
         """The maps of ``ids`` at ``stage`` as a lazy sequence (:class:`StageMaps`)."""
         return StageMaps(self, model, ids, stage)
 
-    def shape(self, image: str) -> tuple[int, int]:
+    def _hw(self, image: str) -> tuple[int, int]:
         """(H, W) of the preprocessed image, without reading its pixels from a store."""
         if isinstance(self.images, ImageStore):
             return self.images.shape(image)[:2]
@@ -88,7 +88,7 @@ class BuildContext:
 
     def grid(self, image: str, stride: int) -> tuple[int, int]:
         """(h, w) cells of a stage with this stride for an image at the build's resolution."""
-        h, w = self.shape(image)
+        h, w = self._hw(image)
         return h // stride, w // stride
 
     def has_resolution(self, resolution: int, model: str) -> bool:
@@ -107,7 +107,7 @@ class BuildContext:
 
     def size(self, image: str) -> tuple[int, int]:
         """(W, H) of the preprocessed image: the size every map is drawn at."""
-        h, w = self.shape(image)
+        h, w = self._hw(image)
         return w, h
 
     def panel_size(self, image: str, max_side: int = 448) -> tuple[int, int]:
