@@ -57,7 +57,7 @@ def main() -> None:
         plan = resolve(cfg, opts)
         skipped: list = []
         with Progress(True) as progress:
-            decoded = decode(cfg, opts, plan, progress, skipped)
+            decoded = decode(cfg, opts, plan, progress, skipped, Path(tmp) / "images")
             extracted = extract(cfg, opts, plan, decoded, progress)
         ctx = BuildContext(cfg=cfg, images=decoded.images, entries=decoded.entries, models=extracted.models,
                            keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(Path(tmp) / "figs"),

@@ -407,11 +407,11 @@ def print_floor(config: Path, images: Path | None, cold: dict) -> None:
     cfg = _load(config, images)
     opts = BuildOptions(out=Path("unused"), random_init=True, quiet=True)
     plan = resolve(cfg, opts)
-    with Progress(True) as progress:
-        decoded = decode(cfg, opts, plan, progress, [])
-    sets = [({m.id for m in cfg.models}, decoded.images)]
-    sets += [(set(plan.extra[res]), imgs) for res, imgs in sorted(decoded.extra_images.items())]
-    rows = extraction_floor(cfg, sets)
+    with Progress(True) as progress, tempfile.TemporaryDirectory(prefix="dinoreport-bench-floor-") as tmp:
+        decoded = decode(cfg, opts, plan, progress, [], Path(tmp))
+        sets = [({m.id for m in cfg.models}, decoded.images)]
+        sets += [(set(plan.extra[res]), imgs) for res, imgs in sorted(decoded.extra_images.items())]
+        rows = extraction_floor(cfg, sets)
     total = sum(r["seconds"] for r in rows)
     ext = cold["build"]["seconds"]["extract"]
     print(f"\nextraction floor (bare forward passes, same shapes and counts, one process): {total:.1f} s; "

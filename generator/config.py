@@ -67,7 +67,7 @@ class ImagesConfig:
     dir: Path | None
     featured: tuple[str, ...]
     max_pixels: int = 64_000_000
-    max_images: int = DEFAULT_MAX_IMAGES  # a build holds every image in memory
+    max_images: int = DEFAULT_MAX_IMAGES  # time, results and the page grow with every image
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ PC1 foreground masks) as the analyses run, in report order; nothing else changes
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, TypeVar
 
@@ -15,7 +16,7 @@ import numpy as np
 from .config import ReportConfig
 from .features import FeatureCache, load_stage
 from .figures import FigureWriter
-from .images import ImageEntry
+from .images import ImageEntry, ImageStore
 from .modelmeta import ModelFacts
 
 
@@ -40,7 +41,8 @@ class StageMaps(Sequence[np.ndarray]):
 
 @dataclass
 class BuildContext:
-    """cfg; images ``{id: (H, W, 3) uint8}`` preprocessed at ``cfg.resolution``;
+    """cfg; images ``{id: (H, W, 3) uint8}`` preprocessed at ``cfg.resolution`` (in a build an
+    :class:`ImageStore`: each lookup reads the file, so ask :meth:`size` or :meth:`grid` for sizes);
     keys ``{model id: {image id: cache key}}``; entries ``{image id: ImageEntry}``;
     groups ``{group: ids}`` restricted to images that decoded; featured ids;
     extra_keys ``{short side: {model id: {image id: cache key}}}`` for the extra resolutions
@@ -49,7 +51,7 @@ class BuildContext:
     analyses provided."""
 
     cfg: ReportConfig
-    images: dict[str, np.ndarray]
+    images: Mapping[str, np.ndarray]
     entries: dict[str, ImageEntry]
     models: tuple[ModelFacts, ...]
     keys: dict[str, dict[str, str]]
@@ -78,9 +80,15 @@ class BuildContext:
         """The maps of ``ids`` at ``stage`` as a lazy sequence (:class:`StageMaps`)."""
         return StageMaps(self, model, ids, stage)
 
+    def _hw(self, image: str) -> tuple[int, int]:
+        """(H, W) of the preprocessed image, without reading its pixels from a store."""
+        if isinstance(self.images, ImageStore):
+            return self.images.shape(image)[:2]
+        return self.images[image].shape[:2]
+
     def grid(self, image: str, stride: int) -> tuple[int, int]:
         """(h, w) cells of a stage with this stride for an image at the build's resolution."""
-        h, w = self.images[image].shape[:2]
+        h, w = self._hw(image)
         return h // stride, w // stride
 
     def has_resolution(self, resolution: int, model: str) -> bool:
@@ -99,7 +107,7 @@ class BuildContext:
 
     def size(self, image: str) -> tuple[int, int]:
         """(W, H) of the preprocessed image: the size every map is drawn at."""
-        h, w = self.images[image].shape[:2]
+        h, w = self._hw(image)
         return w, h
 
     def panel_size(self, image: str, max_side: int = 448) -> tuple[int, int]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +196,7 @@ class FeatureCache:
 
 def extract_all(
     identity: dict,
-    images: dict[str, np.ndarray],
+    images: Mapping[str, np.ndarray],
     cache: FeatureCache,
     *,
     make_backbone: Callable[[], "Backbone"],
@@ -208,7 +209,9 @@ def extract_all(
     """Make sure every image has a cache entry for a model; return ``{image id: key}``.
 
     identity : from :func:`model_identity`.
-    images : ``{id: (H, W, 3) uint8}`` preprocessed; images of the same shape are batched.
+    images : ``{id: (H, W, 3) uint8}`` preprocessed; images of the same shape are batched. Any
+        mapping: each image is looked up once to hash it and once more only if it is computed,
+        so an :class:`~generator.images.ImageStore` keeps a batch or two in memory, not the set.
     make_backbone : builds the model; called (and torch imported) only if something is missing.
     device : "auto", "cpu", "cuda" or "mps", resolved only when features are computed.
     dtype : "fp32", or "bf16" (autocast; features are stored as float32 either way).
@@ -216,15 +219,17 @@ def extract_all(
     cpu_batch_size : the same on a CPU, where batching does not pay (see the comment below).
     advance : called with the number of images finished (hits and computed alike).
     """
-    keys = {iid: entry_key(identity, pixels_sha256(rgb)) for iid, rgb in sorted(images.items())}
+    keys: dict[str, str] = {}
     todo: dict[tuple, list[str]] = defaultdict(list)
-    for iid, key in keys.items():
+    for iid in sorted(images):
+        rgb = images[iid]
+        keys[iid] = key = entry_key(identity, pixels_sha256(rgb))
         if cache.has(key):
             cache.stats.hits += 1
             if advance:
                 advance(1)
         else:
-            todo[images[iid].shape].append(iid)
+            todo[rgb.shape].append(iid)
     if not todo:
         return keys
     import torch

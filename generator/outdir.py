@@ -18,10 +18,11 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-__all__ = ["OutDirError", "MARKER", "check_out", "recover", "make_tmp", "swap_in", "written_files",
+__all__ = ["OutDirError", "MARKER", "check_out", "recover", "make_tmp", "scratch", "swap_in", "written_files",
            "pid_alive"]
 
 MARKER = "data/.dinoreport-manifest.json"
@@ -174,6 +175,23 @@ def make_tmp(out: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a site is meant to be served
     return tmp
+
+
+@contextmanager
+def scratch(out: Path) -> Iterator[Path]:
+    """A private folder beside ``out`` for a build's working files, removed when the block ends,
+    by error or not.
+
+    Beside ``out`` rather than in the system's temporary folder: that may be held in memory,
+    which is what the files are there to spare. Named like :func:`make_tmp`'s folders, so
+    :func:`recover` removes one that a killed build left.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-scratch-", dir=out.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_marker(tmp: Path) -> None:

@@ -26,8 +26,8 @@ from .context import BuildContext
 from .features import FeatureCache, check_device, extract_all, model_identity
 from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
 from .figures import FigureWriter
-from .images import (ImageEntry, ImageError, ImageSet, available, cache_dir, fetch, load_image, load_manifest,
-                     load_mask, scan_folder)
+from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, load_image,
+                     load_manifest, load_mask, scan_folder)
 from .page import Credit, Figure, ReportPage, Table
 from .progress import Progress
 from . import outdir
@@ -107,8 +107,8 @@ def load_image_set(cfg: ReportConfig) -> ImageSet:
         iset = load_manifest(cfg.images.manifest)
     if len(iset.entries) > cfg.images.max_images:
         raise ConfigError(f"{iset.source}: {len(iset.entries)} images, more than images.max_images = "
-                          f"{cfg.images.max_images} of {cfg.path} (a build holds every image in memory); "
-                          "build from fewer images, or raise images.max_images if this machine has the memory")
+                          f"{cfg.images.max_images} of {cfg.path} (time, results and the page grow with every image); "
+                          "build from fewer images, or raise images.max_images if you mean to build that many")
     return iset
 
 
@@ -175,10 +175,11 @@ class Plan:
 
 @dataclass(frozen=True)
 class Decoded:
-    """Images preprocessed at the build's resolution (and at each extra one, featured only)."""
+    """Images preprocessed at the build's resolution (and at each extra one, featured only),
+    held on disk and read when used (:class:`ImageStore`)."""
 
-    images: dict[str, np.ndarray]
-    extra_images: dict[int, dict[str, np.ndarray]]
+    images: ImageStore
+    extra_images: dict[int, ImageStore]
     entries: dict[str, ImageEntry]
     groups: dict[str, tuple[str, ...]]
     featured: tuple[str, ...]
@@ -230,9 +231,10 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         summary.up_to_date = True
         return summary
     summary.inputs_sha256 = fingerprint
-    with Progress(opts.quiet) as progress:
+    # The preprocessed images live in the scratch folder until the build ends, whatever the end.
+    with Progress(opts.quiet) as progress, outdir.scratch(out) as scratch:
         with _timed(timings, "decode", summary.peak_rss_mib):
-            decoded = decode(cfg, opts, plan, progress, summary.skipped)
+            decoded = decode(cfg, opts, plan, progress, summary.skipped, scratch)
         t = time.perf_counter()
         extracted = extract(cfg, opts, plan, decoded, progress)
         timings["load_models"] = extracted.cache.load_seconds
@@ -343,19 +345,22 @@ def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig) -> tuple[Analysis,
 
 
 def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress,
-           skipped: list[tuple[str, str]]) -> Decoded:
+           skipped: list[tuple[str, str]], folder: Path) -> Decoded:
     """Preprocess every available image (skipping undecodable ones under --keep-going, each
-    noted in ``skipped``), the featured ones at each extra resolution, and reference masks."""
+    noted in ``skipped``), the featured ones at each extra resolution, and reference masks.
+
+    The images go to stores in ``folder``, one subfolder per resolution, one image in memory
+    at a time; the caller removes ``folder`` once the stores are no longer used."""
     iset = plan.iset
-    images: dict[str, np.ndarray] = {}
+    images = ImageStore(folder / str(cfg.resolution))
     with progress.phase("decode images", len(iset.entries)) as advance:
         for e in iset.entries:
             if not available(e):
                 skipped.append((e.id, plan.fetch_failed.get(e.id, NOT_FETCHED)))
             else:
                 try:
-                    images[e.id] = load_image(e, cfg.resolution, multiple=plan.multiple,
-                                              max_pixels=cfg.images.max_pixels)
+                    images.add(e.id, load_image(e, cfg.resolution, multiple=plan.multiple,
+                                                max_pixels=cfg.images.max_pixels))
                 except ImageError as err:
                     if not opts.keep_going:
                         raise
@@ -375,13 +380,16 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
     groups = {g: tuple(i for i in ids if i in images) for g, ids in plan.groups.items()}
     featured = tuple(i for i in cfg.images.featured if i in images) or tuple(sorted(images))[:2]
     entries = {e.id: e for e in iset.entries}
-    extra_images = {res: {i: load_image(entries[i], res, multiple=plan.multiple, max_pixels=cfg.images.max_pixels)
-                           for i in featured}
-                    for res in plan.extra}
+    extra_images = {}
+    for res in plan.extra:
+        extra_images[res] = ImageStore(folder / str(res))
+        for i in featured:
+            extra_images[res].add(i, load_image(entries[i], res, multiple=plan.multiple,
+                                                max_pixels=cfg.images.max_pixels))
     reference: dict[str, np.ndarray] = {}
     if plan.reference_masks:
         for i in sorted(images):
-            mask = load_mask(entries[i], images[i].shape[:2], resolution=cfg.resolution, multiple=plan.multiple)
+            mask = load_mask(entries[i], images.shape(i)[:2], resolution=cfg.resolution, multiple=plan.multiple)
             if mask is not None:  # neither a mask file nor mask_polygons in the manifest
                 reference[i] = mask
     return Decoded(images=images, extra_images=extra_images, entries=entries, groups=groups,

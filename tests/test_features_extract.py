@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from generator.features import FeatureCache, extract_all
+from generator.images import ImageStore
 
 
 class _Tiny:
@@ -96,3 +97,17 @@ def test_cpu_takes_one_image_at_a_time_by_default(tmp_path):
     extract_all({"m": 1}, images, FeatureCache(tmp_path), make_backbone=_Tiny, device="cpu", batch_size=4,
                 advance=done.append)
     assert done == [1] * 5
+
+
+def test_images_from_a_store_get_the_keys_of_the_same_pixels_in_memory(tmp_path):
+    """Images held on disk (as a build holds them) hash to the keys the same pixels in memory
+    got, so features cached before still hit."""
+    rng = np.random.default_rng(3)
+    images = {f"im{i}": rng.integers(0, 256, (8, 8 + 4 * (i % 2), 3), dtype=np.uint8) for i in range(4)}
+    keys = extract_all({"m": 1}, images, FeatureCache(tmp_path / "cache"), make_backbone=_Tiny, device="cpu")
+    store = ImageStore(tmp_path / "images")
+    for iid, rgb in images.items():
+        store.add(iid, rgb)
+    again = FeatureCache(tmp_path / "cache")
+    assert extract_all({"m": 1}, store, again, make_backbone=_Tiny, device="cpu") == keys
+    assert (again.stats.hits, again.stats.computed) == (4, 0)

@@ -247,7 +247,7 @@ def test_build_fetch_names_a_sha_mismatch(tmp_path):
         plan = resolve(cfg, opts)
         skipped: list[tuple[str, str]] = []
         with Progress(quiet=True) as progress:
-            decode(cfg, opts, plan, progress, skipped)
+            decode(cfg, opts, plan, progress, skipped, tmp_path / "scratch")
     finally:
         httpd.shutdown()
         httpd.server_close()

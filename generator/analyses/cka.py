@@ -29,11 +29,10 @@ def cka(ctx: BuildContext) -> SectionOutput:
     acc = A.CkaAccumulator([((a.id, sa.name), (b.id, sb.name)) for a, b in combinations(models, 2)
                             for sa in a.stages for sb in b.stages])
     for i in ids:
-        h, w = ctx.images[i].shape[:2]
         rows_i = {}
         for m in models:
             for st in m.stages:
-                fmap = A.resize_map(ctx.fmap(m.id, i, st.name), (h // grid_stride, w // grid_stride))
+                fmap = A.resize_map(ctx.fmap(m.id, i, st.name), ctx.grid(i, grid_stride))
                 rows_i[(m.id, st.name)] = fmap.reshape(fmap.shape[0], -1).T
         acc.update(rows_i)
     rows = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,7 @@ def explorer(ctx: BuildContext) -> SectionOutput:
         feats[m.id], errors[m.id] = {}, {}
         for g, ids in groups:
             # Grid sizes from the images (every model's stage s has a stride), maps one stage at a time.
-            dims = A.stage_dims([max((ctx.images[i].shape[0] // st.stride) * (ctx.images[i].shape[1] // st.stride)
-                                     for i in ids) for st in m.stages],
+            dims = A.stage_dims([max(math.prod(ctx.grid(i, st.stride)) for i in ids) for st in m.stages],
                                 [st.channels for st in m.stages], ctx.cfg.analysis.explorer_dims, budget)
             per_image = {i: 0 for i in ids}
             for st, d in zip(m.stages, dims):
@@ -67,7 +67,7 @@ def explorer(ctx: BuildContext) -> SectionOutput:
     shown = sorted({i for _, ids in groups for i in ids})
     images = []
     for i in shown:
-        h, w = ctx.images[i].shape[:2]
+        w, h = ctx.size(i)
         images.append({"id": i, "photo": ctx.writer.photo(ctx.images[i], 448), "width": w, "height": h})
     out.explorer = {
         "models": [{"id": m.id, "label": m.label, "stages": [st.name for st in m.stages]} for m in ctx.models],

@@ -17,7 +17,8 @@ manifest key (dotted, e.g. ``images.dog_pug.license``) and says what to do about
 Modules: ``model`` (ImageEntry, ImageSet, ImageError), ``manifest`` (manifest schema, folder
 scan), ``fetching`` (bytes of an entry, downloads),
 ``decoding`` (bytes -> RGB), ``geometry`` (resize and crop), ``masks`` (an entry's preprocessed
-pixels and reference mask). The public names are imported here.
+pixels and reference mask), ``store`` (preprocessed pixels on disk during a build, read on
+demand). The public names are imported here.
 """
 from __future__ import annotations
 
@@ -28,12 +29,14 @@ from .fetching import available, cached_path, fetch, image_bytes
 from .decoding import decode, to_rgb
 from .geometry import crop_geometry, preprocess
 from .masks import load_image, load_mask
+from .store import ImageStore
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageEntry",
     "ImageError",
     "ImageSet",
+    "ImageStore",
     "available",
     "cache_dir",
     "cached_path",
