@@ -43,7 +43,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jinja2
 import markdown as md_lib
@@ -655,21 +655,26 @@ def _render_item(env: jinja2.Environment, common: dict, kind: str, obj: Any, num
     return t.render(obj=obj, num=num, **common)
 
 
-def _block_html(page: ReportPage, layout: _Layout, env: jinja2.Environment, common: dict) -> Callable[[int], str]:
-    """``block(i)``: the HTML of directive block i, rendered when asked for (the first explorer
-    block holds the explorer, later ones point to it)."""
+def _block_html(page: ReportPage, layout: _Layout, env: jinja2.Environment,
+                common: dict) -> Callable[[int], Iterator[str]]:
+    """``block(i)``: the HTML of directive block i in pieces, each rendered when asked for (a
+    block of one figure per image grows with the images; a page holds one figure at a time).
+    The first explorer block holds the explorer, later ones point to it."""
     first_explorer = next((i for i, b in enumerate(layout.blocks) if b.kind == "explorer"), None)
 
-    def block(i: int) -> str:
+    def block(i: int) -> Iterator[str]:
         b, items = layout.blocks[i], layout.block_items[i]
         if b.kind == "explorer":
             if i != first_explorer and page.explorer:
-                return ('<p class="see-also">(See the '
-                        '<a href="#similarity-explorer">explorer</a> above.)</p>')
-            return env.get_template("explorer.html.j2").render(explorer=page.explorer, note=b.note, **common)
-        if not items:
-            return f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>'
-        return "\n".join(_render_item(env, common, *it) for it in items)
+                yield ('<p class="see-also">(See the '
+                       '<a href="#similarity-explorer">explorer</a> above.)</p>')
+            else:
+                yield env.get_template("explorer.html.j2").render(explorer=page.explorer, note=b.note, **common)
+        elif not items:
+            yield f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>'
+        else:
+            for k, it in enumerate(items):
+                yield ("\n" if k else "") + _render_item(env, common, *it)
 
     return block
 
@@ -718,8 +723,9 @@ _ARTICLE, _APPENDIX = "\x00dinoreport-article\x00", "\x00dinoreport-appendix\x00
 def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Environment, out: Path, inline: bool,
                 sizes: dict[str, tuple[int, int] | None], css: str, js: str) -> None:
     """index.html (``inline`` False: files beside it) or report.html (everything inline),
-    written piece by piece: the page around the article, then each block of the article and of
-    the appendix as it is rendered, so memory holds one block, not the whole page."""
+    written piece by piece: the page around the article, then each figure or table of the
+    article's blocks and of the appendix as it is rendered, so memory holds one figure, not the
+    whole page."""
     assets = _Assets(out, inline)
     common = {"page": page, "img_attrs": _img_attrs(out, assets, sizes), "fmt": format_cell,
               "table_columns": _table_columns, "inline": inline}
@@ -747,7 +753,11 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
         f.write(head)
         # The narrative with its directive markers; each marker is replaced by its block.
         for k, piece in enumerate(re.split(r"<p>DRBLOCK(\d{5})</p>", layout.body)):
-            f.write(refs(piece) if k % 2 == 0 else refs(block(int(piece))))
+            if k % 2 == 0:
+                f.write(refs(piece))
+            else:
+                for html_piece in block(int(piece)):
+                    f.write(refs(html_piece))
         f.write(middle)
         for k, it in enumerate(layout.extra):
             f.write(("\n" if k else "") + _render_item(env, common, *it))
