@@ -68,7 +68,9 @@ def build(
     random_init: bool = typer.Option(False, "--random-init", help="Seeded random weights instead of "
                                      "pretrained ones: works offline, every page says so."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, or bf16 (autocast) for faster extraction."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, or bf16 (autocast): faster extraction on a GPU, "
+                             "and on a CPU with bf16 instructions (AVX512-BF16, AMX); the numbers drift slightly "
+                             "(python bench/build.py --gpu-table prints how much)."),
     fetch: bool = typer.Option(False, "--fetch", help="Download the manifest's URL images that are not "
                                "cached yet (after the weights are found; needs internet)."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip images that cannot be decoded "
