@@ -8,6 +8,8 @@ truncated or altered entry is detected on read and recomputed.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import time
@@ -15,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -194,6 +197,30 @@ class FeatureCache:
         self._mark_verified(key)
 
 
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def give_back_freed_memory() -> None:
+    """Hand the heap pages that freed tensors left behind back to the operating system.
+
+    A CPU forward pass allocates and frees a few hundred MB of activations whose sizes change
+    with every input shape; glibc keeps such freed memory in its heaps, so the resident size
+    crept up with each new shape (ConvNeXt-T over 40 random shapes: 1014 -> 1625 MiB from run
+    to run) and a 400-image build passed 2 GB. Trimming after each pass held it at 856-876 MiB,
+    for about 40 ms a pass (re-touching the pages). No-op without glibc.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def extract_all(
     identity: dict,
     images: Mapping[str, np.ndarray],
@@ -290,6 +317,8 @@ def extract_all(
             writes.append(writer.submit(store, chunk, arrays))
             while len(writes) > 2:  # at most two batches of maps waiting: memory stays flat
                 writes.pop(0).result()
+            if dev.type == "cpu":
+                give_back_freed_memory()
             cache.stats.computed += len(chunk)
             if advance:
                 advance(len(chunk))

@@ -23,7 +23,7 @@ from .config import ConfigError, ReportConfig, closest
 from .analyses import Analysis, SectionOutput, get_analysis, list_analyses, load_user_analyses
 from .analysis._threads import one_blas_thread
 from .context import BuildContext
-from .features import FeatureCache, check_device, extract_all, model_identity
+from .features import FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
 from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
 from .figures import FigureWriter
 from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, load_image,
@@ -525,6 +525,7 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
                         sections.put(keys[a.name], sec, files, site)
                         provide(a, sec)
                         done[a.name] = sec
+                        give_back_freed_memory()  # its maps are gone; the next one starts lean
                         advance(1)
             except BaseException:
                 for fut in running:
