@@ -673,10 +673,15 @@ def _block_html(page: ReportPage, layout: _Layout, env: jinja2.Environment,
         elif not items:
             yield f'<p class="no-figure"><em>{html.escape(b.note)}</em></p>'
         else:
-            for k, it in enumerate(items):
-                yield ("\n" if k else "") + _render_item(env, common, *it)
+            yield from _items_html(env, common, items)
 
     return block
+
+
+def _items_html(env: jinja2.Environment, common: dict, items: list[tuple[str, Any, int, bool]]) -> Iterator[str]:
+    """Figures and tables one at a time, separated by newlines."""
+    for k, it in enumerate(items):
+        yield ("\n" if k else "") + _render_item(env, common, *it)
 
 
 def _ref_html(numbering: _Numbering, m: re.Match) -> str:
@@ -759,6 +764,6 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
                 for html_piece in block(int(piece)):
                     f.write(refs(html_piece))
         f.write(middle)
-        for k, it in enumerate(layout.extra):
-            f.write(("\n" if k else "") + _render_item(env, common, *it))
+        for html_piece in _items_html(env, common, layout.extra):
+            f.write(html_piece)
         f.write(tail)
