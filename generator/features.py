@@ -9,7 +9,6 @@ truncated or altered entry is detected on read and recomputed.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import json
 import time
@@ -200,10 +199,11 @@ class FeatureCache:
 @lru_cache(maxsize=1)
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
-    name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+        # The symbols this process already has: no search for libc (find_library would start
+        # a subprocess, here from inside the extraction loop).
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
         return None
 
 
