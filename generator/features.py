@@ -212,9 +212,10 @@ def give_back_freed_memory() -> None:
 
     A CPU forward pass allocates and frees a few hundred MB of activations whose sizes change
     with every input shape; glibc keeps such freed memory in its heaps, so the resident size
-    crept up with each new shape (ConvNeXt-T over 40 random shapes: 1014 -> 1625 MiB from run
-    to run) and a 400-image build passed 2 GB. Trimming after each pass held it at 856-876 MiB,
-    for about 40 ms a pass (re-touching the pages). No-op without glibc.
+    crept up with each new shape and a 400-image build passed 2 GB. ConvNeXt-T over 40 random
+    shapes (``python bench/memory_trim.py``, 2 cores): 1176 -> 1659 MiB after 10..40 passes,
+    trimmed 857 -> 878 MiB (peak 1167-1176 instead of 1644-1659), for 30-70 ms a pass
+    (re-touching the pages). No-op without glibc.
     """
     trim = _malloc_trim()
     if trim is not None:
