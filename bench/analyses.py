@@ -44,6 +44,8 @@ def main() -> None:
     from generator.context import BuildContext
     from generator.figures import FigureWriter
     from generator.pipeline import BuildOptions, decode, extract, resolve
+    from generator.cachedir import cache_dir
+    from generator.features import FeatureCache
     from generator.progress import Progress
 
     if args.images is not None:
@@ -58,7 +60,7 @@ def main() -> None:
         skipped: list = []
         with Progress(True) as progress:
             decoded = decode(cfg, opts, plan, progress, skipped, Path(tmp) / "images")
-            extracted = extract(cfg, opts, plan, decoded, progress)
+            extracted = extract(cfg, opts, plan, decoded, progress, FeatureCache(cache_dir() / "features"))
         ctx = BuildContext(cfg=cfg, images=decoded.images, entries=decoded.entries, models=extracted.models,
                            keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(Path(tmp) / "figs"),
                            groups=decoded.groups, featured=decoded.featured, random_init=True, dtype="fp32",

@@ -82,6 +82,10 @@ def build(
                              "per CPU core, at most 4. Each holds its own maps, so memory grows with it."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed since the site at --out "
                                "was built (otherwise such a build checks its inputs and writes nothing)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Compute every feature and every analysis again "
+                                  "instead of reusing the cache's entries (they are replaced by the new ones; "
+                                  "the cache is kept). For changes no cache key can see, such as a module your "
+                                  "analysis imports from outside site_src/analyses/."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
     from .analyses import AnalysisLoadError
@@ -95,7 +99,7 @@ def build(
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
-                        force=force)
+                        force=force, no_cache=no_cache)
     try:
         summary = run_build(cfg, opts)
     except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:

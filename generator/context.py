@@ -14,7 +14,7 @@ from typing import Iterator, Sequence, TypeVar
 import numpy as np
 
 from .config import ReportConfig
-from .features import FeatureCache, load_stage
+from .features import FeatureCache
 from .figures import FigureWriter
 from .images import ImageEntry, ImageStore
 from .modelmeta import ModelFacts
@@ -73,8 +73,8 @@ class BuildContext:
         extra ``resolution`` (short side, px) that an analysis declared in its needs; with
         ``channel``, only that channel (h, w), read alone from the file."""
         if resolution is None or resolution == self.cfg.resolution:
-            return load_stage(self.cache, self.keys[model][image], stage, channel)
-        return load_stage(self.cache, self.extra_keys[resolution][model][image], stage, channel)
+            return self.cache.stage(self.keys[model][image], stage, channel)
+        return self.cache.stage(self.extra_keys[resolution][model][image], stage, channel)
 
     def stage_maps(self, model: str, ids: Sequence[str], stage: str) -> StageMaps:
         """The maps of ``ids`` at ``stage`` as a lazy sequence (:class:`StageMaps`)."""

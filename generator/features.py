@@ -3,14 +3,22 @@
 A cache entry holds every stage of one (model, image) pair as a safetensors file. Its key
 is the sha256 of everything the numbers depend on: timm name, weights identity (file sha256
 or the random-init seed), C5 norm, the preprocessed pixels, normalisation, dtype and the
-torch/timm versions. The file's metadata carries a sha256 of its tensor bytes, so a
-truncated or altered entry is detected on read and recomputed.
+torch/timm versions. The file's metadata carries a sha256 of its tensor bytes and one per
+stage. :meth:`FeatureCache.has` may trust an entry whose size and modification time are those
+it had when last verified (a no-change rebuild reads no feature bytes), but every stage an
+analysis reads is checked against its digest on its first read in a process
+(:meth:`FeatureCache.stage`): bytes that changed in place (bit rot, a restored backup) raise
+:class:`DamagedEntry`, the entry is removed, and the build computes it again.
 """
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
+import os
+import re
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
     from .backbones import Backbone
 
 __all__ = ["FeatureCache", "entry_key", "extract_all", "pick_device", "check_device", "model_identity",
-           "CacheStats", "load_stage"]
+           "CacheStats", "DamagedEntry"]
 
 FORMAT = "dinoreport-features-1"
 
@@ -111,14 +119,31 @@ class CacheStats:
     damaged: int = 0
 
 
+class DamagedEntry(RuntimeError):
+    """A feature cache entry whose bytes no longer match its digest (it has been removed)."""
+
+    def __init__(self, key: str, path: Path, stage: str):
+        super().__init__(f"feature cache entry {path} (stage {stage}) does not match its sha256: "
+                         "its bytes changed after it was written; it was removed and will be computed again")
+        self.key, self.path, self.stage = key, path, stage
+
+
+def _stage_meta(stage: str) -> str:
+    return f"sha256.{stage}"
+
+
 class FeatureCache:
     """Folder of safetensors entries ``<key[:2]>/<key>.safetensors``; atomic writes."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, read: bool = True):
         self.root = Path(root)
+        self.read = read  # False: no entry is trusted; every one asked for is computed again
         self.stats = CacheStats()
         self.device: str | None = None  # the device features were computed on, if any
         self.load_seconds = 0.0  # time spent making models (only when features were computed)
+        # (key, stage, size:mtime) whose bytes this process has checked or written itself.
+        self._checked: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.safetensors"
@@ -145,6 +170,8 @@ class FeatureCache:
         unchanged since is trusted without reading it (a no-change rebuild then reads no
         feature bytes); otherwise it is read and verified as by :meth:`get`.
         """
+        if not self.read:
+            return False
         try:
             sig = self._signature(self.path(key))
         except OSError:
@@ -165,6 +192,11 @@ class FeatureCache:
             h.update(arr.tobytes())
         return h.hexdigest()
 
+    def _remove(self, key: str) -> None:
+        self.stats.damaged += 1
+        self.path(key).unlink(missing_ok=True)
+        self._stamp(key).unlink(missing_ok=True)
+
     def get(self, key: str) -> dict[str, np.ndarray] | None:
         """The stages of an entry, or None when absent or damaged (a damaged file is removed)."""
         from safetensors import SafetensorError, safe_open
@@ -180,20 +212,75 @@ class FeatureCache:
         except (SafetensorError, OSError, ValueError, RuntimeError):
             ok = False
         if not ok:
-            self.stats.damaged += 1
-            p.unlink(missing_ok=True)
-            self._stamp(key).unlink(missing_ok=True)
+            self._remove(key)
             return None
         self._mark_verified(key)
         return tensors
 
+    def stage(self, key: str, stage: str, channel: int | None = None) -> np.ndarray:
+        """One stage ``(C, H, W)`` float32 of an entry, or only its ``channel`` ``(H, W)``.
+
+        The stage's bytes are checked against the digest written with them on the first read
+        of that stage in this process (later reads of the same unchanged file are not hashed
+        again; a channel is then read alone). An entry of an older writer without per-stage
+        digests is checked whole. Raises :class:`DamagedEntry` (the entry is removed) when
+        they do not match, and ``FileNotFoundError`` when the entry is absent.
+        """
+        from safetensors import SafetensorError, safe_open
+
+        p = self.path(key)
+        sig = self._signature(p)
+        mark = (key, stage, sig)
+        with self._lock:
+            checked = mark in self._checked
+        try:
+            with safe_open(str(p), framework="numpy") as f:
+                if checked:
+                    return f.get_tensor(stage) if channel is None else f.get_slice(stage)[int(channel)]
+                meta = f.metadata() or {}
+                want = meta.get(_stage_meta(stage))
+                if want is not None:
+                    arr = f.get_tensor(stage)
+                    ok = meta.get("format") == FORMAT and want == self._digest({stage: arr})
+                else:
+                    tensors = {name: f.get_tensor(name) for name in f.keys()}
+                    ok = meta.get("format") == FORMAT and meta.get("sha256") == self._digest(tensors)
+                    arr = tensors.get(stage)
+                    ok = ok and arr is not None
+        except (SafetensorError, ValueError, RuntimeError, KeyError):
+            ok = False
+        if not ok:
+            with self._lock:
+                self._remove(key)
+            raise DamagedEntry(key, p, stage)
+        with self._lock:
+            self._checked.add(mark)
+        return arr if channel is None else np.ascontiguousarray(arr[int(channel)])
+
     def put(self, key: str, tensors: dict[str, np.ndarray]) -> None:
+        """Write an entry atomically; a full or failing disk raises ``OSError`` naming the entry."""
+        from safetensors import SafetensorError
         from safetensors.numpy import save_file
 
         meta = {"format": FORMAT, "sha256": self._digest(tensors)}
-        with atomic_path(self.path(key)) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
+        meta.update({_stage_meta(name): self._digest({name: arr}) for name, arr in tensors.items()})
+        path = self.path(key)
+        try:
+            with atomic_path(path) as tmp:
+                save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
+        except SafetensorError as e:
+            # The Rust writer reports I/O failures (a full disk) as its own error, with the OS
+            # error number only in its text ("... (os error 28)" or "code: 28").
+            text = str(e)
+            found = re.search(r"os error (\d+)|code: (\d+)", text)
+            code = int(next(g for g in found.groups() if g)) if found else (
+                errno.ENOSPC if "No space left" in text else errno.EIO)
+            raise OSError(code, os.strerror(code), str(path)) from None
         self._mark_verified(key)
+        sig = self._signature(path)
+        with self._lock:
+            # What this process just wrote from memory needs no check when analyses read it back.
+            self._checked.update((key, name, sig) for name in tensors)
 
 
 @lru_cache(maxsize=1)
@@ -326,14 +413,3 @@ def extract_all(
         for w in writes:
             w.result()  # re-raise a failed write here, before the keys are handed out
     return keys
-
-
-def load_stage(cache: FeatureCache, key: str, stage: str, channel: int | None = None) -> np.ndarray:
-    """One stage (C, H, W) float32 of a cache entry, or only its ``channel`` (H, W) (read alone
-    from the file, not the whole stage); the entry must exist."""
-    from safetensors import safe_open
-
-    with safe_open(str(cache.path(key)), framework="numpy") as f:
-        if channel is None:
-            return f.get_tensor(stage)
-        return f.get_slice(stage)[int(channel)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -132,6 +133,18 @@ def refmask_overlay(photo: np.ndarray, polygons: Sequence[Sequence[Sequence[floa
         pts = [(x * w, y * h) for x, y in poly]
         draw.line(pts + pts[:1], fill=tuple(colour), width=line_width, joint="curve")
     return img
+
+
+FIGURE_EXTS = ("png", "jpg", "svg")
+"""The picture formats :class:`FigureWriter` writes (and the only ones a page may embed)."""
+
+_FIGURE_PATH = re.compile(r"assets/fig/[0-9a-f]{20}\.(?:" + "|".join(FIGURE_EXTS) + r")")
+
+
+def is_figure_path(rel: object) -> bool:
+    """Whether ``rel`` is a site-relative path :class:`FigureWriter` hands out
+    (``assets/fig/<20 hex digits>.<ext>``): the only pictures a page may show."""
+    return isinstance(rel, str) and _FIGURE_PATH.fullmatch(rel) is not None
 
 
 def content_name(data: bytes, ext: str) -> str:

@@ -5,10 +5,12 @@ What goes in: this package's own files (code, theme, templates), the resolved co
 options that change the output, every file of the report's source folder (narrative, user
 analyses), the theme folder given with ``--templates``, the bytes of every image and of the
 manifest, the weights' sha256, the library versions and the environment variables the build
-reads. What does not: the caches (a cleaned cache gives the same site), ``--jobs``, ``--quiet``.
+reads. What does not: the caches (a cleaned cache gives the same site) and the options in
+:data:`NOT_OUTPUT` (``--jobs``, ``--quiet``...).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -20,6 +22,17 @@ __all__ = ["inputs_fingerprint"]
 
 _PACKAGE = Path(__file__).parent
 _ENV = ("DINOREPORT_ANALYSIS_DEVICE",)
+
+#: BuildOptions fields that do not change what a build writes; every other field is part of the
+#: fingerprint, so a new option counts until it is listed here (tests check the list is honest).
+NOT_OUTPUT = frozenset({
+    "out",  # where the site goes, not what it holds
+    "quiet",  # terminal output only
+    "jobs",  # the schedule; outputs are merged in report order
+    "force", "no_cache", "discard_edits",  # whether to rebuild / reuse / replace, not what is built
+    "fetch",  # downloads images; their bytes are hashed below
+    "site_src", "templates",  # folders: their files are hashed below
+})
 
 
 def _tree(h: "hashlib._Hash", root: Path, tag: str, skip: tuple[Path, ...] = ()) -> None:
@@ -46,8 +59,9 @@ def inputs_fingerprint(cfg: Any, opts: Any, plan: Any, versions: dict[str, str],
     h = hashlib.sha256()
     _tree(h, _PACKAGE, "package")
     h.update(repr(cfg).encode())
-    for name in ("random_init", "device", "dtype", "keep_going", "analyses"):
-        h.update(f"{name}={getattr(opts, name)!r}\0".encode())
+    for name in sorted(f.name for f in dataclasses.fields(opts)):
+        if name not in NOT_OUTPUT:
+            h.update(f"{name}={getattr(opts, name)!r}\0".encode())
     site_src = Path(opts.site_src or cfg.root)
     _tree(h, site_src, "site_src", skip)
     if opts.templates is not None:

@@ -23,7 +23,7 @@ from .config import ConfigError, ReportConfig, closest
 from .analyses import Analysis, SectionOutput, get_analysis, list_analyses, load_user_analyses
 from .analysis._threads import one_blas_thread
 from .context import BuildContext
-from .features import FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
+from .features import DamagedEntry, FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
 from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
 from .figures import FigureWriter
 from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, load_image,
@@ -62,6 +62,7 @@ class BuildOptions:
     analyses: tuple[str, ...] | None = None  # default: all registered
     jobs: int = 0  # analyses at once; 0: one per core (at most 4), see analysis_jobs
     force: bool = False  # rebuild even when nothing changed since the site was built
+    no_cache: bool = False  # compute every feature and analysis again; the new entries replace the old
     discard_edits: bool = False  # replace files of the old site that the user edited
 
 
@@ -80,6 +81,7 @@ class BuildSummary:
     sections_computed: int = 0
     sections_reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    not_finite: list[str] = field(default_factory=list)  # "analysis: key path" written as null
     page: ReportPage | None = None  # what was rendered (serve re-renders it when prose changes)
 
     def line(self) -> str:
@@ -95,7 +97,13 @@ class BuildSummary:
               f"{self.figures} picture files")
         if self.skipped:
             s += f"; {len(self.skipped)} images skipped"
-        return s + "."
+        s += "."
+        if self.not_finite:
+            shown = "; ".join(self.not_finite[:8]) + (f"; and {len(self.not_finite) - 8} more"
+                                                       if len(self.not_finite) > 8 else "")
+            s += (f"\n{len(self.not_finite)} results were not finite numbers (NaN or infinite) and are "
+                  f"null in data/results.json: {shown}")
+        return s
 
 
 def load_image_set(cfg: ReportConfig) -> ImageSet:
@@ -137,8 +145,26 @@ def _inputs(cfg: ReportConfig) -> list[Path]:
 
 
 def _json_dump(obj: Any, path: Path) -> None:
+    """Strict JSON (``NaN`` and ``Infinity`` are not JSON: see :func:`finite_json`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+                    encoding="utf-8")
+
+
+def finite_json(obj: Any, where: str = "", found: list[str] | None = None) -> Any:
+    """``obj`` with every float that is NaN or infinite replaced by None (JSON ``null``); the
+    path of each (``key[3].field``) is appended to ``found``."""
+    if isinstance(obj, float):
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            if found is not None:
+                found.append(where)
+            return None
+        return obj
+    if isinstance(obj, dict):
+        return {k: finite_json(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v, f"{where}[{i}]", found) for i, v in enumerate(obj)]
+    return obj
 
 
 def _model_loader(spec, weights, seed: int):
@@ -205,6 +231,7 @@ class Analysed:
     tables: tuple[Table, ...]
     explorer: dict[str, Any] | None
     files: int  # picture files in the site
+    owners: dict[str, str]  # results key -> the analysis that wrote it
     computed: int
     reused: int
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of each computed analysis
@@ -227,7 +254,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         plan = resolve(cfg, opts)
         fingerprint = inputs_fingerprint(cfg, opts, plan, library_versions(),
                                          skip=(out, cache_dir().resolve()))
-    if not opts.force and _up_to_date(out, fingerprint):
+    if not (opts.force or opts.no_cache) and _up_to_date(out, fingerprint):
         summary.up_to_date = True
         return summary
     summary.inputs_sha256 = fingerprint
@@ -235,17 +262,37 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     with Progress(opts.quiet) as progress, outdir.scratch(out) as scratch:
         with _timed(timings, "decode", summary.peak_rss_mib):
             decoded = decode(cfg, opts, plan, progress, summary.skipped, scratch)
-        t = time.perf_counter()
-        extracted = extract(cfg, opts, plan, decoded, progress)
-        timings["load_models"] = extracted.cache.load_seconds
-        timings["extract"] = time.perf_counter() - t - extracted.cache.load_seconds
-        summary.peak_rss_mib["extract"] = _peak_rss_mib()
-        tmp = outdir.make_tmp(out)
+        cache = FeatureCache(cache_dir() / "features", read=not opts.no_cache)
+        for attempt in range(2):
+            t = time.perf_counter()
+            extracted = extract(cfg, opts, plan, decoded, progress, cache)
+            timings["load_models"] = extracted.cache.load_seconds
+            timings["extract"] = timings.get("extract", 0.0) + time.perf_counter() - t - cache.load_seconds
+            summary.peak_rss_mib["extract"] = _peak_rss_mib()
+            tmp = outdir.make_tmp(out)
+            try:
+                with _timed(timings, "analyse_and_figures", summary.peak_rss_mib):
+                    analysed = analyse(cfg, opts, plan, decoded, extracted, tmp, progress)
+                break
+            except BaseException as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                damaged = _damaged_entry(e)
+                if damaged is None:
+                    raise
+                if attempt:
+                    raise BuildError(f"{damaged} — and again after it was computed anew: the disk under "
+                                     f"{cache.root} may be failing; check it, or set DINOREPORT_CACHE to "
+                                     "another folder") from None
+                # One entry changed in place: check every entry of this build before trusting any
+                # again (a restored backup changes many); extraction then fills in what was
+                # removed, and the sections computed meanwhile stay cached.
+                progress.log(f"{damaged}; checking this build's other entries")
+                for key in sorted(_all_keys(extracted)):
+                    cache.get(key)
+                cache.stats.hits = 0  # the second pass counts every sound entry again
         try:
-            with _timed(timings, "analyse_and_figures", summary.peak_rss_mib):
-                analysed = analyse(cfg, opts, plan, decoded, extracted, tmp, progress)
             # The data files first: the page links data/results.json only when it is there.
-            write_data(analysed, tmp)
+            summary.not_finite = write_data(analysed, tmp)
             with _timed(timings, "render", summary.peak_rss_mib):
                 summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
             summary.computed, summary.reused, summary.damaged = (
@@ -259,6 +306,22 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return summary
+
+
+def _all_keys(extracted: Extracted) -> set[str]:
+    keys = {k for per in extracted.keys.values() for k in per.values()}
+    return keys | {k for res in extracted.extra_keys.values() for per in res.values() for k in per.values()}
+
+
+def _damaged_entry(e: BaseException) -> DamagedEntry | None:
+    """The damaged feature entry behind ``e`` (an analysis's error may wrap it), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, DamagedEntry):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _up_to_date(out: Path, fingerprint: str) -> bool:
@@ -397,10 +460,9 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
 
 
 def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
-            progress: Progress) -> Extracted:
-    """Features of every model and image through the cache; a model is built only if some of
+            progress: Progress, cache: FeatureCache) -> Extracted:
+    """Features of every model and image through ``cache``; a model is built only if some of
     its features are not cached."""
-    cache = FeatureCache(cache_dir() / "features")
     facts, keys = [], {}
     extra_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in plan.extra}
     n_work = len(cfg.models) * len(decoded.images) + sum(
@@ -431,7 +493,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                        dtype=opts.dtype, extra_keys=extracted.extra_keys,
                        reference_masks=decoded.reference_masks,
                        crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
-    sections = SectionCache(cache_dir())
+    sections = SectionCache(cache_dir(), read=not opts.no_cache)
     seconds: dict[str, float] = {}
     done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs),
                          seconds=seconds)
@@ -439,14 +501,16 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     figures: list[Figure] = []
     tables: list[Table] = []
     explorer = None
+    owners: dict[str, str] = {}
     for a in plan.analyses:  # merged in report order, however they were scheduled
         sec = done[a.name]
         results.update(sec.results)
+        owners.update(dict.fromkeys(sec.results, a.name))
         figures += sec.figures
         tables += sec.tables
         explorer = sec.explorer or explorer
     return Analysed(results=results, figures=tuple(figures), tables=tuple(tables), explorer=explorer,
-                    files=len(ctx.writer.written), computed=sections.computed, reused=sections.hits,
+                    files=len(ctx.writer.written), owners=owners, computed=sections.computed, reused=sections.hits,
                     seconds={a.name: seconds[a.name] for a in plan.analyses if a.name in seconds})
 
 
@@ -555,10 +619,14 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
     return page
 
 
-def write_data(analysed: Analysed, site: Path) -> None:
-    """The data files the page links to: results and figure index."""
-    _json_dump(analysed.results, site / "data" / "results.json")
-    _json_dump(_figures_json(analysed.figures), site / "data" / "figures.json")
+def write_data(analysed: Analysed, site: Path) -> list[str]:
+    """The data files the page links to: results and figure index. Returns where the results
+    held a value that is not a finite number (written as ``null``), as "analysis: key path"."""
+    found: list[str] = []
+    _json_dump(finite_json(analysed.results, found=found), site / "data" / "results.json")
+    _json_dump(finite_json(_figures_json(analysed.figures)), site / "data" / "figures.json")
+    owner = analysed.owners
+    return [f"{owner.get(p.split('.')[0].split('[')[0], '?')}: {p}" for p in found]
 
 
 def write_out(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
@@ -648,5 +716,6 @@ def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dic
         "cache": {"computed": summary.computed, "reused": summary.reused, "damaged": summary.damaged,
                   "analyses_computed": summary.sections_computed, "analyses_reused": summary.sections_reused},
         "skipped": [list(s) for s in summary.skipped],
+        "not_finite_results": list(summary.not_finite),
         "versions": {"python": platform.python_version(), **library_versions()},
     }

@@ -52,6 +52,7 @@ from markupsafe import Markup
 
 from .analyses import figure_kinds, table_kinds
 from .claimhtml import claim_anchor, claim_html
+from .figures import is_figure_path
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
 
@@ -484,15 +485,25 @@ class _Assets:
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._chars = 0
 
+    def path(self, rel: str) -> Path:
+        """The file of a picture of this site; anything but a content-hash name of the build's
+        own figure store (a path out of the site, a link, another file) is refused."""
+        if not is_figure_path(rel):
+            raise RenderError(f"picture path {rel!r} is not a file of the build's figure store "
+                              "(assets/fig/<content hash>); an analysis must write its pictures "
+                              "through ctx.writer")
+        p = self.out / rel
+        if p.is_symlink() or not p.is_file():
+            raise RenderError(f"image file missing: {rel} (expected under {self.out})")
+        return p
+
     def url(self, rel: str) -> str:
+        p = self.path(rel)
         if not self.inline:
             return rel
         if rel in self._cache:
             self._cache.move_to_end(rel)
             return self._cache[rel]
-        p = self.out / rel
-        if not p.is_file():
-            raise RenderError(f"image file missing: {rel} (expected under {self.out})")
         mime = _MIME.get(p.suffix.lower(), "application/octet-stream")
         uri = f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode()
         self._cache[rel] = uri
@@ -636,7 +647,7 @@ def _img_attrs(out: Path, assets: _Assets, sizes: dict[str, tuple[int, int] | No
 
     def img_attrs(rel: str) -> Markup:
         if rel not in sizes:
-            sizes[rel] = _image_size(out / rel)
+            sizes[rel] = _image_size(assets.path(rel))
         size = sizes[rel]
         wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
         # Feature maps are stored one pixel per cell; the browser enlarges them crisply.

@@ -1,47 +1,41 @@
 """Reuse of a section's output (results, figures, tables) when none of its inputs changed.
 
-A section's key is the sha256 of: its name, the source of the code that computes and draws
-(analysis/, analyses/, figures.py, page.py, context.py, refmasks.py), the feature cache keys it reads,
-and every config value it can see. A hit restores the :class:`SectionOutput` and
-copies its picture files (stored content-addressed under the cache) into the new site.
+A section's key is the sha256 of: its name, the code it can use (every module of this
+package, and for an analysis from outside it every module of its folder or package:
+:mod:`generator.codehash`), the feature cache keys it reads, and every config value it can
+see. A hit restores the :class:`SectionOutput` and copies its picture files (stored
+content-addressed under the cache) into the new site.
 
 Entries are data, never pickles: ``sections/<key>.json`` holds the output as a JSON tree
 (dataclasses by their fields, tagged with their class name from a fixed list) and
 ``sections/<key>.npz`` its arrays (read with ``allow_pickle=False``). A file in the cache
 therefore cannot run code, whatever it contains.
+
+A cache folder may be shared, so an entry is checked before anything of it is used: its
+``sha256`` over the output, the file list and the arrays' digest must match (an edited number
+or panel is refused), and every picture path in it must be a content-hash name of the build's
+own figure store (``assets/fig/<sha256[:20]>.<ext>``) listed among its files, whose stored
+bytes match that name. A refused entry is removed and the section computed again.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_write
-from .figures import matches_name
+from .codehash import package_sha256
+from .figures import is_figure_path, matches_name
 from .context import BuildContext
 from .analyses.registry import SectionOutput
 from .page import Figure, Panel, Row, Table
 
 __all__ = ["SectionCache", "section_key", "encode", "decode", "EntryError"]
-
-_CODE = ("analysis", "analyses", "figures.py", "figure_templates", "page.py", "context.py", "refmasks.py")
-
-
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in _CODE:
-        p = root / name
-        for f in sorted(f for f in p.rglob("*") if f.suffix in (".py", ".j2")) if p.is_dir() else [p]:
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def _file_sha(path: Path | None) -> str | None:
@@ -52,7 +46,7 @@ def section_key(name: str, ctx: BuildContext) -> str:
     cfg = ctx.cfg
     blob = {
         "name": name,
-        "code": code_fingerprint(),
+        "code": package_sha256(),
         "resolution": cfg.resolution,
         "seed": cfg.seed,
         "analysis": dataclasses.asdict(cfg.analysis),
@@ -70,7 +64,7 @@ def section_key(name: str, ctx: BuildContext) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
-_FORMAT = "dinoreport-section-1"
+_FORMAT = "dinoreport-section-2"
 # The only classes an entry may name; each is rebuilt from its fields (added fields with
 # defaults round-trip; an entry naming an unknown class or field is damaged).
 _CLASSES: dict[str, type] = {c.__name__: c for c in (SectionOutput, Figure, Row, Panel, Table)}
@@ -151,19 +145,27 @@ def _hashable(key: Any) -> Any:
     return key
 
 
-def _safe_rel(rel: Any) -> bool:
-    """A site-relative path that stays inside the site."""
-    if not isinstance(rel, str) or not rel:
-        return False
-    p = Path(rel)
-    return not p.is_absolute() and ".." not in p.parts
+def _picture_paths(out: SectionOutput) -> list[Any]:
+    """Every picture path of an output that can reach a page: panels and explorer photos."""
+    paths = [p.file for f in out.figures for r in f.rows for p in r.panels]
+    images = out.explorer.get("images", []) if isinstance(out.explorer, dict) else []
+    return paths + [im.get("photo") for im in images if isinstance(im, dict) and im.get("photo")]
+
+
+def _entry_sha256(output: Any, files: Any, npz_sha: Any) -> str:
+    """Digest of an entry's own content, over its canonical JSON (the order of dict keys kept:
+    sections iterate their dicts in that order)."""
+    blob = json.dumps({"files": files, "npz_sha256": npz_sha, "output": output},
+                      separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 class SectionCache:
     """``<root>/sections/<key>.json`` (+ ``.npz`` arrays) and ``<root>/figures/<name>`` (bytes)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, read: bool = True):
         self.root = Path(root)
+        self.read = read  # False: every section is computed again (and its entry rewritten)
         self.hits = 0
         self.computed = 0
 
@@ -178,23 +180,27 @@ class SectionCache:
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
             raise EntryError("not a section entry")
         files = meta.get("files")
-        if not isinstance(files, list) or not all(_safe_rel(f) for f in files):
+        if not isinstance(files, list) or not all(is_figure_path(f) for f in files):
             raise EntryError("bad file list")
+        if meta.get("sha256") != _entry_sha256(meta.get("output"), files, meta.get("npz_sha256")):
+            raise EntryError("the entry does not match its sha256")
         arrays: dict[str, np.ndarray] = {}
         if meta.get("npz_sha256") is not None:
             raw = self._npz(key).read_bytes()
             if hashlib.sha256(raw).hexdigest() != meta["npz_sha256"]:
                 raise EntryError("arrays do not match the entry")
-            with np.load(self._npz(key), allow_pickle=False) as z:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
                 arrays = {n: z[n] for n in z.files}
         out = decode(meta.get("output"), arrays)
         if not isinstance(out, SectionOutput):
             raise EntryError("not a section output")
+        if not set(_picture_paths(out)) <= set(files):
+            raise EntryError("a panel names a picture that is not among the entry's files")
         return out, files
 
     def get(self, key: str, site: Path) -> tuple[SectionOutput, list[str]] | None:
         """The stored output with its files copied into ``site``, or None (absent or damaged)."""
-        if not self._json(key).is_file():
+        if not self.read or not self._json(key).is_file():
             return None
         try:
             out, files = self._read(key)
@@ -223,6 +229,8 @@ class SectionCache:
             tree = encode(out, arrays)
         except EntryError:
             return
+        if not all(is_figure_path(f) for f in files) or not set(_picture_paths(out)) <= set(files):
+            return  # pictures from outside the figure store: published this once, never cached
         figs = self.root / "figures"
         figs.mkdir(parents=True, exist_ok=True)
         for rel in files:
@@ -231,13 +239,13 @@ class SectionCache:
                 atomic_write(dst, (site / rel).read_bytes())
         npz_sha = None
         if arrays:
-            import io
-
             buf = io.BytesIO()
             np.savez(buf, **arrays)
             atomic_write(self._npz(key), buf.getvalue())
             npz_sha = hashlib.sha256(buf.getvalue()).hexdigest()
         # The JSON goes last: its presence means the entry is complete.
-        meta = {"format": _FORMAT, "files": sorted(files), "npz_sha256": npz_sha, "output": tree}
+        files = sorted(files)
+        meta = {"format": _FORMAT, "files": files, "npz_sha256": npz_sha, "output": tree,
+                "sha256": _entry_sha256(tree, files, npz_sha)}
         # Insertion order is kept (not sorted): sections iterate their dicts in that order.
         atomic_write(self._json(key), json.dumps(meta).encode("utf-8"))

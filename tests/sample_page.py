@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from generator.figures import content_name
 from generator.modelmeta import ModelFacts, StageInfo
 from generator.page import Credit, Figure, Panel, ReportPage, Row, Table
 
@@ -18,16 +20,20 @@ IMAGES = ("astronaut", "dog_pug")
 
 def _png(out: Path, rel: str, rng: np.random.Generator, w: int = 48, h: int = 32,
          smooth: bool = True) -> str:
-    """Write a small colourful PNG at out/rel and return rel."""
+    """Write a small colourful PNG under its content-hash name in the figure store (as
+    FigureWriter does: pages show nothing else) and return that path; ``rel`` says what it is."""
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     a, b, c = rng.uniform(2, 8, 3)
     img = np.stack([np.sin(a * xx + b * yy), np.cos(b * xx - c * yy), np.sin(c * (xx + yy))], -1)
     if not smooth:
         img = img + rng.normal(0, .4, img.shape)
     img = ((img - img.min()) / (np.ptp(img) + 1e-9) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", optimize=False)
+    rel = f"assets/fig/{content_name(buf.getvalue(), 'png')}"
     p = out / rel
     p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(p, optimize=False)
+    p.write_bytes(buf.getvalue())
     return rel
 
 

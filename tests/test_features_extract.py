@@ -81,15 +81,15 @@ def test_verified_entries_are_trusted_until_their_file_changes(tmp_path, monkeyp
     assert cache.has(keys["im1"])
 
 
-def test_load_stage_reads_one_channel_alone(tmp_path):
-    from generator.features import FeatureCache, load_stage
+def test_stage_reads_one_channel_alone(tmp_path):
+    from generator.features import FeatureCache
 
     cache = FeatureCache(tmp_path)
     x = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
     cache.put("ab" * 32, {"C2": x, "C3": x[:, ::2, ::2].copy()})
     for c in range(5):
-        assert np.array_equal(load_stage(cache, "ab" * 32, "C2", c), x[c])
-    assert np.array_equal(load_stage(cache, "ab" * 32, "C3"), x[:, ::2, ::2])
+        assert np.array_equal(cache.stage("ab" * 32, "C2", c), x[c])
+    assert np.array_equal(cache.stage("ab" * 32, "C3"), x[:, ::2, ::2])
 
 
 def test_cpu_takes_one_image_at_a_time_by_default(tmp_path):
@@ -138,3 +138,70 @@ def test_freed_heap_memory_goes_back_to_the_system():
     give_back_freed_memory()
     assert rss_mib() < before - 100, (before, rss_mib())
     assert keep.sum() == 12_000
+
+
+def _rot_in_place(p, offset: int = -3) -> None:
+    """Flip one byte of ``p`` keeping its size and modification time (bit rot, a restored backup)."""
+    st = os.stat(p)
+    data = bytearray(p.read_bytes())
+    data[offset] ^= 0xFF
+    p.write_bytes(bytes(data))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_bytes_changed_in_place_are_caught_when_a_stage_is_read(tmp_path):
+    from generator.features import DamagedEntry
+
+    rng = np.random.default_rng(2)
+    images = {"im0": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
+    key = extract_all({"m": 3}, images, FeatureCache(tmp_path), make_backbone=_Tiny, device="cpu")["im0"]
+    p = FeatureCache(tmp_path).path(key)
+    _rot_in_place(p)
+    cache = FeatureCache(tmp_path)  # a later build: the stamp still vouches for the file
+    assert cache.has(key)
+    # The last stage's bytes sit at the end of the file: reading S1 alone is still sound...
+    last = _stored_order(p)[-1]
+    sound = [s for s in ("S1", "S2") if s != last][0]
+    assert cache.stage(key, sound).shape[0] == 4
+    # ...the altered stage is refused, with the entry named, and removed.
+    with pytest.raises(DamagedEntry, match=str(p.name)):
+        cache.stage(key, last)
+    assert not p.exists() and cache.stats.damaged == 1 and not cache.has(key)
+
+
+def test_a_channel_read_is_checked_too(tmp_path):
+    from generator.features import DamagedEntry
+
+    cache = FeatureCache(tmp_path)
+    x = np.arange(4 * 3 * 3, dtype=np.float32).reshape(4, 3, 3)
+    cache.put("cd" * 32, {"C2": x})
+    _rot_in_place(cache.path("cd" * 32))
+    with pytest.raises(DamagedEntry):
+        FeatureCache(tmp_path).stage("cd" * 32, "C2", 1)
+
+
+def test_entries_without_stage_digests_are_checked_whole(tmp_path):
+    """Entries written before per-stage digests: still read, and still checked."""
+    from safetensors.numpy import save_file
+
+    from generator.features import FORMAT, DamagedEntry
+
+    cache = FeatureCache(tmp_path)
+    x = {"C2": np.ones((2, 2, 2), np.float32), "C3": np.zeros((2, 1, 1), np.float32)}
+    cache.path("ef" * 32).parent.mkdir(parents=True)
+    save_file(x, str(cache.path("ef" * 32)), metadata={"format": FORMAT, "sha256": FeatureCache._digest(x)})
+    assert np.array_equal(cache.stage("ef" * 32, "C3"), x["C3"])
+    _rot_in_place(cache.path("ef" * 32))
+    with pytest.raises(DamagedEntry):
+        FeatureCache(tmp_path).stage("ef" * 32, "C3")
+
+
+def _stored_order(p) -> list[str]:
+    """The tensor names of a safetensors file in the order their bytes are stored."""
+    import json
+    import struct
+
+    raw = p.read_bytes()
+    header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    header.pop("__metadata__", None)
+    return sorted(header, key=lambda k: header[k]["data_offsets"][0])

@@ -90,12 +90,12 @@ def _spy_extract(monkeypatch, fail: bool = False) -> list:
     seen = []
     real = pipeline.extract
 
-    def spy(cfg, opts, plan, decoded, progress):
+    def spy(cfg, opts, plan, decoded, progress, cache):
         files = sorted(p for p in opts.out.parent.glob(f".{opts.out.name}.tmp-*/**/*") if p.is_file())
         seen.append((decoded.images, files))
         if fail:
             raise RuntimeError("planted failure after decode")
-        return real(cfg, opts, plan, decoded, progress)
+        return real(cfg, opts, plan, decoded, progress, cache)
 
     monkeypatch.setattr(pipeline, "extract", spy)
     return seen

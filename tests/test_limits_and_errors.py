@@ -216,3 +216,25 @@ def test_build_json_records_the_config_path_relative(demo_site):
     b = json.loads((demo_site / "data" / "build.json").read_text())
     assert not os.path.isabs(b["config"]) and b["config"].endswith("report.toml")
     assert str(demo_site.parent) not in (demo_site / "data" / "build.json").read_text()
+
+
+@pytest.mark.parametrize("text", ["Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                                  'message: "No space left on device" })',
+                                  "I/O error: No space left on device (os error 28)"])
+def test_full_disk_inside_the_safetensors_writer_is_named(tmp_path, monkeypatch, text):
+    """Issue 20 item 11: the Rust writer's own error (not an OSError) on a full disk."""
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    cfg = _cold_cache_project(tmp_path, monkeypatch)
+
+    def full(*a, **k):
+        raise SafetensorError(text)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    r = _invoke("build", "--random-init", "--quiet", "--config", str(cfg), "--out", str(tmp_path / "site"))
+    assert r.exit_code == 2, r.output
+    assert "could not write the cache" in r.output and "No space left on device" in r.output
+    assert "Traceback" not in r.output and "SafetensorError" not in r.output
+    assert not (tmp_path / "site").exists()
+    assert not list((tmp_path / "cache").rglob(".part-*"))

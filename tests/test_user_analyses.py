@@ -89,3 +89,64 @@ def test_new_scaffolds_a_report_that_builds_offline(tmp_path):
     assert 'id="feature-norms"' in (folder / "site" / "index.html").read_text()
     r = cli("new", "myreport", cwd=tmp_path)
     assert r.returncode == 2 and "not empty" in r.stderr
+
+
+SCALED_SHARE = '''
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import zz_mylib  # a helper module beside the analysis
+
+from generator.analyses import SectionOutput, register_analysis
+
+
+@register_analysis("scaled_share", order=5)
+def scaled_share(ctx):
+    out = SectionOutput()
+    out.results["scaled_share"] = [{"image": i, "value": zz_mylib.FACTOR} for i in ctx.image_ids()]
+    return out
+'''
+
+
+def test_editing_a_helper_module_beside_an_analysis_recomputes_it(tmp_path):
+    """Issue 20 item 4: the section key covers every module of the report's analyses/ folder,
+    so an edited helper is never published from the old cached result."""
+    cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, resolution=64, highres=[64])
+    folder = cfg.parent / "analyses"
+    folder.mkdir()
+    (folder / "scaled.py").write_text(SCALED_SHARE)
+    values = []
+    for factor in (1.5, 2.5):
+        (folder / "zz_mylib.py").write_text(f"FACTOR = {factor}\n")
+        r = cli("build", "--config", str(cfg), "--out", str(tmp_path / "site"), "--random-init", "--quiet")
+        assert r.returncode == 0, r.stderr
+        res = json.loads((tmp_path / "site" / "data" / "results.json").read_text())
+        values.append(res["scaled_share"][0]["value"])
+    assert values == [1.5, 2.5]
+
+
+def test_every_build_option_is_in_the_fingerprint_or_declared_not_to_change_the_output(tmp_path):
+    """A new BuildOptions field counts in the fingerprint until it is listed in NOT_OUTPUT."""
+    import dataclasses
+
+    from generator.fingerprint import NOT_OUTPUT, inputs_fingerprint
+    from generator.pipeline import BuildOptions, resolve
+
+    cfg = load_config(write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, resolution=64))
+    base = BuildOptions(out=tmp_path / "site", random_init=True, quiet=True)
+    plan = resolve(cfg, base)
+    fields = {f.name: f for f in dataclasses.fields(BuildOptions)}
+    assert NOT_OUTPUT <= set(fields), sorted(NOT_OUTPUT - set(fields))
+    ref = inputs_fingerprint(cfg, base, plan, {})
+    for name in sorted(set(fields) - NOT_OUTPUT - {"analyses"}):
+        value = getattr(base, name)
+        other = {bool: not value, str: "cpu" if value != "cpu" else "auto"}.get(type(value))
+        assert other is not None, f"pick a changed value for BuildOptions.{name} in this test"
+        changed = inputs_fingerprint(cfg, dataclasses.replace(base, **{name: other}), plan, {})
+        assert changed != ref, name
+    # An option added later is hashed without anyone listing it.
+    Extended = dataclasses.make_dataclass("Extended", [("new_switch", bool, dataclasses.field(default=False))],
+                                          bases=(BuildOptions,), frozen=True)
+    a = Extended(out=base.out, random_init=True, quiet=True)
+    assert inputs_fingerprint(cfg, a, plan, {}) != inputs_fingerprint(cfg, dataclasses.replace(a, new_switch=True), plan, {})

@@ -16,7 +16,6 @@ analysis by name.
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Union
 
 import numpy as np
 
+from ..codehash import module_code_sha256
 from ..page import Figure, Table
 
 if TYPE_CHECKING:  # annotations only: the context imports features, figures and images
@@ -127,13 +127,10 @@ class Analysis:
 
     @property
     def source_sha256(self) -> str:
-        """sha256 of the module that defines ``run``: part of the analysis' cache key, so that
-        editing an analysis outside the package (site_src/analyses/, a plugin) recomputes it."""
-        try:
-            src = inspect.getsource(inspect.getmodule(self.run))
-        except (OSError, TypeError):
-            src = ""
-        return hashlib.sha256(src.encode()).hexdigest()
+        """sha256 of the code ``run`` can use (:func:`generator.codehash.module_code_sha256`):
+        part of the analysis' cache key, so that editing an analysis, or any module beside it
+        that it may import, or any module of this package, computes it again."""
+        return module_code_sha256(inspect.getmodule(self.run))
 
 
 _REGISTRY: dict[str, Analysis] = {}
