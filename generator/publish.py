@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .outdir import MARKER
 
-__all__ = ["PublishError", "PublishResult", "RECORD", "publish_site"]
+__all__ = ["PublishError", "PublishResult", "RECORD", "publish_site", "site_files"]
 
 RECORD = "data/.dinoreport-published.json"
 _RECORD_FORMAT = "dinoreport-published-1"
