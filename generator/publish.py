@@ -92,7 +92,9 @@ def _git(exe: str, *args: str, cwd: Path, check: bool = True, stdin: str | None 
     # The user's own PATH: credential helpers and ssh are found through it.
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     try:
-        r = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, env=env, input=stdin)
+        # surrogateescape: a file name that is not UTF-8 goes back to git byte for byte
+        r = subprocess.run([exe, *args], cwd=cwd, capture_output=True, encoding="utf-8",
+                           errors="surrogateescape", env=env, input=stdin)
     except OSError as e:  # git went away or broke after _find_git checked it
         raise PublishError(f"git {' '.join(args)} could not be run ({e.strerror or e}). {_GIT_HELP}") from None
     if check and r.returncode != 0:
@@ -264,8 +266,8 @@ def publish_site(site: Path, *, remote: str = "origin", branch: str = "gh-pages"
         else:
             replaced = []
         if kept:
-            entries = "".join(f"{tip[p][0]} {tip[p][1]}\t{p}\n" for p in kept)
-            _git(git, "update-index", "--add", "--index-info", cwd=work, stdin=entries)
+            entries = "".join(f"{tip[p][0]} {tip[p][1]}\t{p}\0" for p in kept)
+            _git(git, "update-index", "--add", "-z", "--index-info", cwd=work, stdin=entries)
 
         record = {"format": _RECORD_FORMAT, "files": {p: sha for p, (_m, sha) in sorted(new.items())}}
         (work / RECORD).parent.mkdir(parents=True, exist_ok=True)
