@@ -197,15 +197,31 @@ def publish(
     remote: str = typer.Option("origin", help="Git remote (name or URL) to push to."),
     branch: str = typer.Option("gh-pages", help="Branch to commit the site to."),
     message: str = typer.Option("Publish report", "--message", "-m", help="Commit message."),
+    replace: bool = typer.Option(
+        False, "--replace",
+        help="Publish the site as the whole branch: also remove or overwrite files on it that "
+             "dinoreport did not write (CNAME included; they stay in the branch's history)."),
 ) -> None:
-    """Commit the built site to a gh-pages branch and push it."""
+    """Commit the built site to a gh-pages branch and push it (needs git).
+
+    Files committed on the branch by other means (a CNAME holding the custom domain, a
+    hand-written page) are kept when the site does not contain them, and listed; files an
+    earlier publish wrote that are gone from the site are removed. When the site would replace
+    such a file with a different one, nothing is pushed unless --replace. Symbolic links in the
+    site are refused, each named: remove them first. The branch records what publish wrote in
+    data/.dinoreport-published.json.
+    """
     from .publish import PublishError, publish_site
 
     try:
-        sha = publish_site(site, remote=remote, branch=branch, message=message)
+        res = publish_site(site, remote=remote, branch=branch, message=message, replace=replace)
     except PublishError as e:
         _fail(str(e))
-    typer.echo(f"published {site} as {sha[:12]} to {remote} {branch}")
+    typer.echo(f"published {site} as {res.sha[:12]} to {remote} {branch}")
+    if res.kept:
+        typer.echo(f"kept on {branch}, not written by dinoreport (--replace removes them): " + ", ".join(res.kept))
+    if res.replaced:
+        typer.echo(f"removed or replaced on {branch} (--replace), not written by dinoreport: " + ", ".join(res.replaced))
 
 
 @app.command()
