@@ -71,11 +71,12 @@ def test_part_validation():
 
 def test_row_has_exactly_the_agreed_keys():
     row = _verdict("edges_to_objects", {"edge_drop": {DENSE: [0.4, 0.5, 0.45], CLS: [0.3, 0.35, 0.4]}})
-    assert set(row) == {"id", "statement", "metric", "values", "rule", "verdict", "reason"}
+    assert set(row) == {"id", "statement", "about", "metric", "values", "rule", "verdict", "reason"}
+    assert row["about"] == "architecture"
     assert row["verdict"] == "supported"
     assert row["values"] == {CLS: pytest.approx(0.35), DENSE: pytest.approx(0.45)}
     assert list(row["values"]) == sorted(row["values"])
-    assert "above 0" in row["rule"] and "95% interval" in row["rule"]
+    assert "above 0" in row["rule"] and "two-sided t test" in row["rule"] and "Holm" in row["rule"]
 
 
 def test_random_weights_cannot_tell_whatever_the_numbers():
@@ -154,7 +155,7 @@ def test_missing_model_or_metric_cannot_tell():
 
 
 def test_any_failing_part_makes_not_supported():
-    m = {"pc23_coherence": {DENSE: [0.9, 0.85, 0.95], CLS: [0.8, 0.7, 0.9]}}
+    m = {"pc23_coherence": {DENSE: [0.9, 0.85, 0.95], CLS: [0.8, 0.78, 0.82]}}
     row = _verdict("later_pcs_smooth", m)  # DINOv3 smooth, but ImageNet not below 0.5
     assert row["verdict"] == "not supported"
     assert "not below 0.5" in row["reason"]
