@@ -102,3 +102,32 @@ def test_group_metrics_needs_two_images_with_foreground():
     assert out["part_match_excess"][0] == out["part_match_excess"][1]
     with pytest.raises(ValueError, match="got 3 maps but 2 masks"):
         group_metrics(maps, masks[:2])
+
+
+# ---- metrics that must read 0 on noise and move with what they name -----------------------
+
+def _texture_photo(rng, side, sigma=2.0):
+    """Grey photo with edges everywhere, the border included."""
+    from scipy.ndimage import gaussian_filter
+    return gaussian_filter(rng.normal(size=(side, side)), sigma)
+
+
+@pytest.mark.parametrize("g", [5, 7, 14, 28])
+def test_edge_following_reads_zero_on_white_noise_at_every_grid_size(g):
+    """Unrelated noise maps: the border ring (one-sided gradient, replicated Sobel) made the
+    correlation about -0.3 at 14 x 14; over the interior it is 0 up to sampling noise."""
+    rng = np.random.default_rng(g)
+    vals = [edge_following(rng.normal(size=(32, g, g)), _texture_photo(rng, 8 * g)) for _ in range(60)]
+    se = np.std(vals) / math.sqrt(len(vals))
+    assert abs(np.mean(vals)) < max(4 * se, 0.03), (g, np.mean(vals), se)
+
+
+def test_edge_following_positive_when_feature_edges_are_the_photos_edges():
+    from scipy.ndimage import zoom
+    rng = np.random.default_rng(1)
+    for g in (7, 14):
+        photo = _texture_photo(rng, 8 * g, sigma=8.0)
+        cells = zoom(photo, 1 / 8, order=1)  # the photo itself on the grid, in 32 channels
+        fmap = cells[None] * rng.normal(size=(32, 1, 1)) + 0.01 * rng.normal(size=(32, g, g))
+        assert edge_following(fmap, photo) > 0.4
+    assert math.isnan(edge_following(rng.normal(size=(8, 2, 5)), np.zeros((16, 40))))

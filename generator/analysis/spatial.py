@@ -21,10 +21,13 @@ subject_iou
     against a reference mask drawn on the photo, pooled to the feature grid by
     majority vote. Used for "PC1 is the subject".
 edge_following
-    Spearman rank correlation, over the cells of the grid, between the feature
-    gradient magnitude of a stage's map and the Sobel edge magnitude of the
-    photo averaged over each cell. Near 1 when the map changes exactly where
-    the photo has edges, about 0 when its changes are unrelated to them.
+    Spearman rank correlation, over the interior cells of the grid, between
+    the feature gradient magnitude of a stage's map and the Sobel edge
+    magnitude of the photo averaged over each cell. Near 1 when the map
+    changes exactly where the photo has edges, about 0 when its changes are
+    unrelated to them. The border ring is left out: there the gradient is a
+    one-sided difference (larger for noise) and the Sobel filter sees a
+    replicated edge (smaller), which alone made white noise read about -0.3.
 far_similarity
     Mean cosine similarity between positions at least half the shorter grid
     side apart. A map whose positions all carry the same image-wide content
@@ -247,15 +250,22 @@ def edge_following(fmap: np.ndarray, image: np.ndarray) -> float:
 
     Returns
     -------
-    float in [-1, 1]
-        Spearman correlation over the h * w cells between the feature gradient
-        magnitude (channels z-scored, central differences) and the Sobel
-        magnitude of the photo averaged per cell (:func:`pool_mean`). 0.0 when
-        either map is constant.
+    float in [-1, 1], or NaN
+        Spearman correlation over the (h - 2) * (w - 2) interior cells between
+        the feature gradient magnitude (channels z-scored, central differences)
+        and the Sobel magnitude of the photo averaged per cell
+        (:func:`pool_mean`). Border cells are left out because both their
+        gradient (one-sided) and their Sobel value (replicated pixels) are
+        computed differently from the interior's, which correlates the two
+        maps by itself. 0.0 when either map is constant over the interior;
+        NaN when the grid has fewer than 3 rows or columns (no interior).
     """
     fm = check_fmap(fmap)
     edges = pool_mean(sobel_magnitude(image), fm.shape[1:])
-    return _spearman(_feature_gradient(fm), edges)
+    if min(fm.shape[1:]) < 3:
+        return float("nan")
+    inner = (slice(1, -1), slice(1, -1))
+    return _spearman(_feature_gradient(fm)[inner], edges[inner])
 
 
 def far_similarity(fmap: np.ndarray, min_dist_frac: float = 0.5, max_positions: int = 1024) -> float:
