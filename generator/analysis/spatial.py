@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .masks import foreground_mask, mask_iou
+from .masks import foreground_mask, mask_iou, orient_by_border
 from .pca import check_fmap
 
 __all__ = ["pool_mean", "neighbour_coherence", "speck_share", "subject_iou", "sobel_magnitude",
@@ -158,18 +158,24 @@ def speck_share(mask: np.ndarray) -> float:
 
 
 def subject_iou(pc1: np.ndarray, reference: np.ndarray, threshold: float = 0.0,
-                ring: int = 1) -> float:
+                ring: int = 1, orient: str = "border") -> float:
     """IoU of the PC1 foreground mask against a reference subject mask.
 
     Parameters
     ----------
     pc1 : (h, w) array_like, finite
-        Projection onto the within-image PC1 (any sign; oriented by the border
-        as in :func:`~generator.analysis.masks.foreground_mask`).
+        Projection onto the within-image PC1 (any sign).
     reference : (H, W) bool array with H >= h, W >= w
         The subject, drawn on the photo at any resolution at least the grid's.
     threshold, ring
         As for :func:`~generator.analysis.masks.foreground_mask`.
+    orient : {"border", "reference"}
+        "border": the sign the border rule picks
+        (:func:`~generator.analysis.masks.foreground_mask`, the mask the
+        figures show); it picks the wrong side when the subject fills the
+        border. "reference": the better of the two signs, i.e. whether either
+        side of PC1 is the subject; the sign of a principal component is
+        arbitrary, so this scores PC1 itself, not the orientation rule.
 
     Returns
     -------
@@ -177,11 +183,18 @@ def subject_iou(pc1: np.ndarray, reference: np.ndarray, threshold: float = 0.0,
         ``mask_iou(pc1 mask, reference on the grid)``; a grid cell is subject
         when at least half of its pixels are (:func:`pool_mean` >= 0.5).
     """
+    if orient not in ("border", "reference"):
+        raise ValueError(f"orient must be 'border' or 'reference', got {orient!r}")
     fg = foreground_mask(pc1, threshold, ring)
     ref = _check_2d(reference, "reference")
     if ref.dtype != np.bool_:
         raise ValueError(f"reference must be a bool mask, got dtype {ref.dtype}")
-    return mask_iou(fg, pool_mean(ref, fg.shape) >= 0.5)
+    on_grid = pool_mean(ref, fg.shape) >= 0.5
+    iou = mask_iou(fg, on_grid)
+    if orient == "reference":
+        oriented, _ = orient_by_border(pc1, ring)
+        iou = max(iou, mask_iou(-oriented > float(threshold), on_grid))
+    return iou
 
 
 def sobel_magnitude(image: np.ndarray) -> np.ndarray:
