@@ -8,7 +8,6 @@ for all models.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ from .correspond import colour_agreement, cycle_share_excess, mutual_nn
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask
 from .outliers import local_norm_outliers, value_tails
-from .pca import check_fmap, pca_within, top_eigh
+from .pca import _top_components, check_fmap, pca_within, rounding_floor, top_eigh
 from .spatial import edge_following, far_similarity, neighbour_coherence, pool_mean, speck_share, subject_iou
 
 __all__ = ["IMAGE_METRICS", "GROUP_METRICS", "INSTANCE_STAGE", "MIN_INSTANCE_CELLS", "image_metrics",
@@ -121,7 +120,7 @@ def _standardised(rows: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 class _Scatter:
-    """Per-image sums of centred rows, so that a PCA fit leaving images out is one subtraction."""
+    """Per-image sums of centred rows, so that a PCA fit leaving images out is a sum of the rest."""
 
     def __init__(self, rows: Sequence[np.ndarray]) -> None:
         pooled = [r for r in rows if r.shape[0]]
@@ -130,16 +129,28 @@ class _Scatter:
         self.n = np.array([c.shape[0] for c in cs])
         self.s1 = np.stack([c.sum(axis=0) for c in cs])
         self.s2 = np.stack([c.T @ c for c in cs])
-        self.n_all, self.s1_all, self.s2_all = self.n.sum(), self.s1.sum(axis=0), self.s2.sum(axis=0)
+        self.max_abs = np.array([float(np.abs(r).max()) if r.size else 0.0 for r in rows])
+        self.dtype = np.result_type(*[r.dtype for r in rows])
 
     def fit_without(self, drop: Sequence[int], k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """(mean (D,), components (k, D)) of the rows of every image not in `drop`."""
-        d = list(drop)
-        n = self.n_all - self.n[d].sum()
-        s1 = self.s1_all - self.s1[d].sum(axis=0)
-        scatter = self.s2_all - self.s2[d].sum(axis=0) - np.outer(s1, s1) / max(n, 1)
-        _, comps = top_eigh((scatter + scatter.T) / 2.0, k)
-        return self.shift + s1 / max(n, 1), comps
+        """(mean (D,), components (k, D)) of the rows of every image not in `drop`.
+
+        The sums are added up over the kept images (not subtracted from the total, which
+        would leave rounding noise in directions the kept rows do not have); directions with
+        no more scatter than storage rounding are zero rows, as in the report's PCA fits.
+        """
+        keep = [i for i in range(self.n.size) if i not in set(drop)]
+        n = int(self.n[keep].sum())
+        dim = self.s1.shape[1]
+        if n == 0:
+            return self.shift, np.zeros((k, dim))
+        s1 = self.s1[keep].sum(axis=0)
+        scatter = self.s2[keep].sum(axis=0) - np.outer(s1, s1) / n
+        scatter = (scatter + scatter.T) / 2.0
+        w, vt = top_eigh(scatter, k)
+        floor = rounding_floor(n, dim, float(self.max_abs[keep].max()), self.dtype)
+        comps, _ = _top_components(w, vt, k, dim, floor, total=float(np.clip(np.trace(scatter), 0.0, None)))
+        return self.shift + s1 / n, comps
 
 
 def _colours(x: np.ndarray, fit: tuple[np.ndarray, np.ndarray], span_rows: np.ndarray) -> np.ndarray:
