@@ -129,6 +129,9 @@ def test_value_tails_torch_matches_numpy(monkeypatch, device):
     assert got.tail_ratio == pytest.approx(ref.tail_ratio, rel=1e-12)
     assert ref.tail_ratio == pytest.approx(np.percentile(a, 99.9) / np.percentile(a, 50), rel=1e-6)
     assert got.excess_kurtosis == pytest.approx(ref.excess_kurtosis, rel=1e-4) and ref.excess_kurtosis > 0.5
+    nz = a[a > 0]
+    assert got.high_tail_ratio == pytest.approx(ref.high_tail_ratio, rel=1e-12)
+    assert ref.high_tail_ratio == pytest.approx(np.percentile(nz, 99.9) / np.percentile(nz, 99), rel=1e-9)
 
 
 def test_unknown_device_name_is_an_error_naming_the_variable(monkeypatch):

@@ -1,5 +1,7 @@
 """Every claim metric on planted truth: the planted structure is found, and it is gone
 when the structure is removed (cells shuffled, features replaced by noise)."""
+import math
+
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
@@ -86,12 +88,21 @@ def test_speck_share_known_masks():
     assert speck_share(clean) == 0.0
     one = np.zeros((8, 8), bool)
     one[4, 4] = True
-    assert speck_share(one) == 1 / 64
+    assert speck_share(one) == 1 / 36  # over the 6 x 6 interior
     checker = np.indices((4, 4)).sum(axis=0) % 2 == 0
     assert speck_share(checker) == 1.0
-    assert speck_share(np.array([[True]])) == 0.0
+    assert math.isnan(speck_share(np.array([[True]]))) and math.isnan(speck_share(np.ones((2, 9), bool)))
     coin = np.random.default_rng(2).random((64, 64)) < 0.5
     assert 0.05 < speck_share(coin) < 0.09
+
+
+@pytest.mark.parametrize("side", [4, 5, 7, 14])
+def test_speck_share_of_a_fair_coin_is_a_sixteenth_at_every_grid_size(side):
+    """Border cells have fewer neighbours to disagree with: counting them made a coin's share
+    grow as the grid shrinks (0.12 at 5 x 5)."""
+    rng = np.random.default_rng(side)
+    share = np.mean([speck_share(rng.random((side, side)) < 0.5) for _ in range(4000 // side)])
+    assert share == pytest.approx(1 / 16, abs=0.012)
 
 
 def test_speck_share_counts_salt_and_pepper():

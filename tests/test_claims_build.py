@@ -18,7 +18,7 @@ from conftest import SQUARE_CORNERS as CORNERS
 from conftest import square_project as _project
 
 RANDOM = "the weights are random, and the claim is about trained networks"
-ROW_KEYS = {"id", "statement", "metric", "values", "rule", "verdict", "reason", "figure"}
+ROW_KEYS = {"id", "statement", "about", "metric", "values", "rule", "verdict", "reason", "figure"}
 
 
 def _results(out):
@@ -39,6 +39,7 @@ def test_random_init_claims_are_cannot_tell_with_the_reason(random_site):
     for r in rows:
         assert set(r) == ROW_KEYS, r
         assert r["verdict"] == "cannot tell" and r["reason"] == RANDOM, r
+        assert r["about"] == next(c.about for c in C.CLAIMS if c.id == r["id"])
         assert set(r["values"]) <= {"dinov3_convnext_tiny", "dinov3_vits16"}
         assert all(math.isfinite(v) for v in r["values"].values())
     # The numbers are there all the same: the subject IoU of both models on every photo.
@@ -50,7 +51,10 @@ def test_random_init_claims_are_cannot_tell_with_the_reason(random_site):
 def test_page_states_claims_links_data_and_shows_the_overlays(random_site):
     html = (random_site / "index.html").read_text()
     assert 'href="data/results.json"' in html
-    assert 'id="claims"' in html  # the claims table
+    assert 'id="claims"' in html  # the claims table, with what each claim is about
+    table = html[html.index('id="claims"'):]
+    table = table[:table.index("</table>")]
+    assert '<th scope="col">about</th>' in table and ">architecture<" in table and ">training<" in table
     assert 'class="claim verdict-cannot-tell" id="claim-pc1-subject"' in html
     assert 'class="claim verdict-cannot-tell" id="claim-c4-instances"' in html
     figs = json.loads((random_site / "data" / "figures.json").read_text())
@@ -90,7 +94,8 @@ def test_local_random_weights_get_verdicts_from_their_numbers(tmp_path):
     meas = {k: {m: [value.get((k, m, u), float("nan")) for u in units[k]]
                 for m in ("dinov3_convnext_tiny", "dinov3_vits16")} for k in C.METRICS}
     roles = {"dense_cnn": "dinov3_convnext_tiny", "dense_vit": "dinov3_vits16"}
-    again = C.evaluate_all(meas, roles, random_weights=False)
+    groups = {k: ["dogs"] * len(ids) for k in C.PAIR_METRICS}
+    again = C.evaluate_all(meas, roles, random_weights=False, unit_groups=groups)
     assert [r["verdict"] for r in again] == [rows[r["id"]]["verdict"] for r in again]
 
 

@@ -6,8 +6,9 @@ Per-image metrics are computed on every image of the build for every model
 group named by ``analysis.part_groups`` (default ``["dogs"]``: photos of one kind of subject;
 a named group the build lacks contributes no images). Results:
 
-- ``claims``: one row per catalogue claim, ``{id, statement, metric, values: {model id: mean},
-  rule, verdict, reason, figure}`` (``figure``: the figure kind the claim can be checked on);
+- ``claims``: one row per catalogue claim, ``{id, statement, about, metric, values: {model id:
+  mean}, rule, verdict, reason, figure}`` (``about``: "training" or "architecture", what the claim
+  credits; ``figure``: the figure kind the claim can be checked on);
 - ``claim_metrics``: the per-unit numbers the verdicts rest on, ``{model, unit, metric, value}``
   (unit = image id, or ``group/image`` for the part-sharing metrics); NaN units are left out.
 """
@@ -30,18 +31,26 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[dict[str, Any]]]:
+def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[dict[str, Any]],
+                                        dict[str, list[str]]]:
     """Every claim metric of every model, in one unit order for all models.
 
     Returns
     -------
     measurements : {metric: {model id: [value per unit]}}, NaN where a unit has no value
     detail : rows ``{model, unit, metric, value}`` of the finite values, sorted
+    unit_groups : {group metric: [group name per unit]}, the same for every model
     """
     masks = ctx.artifact(ForegroundMasks).by_model
     measurements: dict[str, dict[str, list[float]]] = {k: {} for k in IMAGE_METRICS + GROUP_METRICS}
     detail: list[dict[str, Any]] = []
     images = ctx.image_ids()
+    unit_groups: dict[str, list[str]] = {k: [] for k in GROUP_METRICS}
+    for group in ctx.cfg.analysis.part_groups:
+        ids = ctx.groups.get(group, ())
+        if len(ids) >= 2:
+            for k in GROUP_METRICS:
+                unit_groups[k].extend([group] * len(ids))
     for m in ctx.models:
         per: dict[str, list[float]] = {k: [] for k in IMAGE_METRICS + GROUP_METRICS}
         for i in images:
@@ -65,7 +74,7 @@ def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[
         for k, v in per.items():
             measurements[k][m.id] = v
     detail.sort(key=lambda d: (d["metric"], d["model"], d["unit"]))
-    return measurements, detail
+    return measurements, detail, unit_groups
 
 
 @register_analysis(
@@ -76,9 +85,9 @@ def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[
 def claims(ctx: BuildContext) -> SectionOutput:
     """One verdict per catalogue claim, the numbers behind it, and the claims table."""
     out = SectionOutput()
-    measurements, detail = measure(ctx)
+    measurements, detail, unit_groups = measure(ctx)
     roles = C.roles_from_timm({m.id: m.timm for m in ctx.models})
-    rows = C.evaluate_all(measurements, roles, random_weights=ctx.random_init)
+    rows = C.evaluate_all(measurements, roles, random_weights=ctx.random_init, unit_groups=unit_groups)
     figure_of = {c.id: c.figure for c in C.CLAIMS}
     for r in rows:
         r["values"] = {k: rnd(v) for k, v in r["values"].items() if np.isfinite(v)}
@@ -87,13 +96,14 @@ def claims(ctx: BuildContext) -> SectionOutput:
     out.results["claim_metrics"] = detail
     out.tables.append(Table(
         id="claims", kind="claims",
-        caption=("Each observation of the study as a claim: the per-model mean of the metric it is "
+        caption=("Each observation of the study as a claim: whether it is about training or about "
+                 "the architecture, the per-model mean of the metric it is "
                  "measured by, the verdict and the reason for it, and the kind of figure to check it on; "
                  "the rule of each claim is given with it in the text. "
                  + ("The weights are random, so every verdict is 'cannot tell'. " if ctx.random_init else "")
                  + ctx.provenance()),
-        columns=("claim", "statement", "metric: mean per model", "verdict", "reason", "figures"),
-        rows=tuple((r["id"], r["statement"],
+        columns=("claim", "statement", "about", "metric: mean per model", "verdict", "reason", "figures"),
+        rows=tuple((r["id"], r["statement"], r["about"],
                     f"{r['metric']}: " + ("; ".join(f"{m.label} {_fmt(r['values'][m.id])}"
                                                     for m in ctx.models if m.id in r["values"])
                                           or "no values"),

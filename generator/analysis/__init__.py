@@ -8,7 +8,7 @@ from .correspond import colour_agreement, cycle_consistent_share, cycle_share_ex
 from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, stage_dims
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
-from .outliers import NormOutliers, ValueTails, norm_outliers, value_tails
+from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
 from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
                       speck_share, subject_iou)
@@ -50,6 +50,7 @@ __all__ = [
     "minmax",
     "mutual_nn",
     "neighbour_coherence",
+    "local_norm_outliers",
     "norm_outliers",
     "orient_by_border",
     "pca_within",

@@ -8,23 +8,22 @@ for all models.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from .across import CovarianceAccumulator, joint_rgb, pixels, project
+from .across import pixels
 from .correspond import colour_agreement, cycle_share_excess, mutual_nn
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask
-from .outliers import norm_outliers, value_tails
-from .pca import check_fmap, pca_within
+from .outliers import local_norm_outliers, value_tails
+from .pca import _top_components, check_fmap, pca_within, rounding_floor, top_eigh
 from .spatial import edge_following, far_similarity, neighbour_coherence, pool_mean, speck_share, subject_iou
 
 __all__ = ["IMAGE_METRICS", "GROUP_METRICS", "INSTANCE_STAGE", "MIN_INSTANCE_CELLS", "image_metrics",
            "group_metrics"]
 
-IMAGE_METRICS = ("pc1_iou_ref", "pc1_speck_share", "pc23_coherence", "norm_outlier_share", "edge_drop",
+IMAGE_METRICS = ("pc1_iou_ref", "pc1_iou_border", "pc1_speck_share", "pc23_coherence", "norm_outlier_share", "edge_drop",
                  "far_similarity_first", "c4_instance_separation", "tail_log_ratio")
 GROUP_METRICS = ("part_colour_gain", "part_match_excess")
 INSTANCE_STAGE = "C4"
@@ -77,7 +76,9 @@ def image_metrics(stages: Sequence[tuple[str, np.ndarray]], *, photo: np.ndarray
     {metric: float}
         Exactly the keys of :data:`IMAGE_METRICS`; NaN where the metric does
         not apply: no photo, no reference, no stage named C4, fewer than two
-        instances of at least :data:`MIN_INSTANCE_CELLS` cells on the C4 grid.
+        instances of at least :data:`MIN_INSTANCE_CELLS` cells on the C4 grid,
+        a grid without interior cells (fewer than 3 rows or columns) for
+        ``edge_drop`` and ``pc1_speck_share``.
     """
     if not stages:
         raise ValueError("stages must hold at least one (name, fmap) pair, got none")
@@ -88,21 +89,80 @@ def image_metrics(stages: Sequence[tuple[str, np.ndarray]], *, photo: np.ndarray
     proj = pca_within(last, 3).proj
     out["pc1_speck_share"] = speck_share(foreground_mask(proj[0], threshold))
     out["pc23_coherence"] = (neighbour_coherence(proj[1]) + neighbour_coherence(proj[2])) / 2.0
-    out["norm_outlier_share"] = norm_outliers(last).share
+    out["norm_outlier_share"] = local_norm_outliers(last).share
     out["far_similarity_first"] = far_similarity(first)
-    ratios = [value_tails(f).tail_ratio for _, f in maps]
-    if all(0.0 < r < math.inf for r in ratios):
-        out["tail_log_ratio"] = float(np.mean(np.log10(ratios)))
+    out["tail_log_ratio"] = float(np.mean(np.log10([value_tails(f).high_tail_ratio for _, f in maps])))
     if photo is not None:
         out["edge_drop"] = edge_following(first, photo) - edge_following(last, photo)
     if reference is not None:
-        out["pc1_iou_ref"] = subject_iou(proj[0], reference, threshold)
+        out["pc1_iou_ref"] = subject_iou(proj[0], reference, threshold, orient="reference")
+        out["pc1_iou_border"] = subject_iou(proj[0], reference, threshold, orient="border")
         c4 = dict(maps).get(INSTANCE_STAGE)
         if c4 is not None:
             lab = _instances_on_grid(reference, instances, c4.shape[1:])
             if lab.max() >= 2:
                 out["c4_instance_separation"] = instance_separation(c4, lab)
     return out
+
+
+def _standardised(rows: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rows with every channel z-scored over all rows of the group together.
+
+    A channel that is large in every image would otherwise decide every nearest
+    neighbour in every image, and agree with itself across images whether or not
+    any cell corresponds; the chance baseline (rolled channels) does not share it.
+    """
+    pooled = np.concatenate([r for r in rows if r.shape[0]], axis=0).astype(np.float64)
+    mu = pooled.mean(axis=0)
+    sd = pooled.std(axis=0)
+    sd[sd <= 0] = 1.0
+    return [(r.astype(np.float64) - mu) / sd for r in rows]
+
+
+class _Scatter:
+    """Per-image sums of centred rows, so that a PCA fit leaving images out is a sum of the rest."""
+
+    def __init__(self, rows: Sequence[np.ndarray]) -> None:
+        pooled = [r for r in rows if r.shape[0]]
+        self.shift = np.concatenate(pooled, axis=0).astype(np.float64).mean(axis=0)
+        cs = [r.astype(np.float64) - self.shift for r in rows]
+        self.n = np.array([c.shape[0] for c in cs])
+        self.s1 = np.stack([c.sum(axis=0) for c in cs])
+        self.s2 = np.stack([c.T @ c for c in cs])
+        self.max_abs = np.array([float(np.abs(r).max()) if r.size else 0.0 for r in rows])
+        self.dtype = np.result_type(*[r.dtype for r in rows])
+
+    def fit_without(self, drop: Sequence[int], k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """(mean (D,), components (k, D)) of the rows of every image not in `drop`.
+
+        The sums are added up over the kept images (not subtracted from the total, which
+        would leave rounding noise in directions the kept rows do not have); directions with
+        no more scatter than storage rounding are zero rows, as in the report's PCA fits.
+        """
+        keep = [i for i in range(self.n.size) if i not in set(drop)]
+        n = int(self.n[keep].sum())
+        dim = self.s1.shape[1]
+        if n == 0:
+            return self.shift, np.zeros((k, dim))
+        s1 = self.s1[keep].sum(axis=0)
+        scatter = self.s2[keep].sum(axis=0) - np.outer(s1, s1) / n
+        scatter = (scatter + scatter.T) / 2.0
+        w, vt = top_eigh(scatter, k)
+        floor = rounding_floor(n, dim, float(self.max_abs[keep].max()), self.dtype)
+        comps, _ = _top_components(w, vt, k, dim, floor, total=float(np.clip(np.trace(scatter), 0.0, None)))
+        return self.shift + s1 / n, comps
+
+
+def _colours(x: np.ndarray, fit: tuple[np.ndarray, np.ndarray], span_rows: np.ndarray) -> np.ndarray:
+    """(N, k) colours in [0, 1]: projections min-max scaled over the rows of `span_rows`."""
+    mean, comps = fit
+    p = (x.astype(np.float64) - mean) @ comps.T
+    q = (span_rows.astype(np.float64) - mean) @ comps.T
+    lo, hi = q.min(axis=0), q.max(axis=0)
+    span = hi - lo
+    out = (p - lo) / np.where(span > 0, span, 1.0)
+    out[:, span <= 0] = 0.5
+    return np.clip(out, 0.0, 1.0)
 
 
 def group_metrics(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> dict[str, list[float]]:
@@ -118,12 +178,23 @@ def group_metrics(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> di
     -------
     {"part_colour_gain": [...], "part_match_excess": [...]}
         One value per image, in the order given: the mean over its pairs with
-        the other images of (masked - naive) :func:`colour_agreement` of the
-        mutual nearest foreground cells, and of :func:`cycle_share_excess`.
-        Colours as in the report: masked fit on foreground pixels, coloured
-        over the foreground; naive fit on all pixels, coloured over all. An
-        image is NaN when the group has fewer than two images with at least
-        one foreground cell.
+        the other images with foreground of
+
+        - ``part_match_excess``: :func:`cycle_share_excess` of the two images'
+          foreground cells, every channel standardised over the foreground
+          cells of the whole group first;
+        - ``part_colour_gain``: (masked - naive) :func:`colour_agreement` of the
+          mutual nearest foreground cells (standardised as above). The colours
+          are the report's: masked = PCA fitted on foreground cells, scaled over
+          the pair's foreground; naive = PCA on all cells, scaled over all of
+          the pair's cells; but both are fitted on the group's *other* images.
+          A PCA fitted on the cells it is scored on aligns with their own noise,
+          which is largest among the foreground cells the matches come from, so
+          the in-sample masked fit "gains" on independent noise; fitted on the
+          other images it does not, and parts shared by the group still are.
+
+        An image is NaN when it has no foreground cell, or when fewer than two
+        (excess) or three (gain) images of the group have one.
     """
     if len(maps) != len(masks):
         raise ValueError(f"got {len(maps)} maps but {len(masks)} masks")
@@ -131,30 +202,34 @@ def group_metrics(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> di
     fms = [check_fmap(f, f"maps[{i}]") for i, f in enumerate(maps)]
     ms = [np.asarray(m) for m in masks]
     has = [bool(np.any(m)) for m in ms]
-    nan_out = {k: [float("nan")] * n for k in GROUP_METRICS}
+    out = {k: [float("nan")] * n for k in GROUP_METRICS}
     if sum(has) < 2:
-        return nan_out
-    c = fms[0].shape[0]
-    masked, naive = CovarianceAccumulator(c), CovarianceAccumulator(c)
-    for f, m in zip(fms, ms):
-        masked.update(pixels(f, m))
-        naive.update(pixels(f))
-    fit_m, fit_n = masked.fit(3), naive.fit(3)
-    rgb_m = joint_rgb([project(fit_m, f) for f in fms], ms)
-    rgb_n = joint_rgb([project(fit_n, f) for f in fms])
+        return out
     fg = [pixels(f, m) for f, m in zip(fms, ms)]
+    z = _standardised(fg)
+    gain_ok = sum(has) >= 3
+    if gain_ok:
+        every = [pixels(f) for f in fms]
+        masked = _Scatter([fg[k] if has[k] else fg[k][:0] for k in range(n)])
+        naive = _Scatter(every)
     gain = np.zeros((n, n))
     excess = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
             if not (has[i] and has[j]):
                 continue
-            pairs = mutual_nn(fg[i], fg[j])
-            g = (colour_agreement(rgb_m[i][ms[i]], rgb_m[j][ms[j]], pairs)
-                 - colour_agreement(rgb_n[i][ms[i]], rgb_n[j][ms[j]], pairs))
+            excess[i, j] = excess[j, i] = cycle_share_excess(z[i], z[j])
+            if not gain_ok:
+                continue
+            pairs = mutual_nn(z[i], z[j])
+            fit_m, fit_n = masked.fit_without((i, j)), naive.fit_without((i, j))
+            span_m = np.concatenate([fg[i], fg[j]])
+            span_n = np.concatenate([every[i], every[j]])
+            g = (colour_agreement(_colours(fg[i], fit_m, span_m), _colours(fg[j], fit_m, span_m), pairs)
+                 - colour_agreement(_colours(fg[i], fit_n, span_n), _colours(fg[j], fit_n, span_n), pairs))
             gain[i, j] = gain[j, i] = g
-            excess[i, j] = excess[j, i] = cycle_share_excess(fg[i], fg[j])
     k = sum(has) - 1
-    return {"part_colour_gain": [float(gain[i].sum() / k) if has[i] else float("nan") for i in range(n)],
-            "part_match_excess": [float(excess[i].sum() / k) if has[i] else float("nan")
-                                  for i in range(n)]}
+    out["part_match_excess"] = [float(excess[i].sum() / k) if has[i] else float("nan") for i in range(n)]
+    if gain_ok:
+        out["part_colour_gain"] = [float(gain[i].sum() / k) if has[i] else float("nan") for i in range(n)]
+    return out

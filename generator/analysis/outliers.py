@@ -11,11 +11,21 @@ norm_outliers
     one-sided normal tail beyond 5 sd). This is the "high-norm token" test of
     Darcet et al., "Vision Transformers Need Registers" (2024), with a robust
     cut instead of a hand-picked norm.
+local_norm_outliers
+    A position is an outlier when its norm exceeds :data:`LOCAL_FACTOR` times
+    the median norm of its 8 neighbours. The reference is local, so a subject
+    whose features are simply larger than the background's (a bright blob) is
+    not an outlier, while an isolated high-norm cell (or a pair of them) is.
+    The claims use this one; :func:`norm_outliers` compares with the whole
+    map and so also flags a large-norm region.
 value_tails
     Excess kurtosis and the tail ratio ``p99.9(|x|) / p50(|x|)`` of all values
     of a map. Normal data give 0 and 4.88, Laplace data 3 and 9.97. The ratio
     is scale-free, so it compares networks whose features live on different
-    scales.
+    scales. It also moves with the bulk (a map with many exact zeros has a
+    small median); ``high_tail_ratio`` ``p99.9 / p99`` of the non-zero |x|
+    looks only at the tail: 1.28 for normal values, 1.5 for Laplace ones,
+    ``10 ** (1 / a)`` for a power-law tail of index a.
 """
 
 from __future__ import annotations
@@ -27,9 +37,14 @@ import numpy as np
 from .device import analysis_device
 from .pca import check_fmap
 
-__all__ = ["OUTLIER_K", "NormOutliers", "norm_outliers", "ValueTails", "value_tails"]
+__all__ = ["OUTLIER_K", "LOCAL_FACTOR", "NormOutliers", "norm_outliers", "local_norm_outliers",
+           "ValueTails", "value_tails"]
 
 OUTLIER_K = 5.0
+# A high-norm token is several times the norm of the tokens around it (Darcet et al. report
+# about ten times); twice the neighbourhood's median is far outside the spread of the norms of
+# normal data (about 1 / sqrt(2 C) relative) while catching any such token.
+LOCAL_FACTOR = 2.0
 # 1 / Phi^-1(3/4): turns a MAD into a standard deviation for normal data.
 _MAD_TO_SD = 1.4826
 
@@ -94,6 +109,50 @@ def norm_outliers(fmap: np.ndarray, k: float = OUTLIER_K) -> NormOutliers:
                         threshold=thr, mask=mask, norms=norms)
 
 
+def local_norm_outliers(fmap: np.ndarray, factor: float = LOCAL_FACTOR) -> NormOutliers:
+    """Find positions whose feature norm is far above that of their neighbourhood.
+
+    Parameters
+    ----------
+    fmap : (C, H, W) array_like, finite
+    factor : float > 1
+        A position is flagged when its norm exceeds ``factor`` times the median
+        norm of its 8 neighbours (fewer at the border and corners; the cell
+        itself does not count).
+
+    Returns
+    -------
+    NormOutliers
+        ``threshold`` is ``factor`` times the median of the local medians (a
+        typical cut, for display); ``max_over_median`` as in
+        :func:`norm_outliers`. A map with one position has no neighbourhood and
+        no outliers.
+    """
+    fm = check_fmap(fmap)
+    fac = float(factor)
+    if not (np.isfinite(fac) and fac > 1.0):
+        raise ValueError(f"factor must be a finite number > 1, got {factor!r}")
+    norms = np.linalg.norm(fm.astype(np.float64), axis=0)
+    h, w = norms.shape
+    pad = np.pad(norms, 1, constant_values=np.nan)
+    around = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                       for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)])
+    if h * w == 1:
+        local = norms.copy()
+    else:
+        import warnings
+
+        with warnings.catch_warnings():  # a 1 x 1 map is handled above; no all-NaN slice remains
+            warnings.simplefilter("ignore", RuntimeWarning)
+            local = np.nanmedian(around, axis=0)
+    mask = norms > fac * local
+    med = float(np.median(norms))
+    top = float(norms.max())
+    ratio = top / med if med > 0 else (float("inf") if top > 0 else 1.0)
+    return NormOutliers(share=float(np.count_nonzero(mask)) / norms.size, max_over_median=ratio,
+                        threshold=fac * float(np.median(local)), mask=mask, norms=norms)
+
+
 @dataclass(frozen=True)
 class ValueTails:
     """Tail heaviness of a set of values.
@@ -105,16 +164,24 @@ class ValueTails:
     tail_ratio : float
         ``p99.9(|x|) / p50(|x|)`` (numpy 'linear' percentiles); inf when the
         median |x| is 0 and p99.9 is not, 1.0 when both are 0.
+    high_tail_ratio : float
+        ``p99.9 / p99`` of the non-zero |x| (numpy 'linear' percentiles of
+        those): the tail alone, unchanged by exact zeros and by the shape of
+        the bulk; 1.0 when there are no non-zero values.
     """
 
     excess_kurtosis: float
     tail_ratio: float
+    high_tail_ratio: float = 1.0
 
 
-def _percentiles(n: int, qs: tuple[float, ...], pick) -> list[float]:
+def _percentiles(n: int, qs: tuple[float, ...], pick, skip: int = 0) -> list[float]:
     """numpy's 'linear' percentiles of ``n`` values, given ``pick(ranks) -> {rank: value}``
-    that returns the order statistics (0-based ranks) of the values."""
-    pos = [(n - 1) * q / 100.0 for q in qs]
+    that returns the order statistics (0-based ranks) of the values. With ``skip`` the
+    percentiles are those of all but the ``skip`` smallest values (ranks stay those of all
+    ``n``), e.g. of the non-zero |x|."""
+    m = n - skip
+    pos = [skip + (m - 1) * q / 100.0 for q in qs]
     at = pick(sorted({min(int(np.floor(p)) + j, n - 1) for p in pos for j in (0, 1)}))
     out = []
     for p in pos:
@@ -122,6 +189,9 @@ def _percentiles(n: int, qs: tuple[float, ...], pick) -> list[float]:
         a, b = at[lo], at[min(lo + 1, n - 1)]
         out.append(a + (b - a) * (p - lo))
     return out
+
+
+_HIGH_QS = (99.0, 99.9)
 
 
 def _tails_numpy(v: np.ndarray, qs: tuple[float, ...]) -> tuple[float, float, list[float]]:
@@ -138,7 +208,8 @@ def _tails_numpy(v: np.ndarray, qs: tuple[float, ...]) -> tuple[float, float, li
         part = np.partition(a, ks)
         return {k: float(part[k]) for k in ks}
 
-    return var, m4, _percentiles(a.size, qs, pick)
+    zeros = a.size - int(np.count_nonzero(a))
+    return var, m4, _percentiles(a.size, qs, pick) + _high(a.size, zeros, pick)
 
 
 def _tails_torch(v: np.ndarray, qs: tuple[float, ...], dev) -> tuple[float, float, list[float]]:
@@ -153,11 +224,21 @@ def _tails_torch(v: np.ndarray, qs: tuple[float, ...], dev) -> tuple[float, floa
     var, m4 = float(d.mean()), float((d * d).mean())
     del d
     a = t.abs()
-    return var, m4, _percentiles(a.shape[0], qs, lambda ks: {k: float(torch.kthvalue(a, k + 1).values) for k in ks})
+
+    def pick(ks: list[int]) -> dict[int, float]:
+        return {k: float(torch.kthvalue(a, k + 1).values) for k in ks}
+
+    zeros = a.shape[0] - int(torch.count_nonzero(a))
+    return var, m4, _percentiles(a.shape[0], qs, pick) + _high(a.shape[0], zeros, pick)
+
+
+def _high(n: int, zeros: int, pick) -> list[float]:
+    """[p99, p99.9] of the non-zero |x| (zeros sort first), or [] when all are zero."""
+    return [] if zeros >= n else _percentiles(n, _HIGH_QS, pick, skip=zeros)
 
 
 def value_tails(x: np.ndarray) -> ValueTails:
-    """Excess kurtosis and p99.9/p50 of |x| for all values of an array.
+    """Excess kurtosis, p99.9/p50 of |x| and p99.9/p99 of the non-zero |x| of an array.
 
     Parameters
     ----------
@@ -182,11 +263,13 @@ def value_tails(x: np.ndarray) -> ValueTails:
     if bad:
         raise ValueError(f"x must be finite, got {bad} non-finite values")
     dev = analysis_device()
-    var, m4, (p50, p999) = (_tails_numpy(v, (50.0, 99.9)) if dev is None
-                            else _tails_torch(v, (50.0, 99.9), dev))
+    var, m4, (p50, p999, *high) = (_tails_numpy(v, (50.0, 99.9)) if dev is None
+                                   else _tails_torch(v, (50.0, 99.9), dev))
     kurt = float(m4 / var ** 2 - 3.0) if var > 0 else 0.0
     if p50 > 0:
         ratio = float(p999 / p50)
     else:
         ratio = float("inf") if p999 > 0 else 1.0
-    return ValueTails(excess_kurtosis=kurt, tail_ratio=ratio)
+    # The non-zero |x| are all > 0, so p99 of them is too.
+    hi_ratio = float(high[1] / high[0]) if high else 1.0
+    return ValueTails(excess_kurtosis=kurt, tail_ratio=ratio, high_tail_ratio=hi_ratio)

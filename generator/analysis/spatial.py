@@ -12,19 +12,24 @@ neighbour_coherence
     map mean. About 0 for white noise, near 1 for a smooth map, negative for a
     checkerboard. Used for "the later components are smooth regions".
 speck_share
-    Share of cells of a bool mask that differ from every one of their
-    4-neighbours: isolated single-cell specks. 0 for clean blobs; a fair coin
-    per cell gives 1/16 in the interior (more on the border, where fewer
-    neighbours must disagree). Used for "masks are cleaner".
+    Share of the interior cells of a bool mask that differ from all four of
+    their 4-neighbours: isolated single-cell specks. 0 for clean blobs; a fair
+    coin per cell gives 1/16 at every grid size. Border cells are left out:
+    with only two or three neighbours to disagree with they become specks
+    more easily, which would make the share depend on the grid size.
+    Used for "masks are cleaner".
 subject_iou
     IoU of the PC1 foreground mask (:func:`~generator.analysis.masks.foreground_mask`)
     against a reference mask drawn on the photo, pooled to the feature grid by
     majority vote. Used for "PC1 is the subject".
 edge_following
-    Spearman rank correlation, over the cells of the grid, between the feature
-    gradient magnitude of a stage's map and the Sobel edge magnitude of the
-    photo averaged over each cell. Near 1 when the map changes exactly where
-    the photo has edges, about 0 when its changes are unrelated to them.
+    Spearman rank correlation, over the interior cells of the grid, between
+    the feature gradient magnitude of a stage's map and the Sobel edge
+    magnitude of the photo averaged over each cell. Near 1 when the map
+    changes exactly where the photo has edges, about 0 when its changes are
+    unrelated to them. The border ring is left out: there the gradient is a
+    one-sided difference (larger for noise) and the Sobel filter sees a
+    replicated edge (smaller), which alone made white noise read about -0.3.
 far_similarity
     Mean cosine similarity between positions at least half the shorter grid
     side apart. A map whose positions all carry the same image-wide content
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .masks import foreground_mask, mask_iou
+from .masks import foreground_mask, mask_iou, orient_by_border
 from .pca import check_fmap
 
 __all__ = ["pool_mean", "neighbour_coherence", "speck_share", "subject_iou", "sobel_magnitude",
@@ -129,7 +134,7 @@ def neighbour_coherence(x: np.ndarray) -> float:
 
 
 def speck_share(mask: np.ndarray) -> float:
-    """Share of cells that differ from all of their 4-neighbours.
+    """Share of interior cells that differ from all four of their 4-neighbours.
 
     Parameters
     ----------
@@ -138,39 +143,39 @@ def speck_share(mask: np.ndarray) -> float:
 
     Returns
     -------
-    float in [0, 1]
-        Cells on the border have fewer neighbours and are judged on those; a
-        cell with no neighbour (a 1 x 1 mask) is never a speck.
+    float in [0, 1], or NaN
+        Over the (H - 2) * (W - 2) interior cells; NaN when the mask has fewer
+        than 3 rows or columns (no cell has all four neighbours).
     """
     m = _check_2d(mask, "mask")
     if m.dtype != np.bool_:
         raise ValueError(f"mask must be bool, got dtype {m.dtype}")
-    h, w = m.shape
-    n_nb = np.zeros((h, w), dtype=np.int64)
-    n_diff = np.zeros((h, w), dtype=np.int64)
-    for sl_a, sl_b in (((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-                       ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))):
-        diff = m[sl_a] != m[sl_b]
-        for sl in (sl_a, sl_b):
-            n_nb[sl] += 1
-            n_diff[sl] += diff
-    speck = (n_nb > 0) & (n_diff == n_nb)
-    return float(np.count_nonzero(speck)) / m.size
+    if min(m.shape) < 3:
+        return float("nan")
+    c = m[1:-1, 1:-1]
+    speck = (c != m[:-2, 1:-1]) & (c != m[2:, 1:-1]) & (c != m[1:-1, :-2]) & (c != m[1:-1, 2:])
+    return float(np.count_nonzero(speck)) / c.size
 
 
 def subject_iou(pc1: np.ndarray, reference: np.ndarray, threshold: float = 0.0,
-                ring: int = 1) -> float:
+                ring: int = 1, orient: str = "border") -> float:
     """IoU of the PC1 foreground mask against a reference subject mask.
 
     Parameters
     ----------
     pc1 : (h, w) array_like, finite
-        Projection onto the within-image PC1 (any sign; oriented by the border
-        as in :func:`~generator.analysis.masks.foreground_mask`).
+        Projection onto the within-image PC1 (any sign).
     reference : (H, W) bool array with H >= h, W >= w
         The subject, drawn on the photo at any resolution at least the grid's.
     threshold, ring
         As for :func:`~generator.analysis.masks.foreground_mask`.
+    orient : {"border", "reference"}
+        "border": the sign the border rule picks
+        (:func:`~generator.analysis.masks.foreground_mask`, the mask the
+        figures show); it picks the wrong side when the subject fills the
+        border. "reference": the better of the two signs, i.e. whether either
+        side of PC1 is the subject; the sign of a principal component is
+        arbitrary, so this scores PC1 itself, not the orientation rule.
 
     Returns
     -------
@@ -178,11 +183,18 @@ def subject_iou(pc1: np.ndarray, reference: np.ndarray, threshold: float = 0.0,
         ``mask_iou(pc1 mask, reference on the grid)``; a grid cell is subject
         when at least half of its pixels are (:func:`pool_mean` >= 0.5).
     """
+    if orient not in ("border", "reference"):
+        raise ValueError(f"orient must be 'border' or 'reference', got {orient!r}")
     fg = foreground_mask(pc1, threshold, ring)
     ref = _check_2d(reference, "reference")
     if ref.dtype != np.bool_:
         raise ValueError(f"reference must be a bool mask, got dtype {ref.dtype}")
-    return mask_iou(fg, pool_mean(ref, fg.shape) >= 0.5)
+    on_grid = pool_mean(ref, fg.shape) >= 0.5
+    iou = mask_iou(fg, on_grid)
+    if orient == "reference":
+        oriented, _ = orient_by_border(pc1, ring)
+        iou = max(iou, mask_iou(-oriented > float(threshold), on_grid))
+    return iou
 
 
 def sobel_magnitude(image: np.ndarray) -> np.ndarray:
@@ -247,15 +259,22 @@ def edge_following(fmap: np.ndarray, image: np.ndarray) -> float:
 
     Returns
     -------
-    float in [-1, 1]
-        Spearman correlation over the h * w cells between the feature gradient
-        magnitude (channels z-scored, central differences) and the Sobel
-        magnitude of the photo averaged per cell (:func:`pool_mean`). 0.0 when
-        either map is constant.
+    float in [-1, 1], or NaN
+        Spearman correlation over the (h - 2) * (w - 2) interior cells between
+        the feature gradient magnitude (channels z-scored, central differences)
+        and the Sobel magnitude of the photo averaged per cell
+        (:func:`pool_mean`). Border cells are left out because both their
+        gradient (one-sided) and their Sobel value (replicated pixels) are
+        computed differently from the interior's, which correlates the two
+        maps by itself. 0.0 when either map is constant over the interior;
+        NaN when the grid has fewer than 3 rows or columns (no interior).
     """
     fm = check_fmap(fmap)
     edges = pool_mean(sobel_magnitude(image), fm.shape[1:])
-    return _spearman(_feature_gradient(fm), edges)
+    if min(fm.shape[1:]) < 3:
+        return float("nan")
+    inner = (slice(1, -1), slice(1, -1))
+    return _spearman(_feature_gradient(fm)[inner], edges[inner])
 
 
 def far_similarity(fmap: np.ndarray, min_dist_frac: float = 0.5, max_positions: int = 1024) -> float:
