@@ -19,8 +19,14 @@ from PIL import Image, ImageOps
 
 LONG_SIDE = 1024
 QUALITY = 88
+# Paths relative to the shared folder, without ".jpg"; the bundled copy keeps the file name.
 NAMES = ("dog_aussie", "dog_bostonterrier", "dog_bulldog", "dog_cattledog", "dog_germanshepherd",
-         "dog_golden_jump", "dog_greatdane", "dog_poodle_coat", "dog_pug", "cat_mainecoon")
+         "dog_golden_jump", "dog_greatdane", "dog_poodle_coat", "dog_pug", "cat_mainecoon",
+         "scene_waiting_room",
+         # Photos with two or more subjects (shared/images/new/SOURCES-addendum.md; issue 22).
+         "new/dog_pair_foxhound_lab", "new/dog_pair_chihuahuas", "new/dog_pair_wolfdogs",
+         "new/dog_pair_dogpark", "new/dog_pair_labradors", "new/cats_kittens",
+         "new/cats_mainecoons", "new/scene_hermit_crabs")
 
 
 def bundle(src: Path, dst: Path) -> tuple[int, int, bool]:
@@ -41,10 +47,10 @@ def main(folder: Path) -> None:
     out = Path(__file__).resolve().parent / "photos"
     out.mkdir(exist_ok=True)
     for name in NAMES:
-        dst = out / f"{name}.jpg"
+        dst = out / f"{Path(name).name}.jpg"
         w, h, resized = bundle(folder / f"{name}.jpg", dst)
         digest = hashlib.sha256(dst.read_bytes()).hexdigest()
-        print(f"{name:<20} {w}x{h} {'resized' if resized else 'copied '} "
+        print(f"{dst.stem:<22} {w}x{h} {'resized' if resized else 'copied '} "
               f"{dst.stat().st_size:>7} {digest}")
 
 

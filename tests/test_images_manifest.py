@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from PIL import Image
@@ -223,24 +224,36 @@ def test_scan_shared_images():
 DOGS = [
     "dog_aussie", "dog_bostonterrier", "dog_bulldog", "dog_cattledog", "dog_germanshepherd",
     "dog_golden_jump", "dog_greatdane", "dog_poodle_coat", "dog_pug",
+    "dog_pair_chihuahuas", "dog_pair_dogpark", "dog_pair_foxhound_lab", "dog_pair_labradors",
+    "dog_pair_wolfdogs",
 ]
+# Bundled photos with several subjects, each outlined on its own (issue 22).
+SEVERAL = ["cats_kittens", "cats_mainecoons", "dog_pair_chihuahuas", "dog_pair_dogpark",
+           "dog_pair_foxhound_lab", "dog_pair_labradors", "dog_pair_wolfdogs", "scene_hermit_crabs",
+           "scene_waiting_room"]
+# The one bundled photo whose original is on Flickr, not Commons.
+FLICKR = {"scene_hermit_crabs": "https://www.flickr.com/photos/52133016@N08/48614311461"}
 
 
 def test_shipped_manifest_valid():
     set_ = load_manifest(SHIPPED)
-    assert set_.groups["dogs"] == tuple(DOGS)
+    assert set_.groups["dogs"] == tuple(sorted(DOGS))
     for entry in set_.entries:
         assert entry.author and entry.license and entry.subject
         if entry.url:
             assert entry.url.startswith("https://commons.wikimedia.org/wiki/Special:FilePath/")
             assert entry.url.endswith("?width=1280")
             assert entry.source_url and entry.source_url.startswith("https://commons.wikimedia.org/wiki/File:")
-    # Bundled photos (issue 12): the dogs and the Maine Coon, resized, pinned, credited, never
-    # share-alike, each with its full-resolution original.
+    # Bundled photos (issues 12, 22): the dogs, the Maine Coon and the photos with several
+    # subjects, resized, pinned, credited, never share-alike, each with its full-resolution
+    # original (on Commons, except the one Flickr photo).
     files = [e for e in set_.entries if e.file is not None]
-    assert {e.id for e in files} == set(DOGS) | {"cat_mainecoon"}
+    assert {e.id for e in files} == set(DOGS) | {"cat_mainecoon"} | set(SEVERAL)
     for entry in files:
         assert entry.sha256 and not entry.share_alike
+        if entry.id in FLICKR:
+            assert entry.source_url == FLICKR[entry.id] and entry.original_url is None
+            continue
         assert entry.original_url.startswith("https://commons.wikimedia.org/wiki/Special:FilePath/")
         assert entry.source_url.startswith("https://commons.wikimedia.org/wiki/File:")
         with Image.open(entry.file) as im:
@@ -257,6 +270,46 @@ def test_shipped_manifest_every_photo_has_a_reference_mask():
         mask = load_mask(entry, load_image(entry, 448).shape[:2], resolution=448)
         # A subject, not the whole frame or nothing (the Hubble field marks its largest galaxies).
         assert 0.005 < mask.mean() < 0.9, (entry.id, mask.mean())
+
+
+def test_shipped_manifest_lets_the_instance_claim_be_judged():
+    """c4_instances is judged over images whose mask has two or more instances on the C4 grid
+    (claim_metrics: 4-connected regions of >= MIN_INSTANCE_CELLS cells), and needs at least
+    claims.MIN_IMAGES of them; the default build works at 448 px, and C4 is 1/16 of the input."""
+    from generator.analysis.claim_metrics import _instances_on_grid
+    from generator.analysis.claims import MIN_IMAGES
+
+    set_ = load_manifest(SHIPPED)
+    several = []
+    for entry in set_.entries:
+        h, w = load_image(entry, 448).shape[:2]
+        mask = load_mask(entry, (h, w), resolution=448)
+        if _instances_on_grid(mask, None, (h // 16, w // 16)).max() >= 2:
+            several.append(entry.id)
+    assert len(several) >= MIN_IMAGES, several
+    # The photos bundled for it, where the subjects stand apart, are among them.
+    assert {"dog_pair_dogpark", "dog_pair_foxhound_lab", "dog_pair_labradors", "scene_hermit_crabs",
+            "scene_waiting_room"} <= set(several)
+
+
+@pytest.mark.parametrize("image_id", SEVERAL)
+def test_shipped_instance_outlines_are_separate_subjects(image_id):
+    """Each outline of a photo with several subjects covers part of the frame, and two outlines
+    share little: at most 10 % of the smaller one (subjects in front are drawn whole, the ones
+    behind around them)."""
+    from generator.refmasks import rasterize
+
+    entry = load_manifest(SHIPPED)[image_id]
+    with Image.open(entry.file) as im:
+        shape = (im.height, im.width)
+    masks = [rasterize([poly], shape) for poly in entry.mask_polygons]
+    assert len(masks) >= 2
+    for k, m in enumerate(masks):
+        assert 0 < m.mean() < 0.5, (image_id, k, m.mean())
+    for a in range(len(masks)):
+        for b in range(a + 1, len(masks)):
+            shared = np.count_nonzero(masks[a] & masks[b])
+            assert shared <= 0.1 * min(masks[a].sum(), masks[b].sum()), (image_id, a, b, shared)
 
 
 def test_shipped_dogs_are_offline():
