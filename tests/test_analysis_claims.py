@@ -72,7 +72,8 @@ def test_part_validation():
 def test_row_has_exactly_the_agreed_keys():
     row = _verdict("edges_to_objects", {"edge_drop": {DENSE: [0.4, 0.5, 0.45], CLS: [0.3, 0.35, 0.4]}})
     assert set(row) == {"id", "statement", "about", "metric", "values", "rule", "verdict", "reason"}
-    assert row["about"] == "architecture"
+    assert row["about"] == "training"  # "edges first, then concepts" is what was learnt
+    assert _verdict("vit_global_early", {})["about"] == "architecture"  # attention's reach
     assert row["verdict"] == "supported"
     assert row["values"] == {CLS: pytest.approx(0.35), DENSE: pytest.approx(0.45)}
     assert list(row["values"]) == sorted(row["values"])

@@ -313,14 +313,15 @@ CLAIMS: tuple[Claim, ...] = (
           (Part("greater", "norm_outlier_share", "cls_cnn", "dense_cnn"),
            Part("above", "norm_outlier_share", "cls_cnn", bound=0.01)),
           "within_pca", "training"),
-    # Stages of local convolutions: edges first, larger structure later, whatever the weights.
+    # Edges first, larger structure later: what training put into the stages (an untrained
+    # network's stages follow the photo's edges too, through pooling alone: issue 22).
     Claim("edges_to_objects",
           "Both ConvNeXts change where the photo has edges in their first stage, and less so in "
           "their last.",
           "edge_drop",
           (Part("above", "edge_drop", "dense_cnn", bound=0.0),
            Part("above", "edge_drop", "cls_cnn", bound=0.0)),
-          "stage_pca", "architecture"),
+          "stage_pca", "training"),
     # Attention reaches the whole image from the first block; a convolution does not.
     Claim("vit_global_early",
           "At its first reported block the ViT already gives distant positions similar features, "
