@@ -37,19 +37,19 @@ def main() -> None:
                     help="Also print each analysis's peak of traced allocations (tracemalloc; numpy arrays "
                          "included; slows the run).")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "generator"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from generator.config import load_config
-    from generator.context import BuildContext
-    from generator.figures import FigureWriter
-    from generator.pipeline import BuildOptions, decode, extract, resolve
-    from generator.cachedir import cache_dir
-    from generator.features import FeatureCache
-    from generator.progress import Progress
+    from dinoreport.config import load_config
+    from dinoreport.context import BuildContext
+    from dinoreport.figures import FigureWriter
+    from dinoreport.pipeline import BuildOptions, decode, extract, resolve
+    from dinoreport.cachedir import cache_dir
+    from dinoreport.features import FeatureCache
+    from dinoreport.progress import Progress
 
     if args.images is not None:
-        from generator.cli import _load
+        from dinoreport.cli import _load
 
         cfg = _load(args.config, args.images)
     else:
@@ -103,7 +103,7 @@ def main() -> None:
 
 
 def _needs(name: str, cfg) -> tuple:
-    from generator.analyses import get_analysis
+    from dinoreport.analyses import get_analysis
 
     return get_analysis(name).needs(cfg).artifacts
 

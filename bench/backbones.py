@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "generator"))
 
 MATRIX = ["resnet50.a1_in1k", "efficientnet_b0.ra_in1k", "convnextv2_tiny.fcmae_ft_in22k_in1k",
           "swin_tiny_patch4_window7_224.ms_in1k", "convnext_tiny.dinov3_lvd1689m",
@@ -41,9 +41,9 @@ def main(names: list[str]) -> None:
     for name in names:
         root = Path(tempfile.mkdtemp(prefix="bench-backbones-"))
         os.environ["DINOREPORT_CACHE"] = str(root / "cache")
-        from generator.config import load_config
-        from generator.modelmeta import model_meta
-        from generator.pipeline import BuildOptions, build
+        from dinoreport.config import load_config
+        from dinoreport.modelmeta import model_meta
+        from dinoreport.pipeline import BuildOptions, build
 
         (root / "photos").mkdir()
         Image.fromarray(_photo(448, 672, 0)).save(root / "photos" / "a.png")

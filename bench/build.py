@@ -52,7 +52,7 @@ _RUN = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
 
 def run_build(config: Path, out: Path, env: dict, *extra: str) -> dict:
     """One build in a fresh process: wall seconds, peak RSS (MiB) and its build.json."""
-    cmd = [sys.executable, "-c", _RUN, sys.executable, "-m", "generator.cli", "build", "--config", str(config),
+    cmd = [sys.executable, "-c", _RUN, sys.executable, "-m", "dinoreport.cli", "build", "--config", str(config),
            "--out", str(out), "--random-init", "--quiet", *extra]
     bj = out / "data" / "build.json"
     before = bj.stat().st_mtime_ns if bj.is_file() else None
@@ -94,7 +94,7 @@ def extraction_flops(cfg, images: dict[str, np.ndarray], highres: dict[int, dict
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from generator.backbones import create_backbone
+    from dinoreport.backbones import create_backbone
 
     total = 0.0
     hr_models = set(cfg.analysis.highres_models) or {m.id for m in cfg.models}
@@ -119,7 +119,7 @@ def extraction_floor(cfg, sets: list[tuple[set[str], dict[str, np.ndarray]]]) ->
     the build's resolution and each extra resolution."""
     import torch
 
-    from generator.backbones import create_backbone
+    from dinoreport.backbones import create_backbone
 
     rows = []
     for spec in cfg.models:
@@ -149,8 +149,8 @@ def bf16_drift(cfg, images: dict[str, np.ndarray]) -> list[dict]:
     """
     import torch
 
-    from generator.analysis import feature_stats, orient_by_border, pca_within
-    from generator.backbones import create_backbone
+    from dinoreport.analysis import feature_stats, orient_by_border, pca_within
+    from dinoreport.backbones import create_backbone
 
     rows = []
     for spec in cfg.models:
@@ -290,10 +290,10 @@ def main() -> None:
     ap.add_argument("--scaling-only", action="store_true", help="Only the scaling run (no side-by-side builds).")
     ap.add_argument("--scaling", default="", help="Comma-separated image counts for the scaling run, e.g. 25,100,400.")
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "generator"))
     import torch
 
-    from generator.config import load_config
+    from dinoreport.config import load_config
 
     work = Path(tempfile.mkdtemp(prefix="dinoreport-bench-"))
     try:
@@ -400,9 +400,9 @@ def gpu_table(config: Path, work: Path, env: dict, img_args: tuple, images: Path
 
 def print_floor(config: Path, images: Path | None, cold: dict) -> None:
     """The extract phase of the cold build against the bare forward passes of the same work."""
-    from generator.cli import _load
-    from generator.pipeline import BuildOptions, decode, resolve
-    from generator.progress import Progress
+    from dinoreport.cli import _load
+    from dinoreport.pipeline import BuildOptions, decode, resolve
+    from dinoreport.progress import Progress
 
     cfg = _load(config, images)
     opts = BuildOptions(out=Path("unused"), random_init=True, quiet=True)
@@ -422,9 +422,9 @@ def print_floor(config: Path, images: Path | None, cold: dict) -> None:
 
 def more(args, config: Path, work: Path, env: dict) -> None:
     """Narrative-only change, one image added, throughput and FLOPs, bf16 drift."""
-    from generator.config import load_config
-    from generator.images import available, load_image
-    from generator.pipeline import load_image_set
+    from dinoreport.config import load_config
+    from dinoreport.images import available, load_image
+    from dinoreport.pipeline import load_image_set
 
     cfg = load_config(config)
     src = config.parent

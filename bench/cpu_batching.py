@@ -4,7 +4,7 @@ channels-last, fp32 vs bf16 autocast (seeded random weights, one 448 x 592 input
     python bench/cpu_batching.py [--repeat 3]
 
 The numbers behind extraction taking one image at a time in the default layout on a CPU
-(generator/features.py). Prints the best of ``--repeat`` runs per setting.
+(generator/dinoreport/features.py). Prints the best of ``--repeat`` runs per setting.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
 #   - the drift of every number in results.json, GPU fp32 and bf16 against the CPU build.
 # Test it on a CPU first with:  bash bench/device_check.sh --dry-run
 set -euo pipefail
-export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 PYTHONPATH="$PWD/generator${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python3}"
 "$PY" - <<'PYEOF'
 import importlib.util, sys

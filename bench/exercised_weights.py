@@ -4,7 +4,7 @@ safetensors file, and a copy of the config pointing at them.
 A build from that copy runs without --random-init, so the claims are judged on their numbers
 instead of being forced to "cannot tell": the way to see what verdicts untrained networks get.
 
-    PYTHONPATH=. python bench/exercised_weights.py site_src/report.toml /tmp/exercised
+    PYTHONPATH=generator python bench/exercised_weights.py site_src/report.toml /tmp/exercised
     dinoreport build --config /tmp/exercised/report.toml --out /tmp/site-exercised
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from generator.backbones import create_backbone
-from generator.config import load_config
+from dinoreport.backbones import create_backbone
+from dinoreport.config import load_config
 
 
 def write_weights(config: Path, folder: Path) -> Path:

@@ -1,5 +1,5 @@
 """Resident memory of CPU forward passes over changing input shapes, with and without handing
-freed heap memory back after each pass (``generator.features.give_back_freed_memory``).
+freed heap memory back after each pass (``dinoreport.features.give_back_freed_memory``).
 
     python bench/memory_trim.py [--passes 40] [--model convnext_tiny]
 
@@ -20,7 +20,7 @@ _CHILD = r"""
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np, timm, torch
-from generator.features import give_back_freed_memory
+from dinoreport.features import give_back_freed_memory
 trim, passes, name = sys.argv[2] == "trim", int(sys.argv[3]), sys.argv[4]
 def rss():
     with open("/proc/self/statm") as f:
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--model", default="convnext_tiny")
     args = ap.parse_args()
     for mode in ("keep", "trim"):
-        subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), mode, str(args.passes), args.model], check=True)
+        subprocess.run([sys.executable, "-c", _CHILD, str(ROOT / "generator"), mode, str(args.passes), args.model], check=True)
 
 
 if __name__ == "__main__":

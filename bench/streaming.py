@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from generator.analysis import (CovarianceAccumulator, feature_stats, histogram,  # noqa: E402
+from dinoreport.analysis import (CovarianceAccumulator, feature_stats, histogram,  # noqa: E402
                                 pixels, shared_bin_edges)
 
 C, H, W = 384, 56, 56

@@ -73,8 +73,8 @@ def write_project(folder: Path, images: dict[str, np.ndarray], *, models: str | 
 @pytest.fixture(scope="session")
 def demo_site(tmp_path_factory) -> Path:
     """A --random-init build of two small planted images at resolution 224 (built once)."""
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     root = tmp_path_factory.mktemp("demo")
     cfg = write_project(root, {"dog_a": planted_photo(224, 288, "tl"), "dog_b": planted_photo(256, 224, "br", 1)})
@@ -92,7 +92,7 @@ def isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture()
 def local_network_only(monkeypatch):
     """Any download to a host other than 127.0.0.1 fails the test."""
-    import generator.images.fetching as fetching
+    import dinoreport.images.fetching as fetching
 
     real = fetching._download
 
@@ -105,7 +105,7 @@ def local_network_only(monkeypatch):
 
 def image_entry(**kw):
     """An ImageEntry with placeholder credits; ``kw`` sets or overrides fields."""
-    from generator.images import ImageEntry
+    from dinoreport.images import ImageEntry
 
     base = dict(id="x", subject="x", groups=(), author="a", license="CC0 1.0")
     base.update(kw)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from generator.figures import content_name
-from generator.modelmeta import ModelFacts, StageInfo
-from generator.page import Credit, Figure, Panel, ReportPage, Row, Table
+from dinoreport.figures import content_name
+from dinoreport.modelmeta import ModelFacts, StageInfo
+from dinoreport.page import Credit, Figure, Panel, ReportPage, Row, Table
 
 MODELS = ("dinov3_convnext_tiny", "in1k_convnext_tiny")
 LABELS = {"dinov3_convnext_tiny": "ConvNeXt-T (DINOv3)", "in1k_convnext_tiny": "ConvNeXt-T (IN-1k)"}

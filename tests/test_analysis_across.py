@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from generator.analysis import (CovarianceAccumulator, PCAFit, joint_rgb, joint_scale, pixels,
+from dinoreport.analysis import (CovarianceAccumulator, PCAFit, joint_rgb, joint_scale, pixels,
                                 project)
 
 C, H, W, SIDE = 32, 12, 12, 6

@@ -1,6 +1,6 @@
 import pytest
 
-from generator.analysis import pick_channels
+from dinoreport.analysis import pick_channels
 
 
 def test_same_channels_in_another_process():
@@ -8,7 +8,7 @@ def test_same_channels_in_another_process():
     import subprocess
     import sys
 
-    code = "from generator.analysis import pick_channels; print(list(pick_channels(384, 8, 0, 'm/C3')))"
+    code = "from dinoreport.analysis import pick_channels; print(list(pick_channels(384, 8, 0, 'm/C3')))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**__import__("os").environ, "PYTHONHASHSEED": "12345"}).stdout.strip()
     assert other == str(list(pick_channels(384, 8, 0, "m/C3")))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from generator.analysis import linear_cka, resize_map
+from dinoreport.analysis import linear_cka, resize_map
 
 
 def _xy(n=40, d1=6, d2=9, seed=0):
@@ -95,7 +95,7 @@ def test_resize_identity_and_errors():
 def test_streamed_equals_pooled_with_offsets_and_any_chunking():
     # Three feature sets of the same 600 positions: b is a rotated, rescaled copy of a plus
     # noise (high CKA), c is unrelated (low); a large common offset must not cancel the sums.
-    from generator.analysis import CkaAccumulator
+    from dinoreport.analysis import CkaAccumulator
 
     rng = np.random.default_rng(5)
     a = rng.normal(size=(600, 40)) + 1e3
@@ -119,7 +119,7 @@ def test_streamed_equals_pooled_with_offsets_and_any_chunking():
 
 
 def test_streamed_errors():
-    from generator.analysis import CkaAccumulator
+    from dinoreport.analysis import CkaAccumulator
 
     acc = CkaAccumulator([("a", "b")])
     with pytest.raises(ValueError, match="no rows"):

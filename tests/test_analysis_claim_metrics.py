@@ -4,12 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from generator.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
+from dinoreport.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
                                 image_metrics, instance_labels, instance_separation, local_norm_outliers,
                                 neighbour_coherence, norm_outliers, pca_within, speck_share, subject_iou,
                                 value_tails)
-from generator.analysis.claim_metrics import GROUP_METRICS, IMAGE_METRICS, MIN_INSTANCE_CELLS
-from generator.analysis.claims import METRICS
+from dinoreport.analysis.claim_metrics import GROUP_METRICS, IMAGE_METRICS, MIN_INSTANCE_CELLS
+from dinoreport.analysis.claims import METRICS
 
 
 def _stages(rng, g=16, c=16):

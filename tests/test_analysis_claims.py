@@ -13,11 +13,11 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from conftest import blob_photo
-from generator.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
+from dinoreport.analysis import (edge_following, far_similarity, foreground_mask, group_metrics,
                                 instance_labels, instance_separation, neighbour_coherence,
                                 norm_outliers, pca_within, pool_mean, speck_share, subject_iou,
                                 value_tails)
-from generator.analysis.claims import (CLAIMS, METRICS, MIN_IMAGES, ROLES, Claim, Part, evaluate,
+from dinoreport.analysis.claims import (CLAIMS, METRICS, MIN_IMAGES, ROLES, Claim, Part, evaluate,
                                        evaluate_all, judge, roles_from_timm)
 
 DENSE, CLS, VIT = "dinov3_convnext_tiny", "in1k_convnext_tiny", "dinov3_vits16"
@@ -425,7 +425,7 @@ def _sim_part(part, shift, rng, n=SIM_IMAGES, draws=SIM_DRAWS):
 
     Per-image metrics: normal units (for greater/differ: paired differences, sd 1). Pair
     metrics: per-image means of symmetric pair matrices mu + a_i + a_j + e_ij."""
-    from generator.analysis.claims import PAIR_METRICS, REL_TOL, part_pvalues, unit_estimate
+    from dinoreport.analysis.claims import PAIR_METRICS, REL_TOL, part_pvalues, unit_estimate
     if part.metric in PAIR_METRICS:
         a = PAIR_SD_IMAGE * rng.normal(size=(draws, n))
         e = np.triu(PAIR_SD_PAIR * rng.normal(size=(draws, n, n)), 1)
@@ -448,7 +448,7 @@ def _sim_part(part, shift, rng, n=SIM_IMAGES, draws=SIM_DRAWS):
 
 def _sim_supported(shifts, seed):
     """(draws, claims) bool: claim supported, for per-part shifts {(claim index, part index): shift}."""
-    from generator.analysis.claims import holm
+    from dinoreport.analysis.claims import holm
     rng = np.random.default_rng(seed)
     index = [(ci, pi) for ci, c in enumerate(CLAIMS) for pi in range(len(c.parts))]
     ph, pf = zip(*[_sim_part(CLAIMS[ci].parts[pi], shifts[(ci, pi)], rng) for ci, pi in index])
@@ -489,7 +489,7 @@ def _pair_rows(rng, n=SIM_IMAGES, draws=SIM_DRAWS):
 def test_pair_metric_units_are_not_independent_and_the_jackknife_knows():
     """Pair matrices with mean 0: a plain t interval on the per-image means says "holds"
     far more often than 2.5% (it is 14%); the jackknife over images does not."""
-    from generator.analysis.claims import part_pvalues, unit_estimate
+    from dinoreport.analysis.claims import part_pvalues, unit_estimate
     r = _pair_rows(np.random.default_rng(11))
     est, se, df, _ = unit_estimate(r, pair_mean=False)
     assert (part_pvalues("above", est, se, df, 0.0)[0] < 0.025).mean() > 0.08
@@ -509,7 +509,7 @@ def test_pair_metric_units_are_not_independent_and_the_jackknife_knows():
 def test_evaluate_all_is_the_vectorised_rule():
     """The simulation runs unit_estimate, part_pvalues and holm; evaluate_all must decide with
     exactly those on the same numbers (one random catalogue-wide draw, both ways)."""
-    from generator.analysis.claims import PAIR_METRICS, REL_TOL, holm, part_pvalues, unit_estimate
+    from dinoreport.analysis.claims import PAIR_METRICS, REL_TOL, holm, part_pvalues, unit_estimate
     rng = np.random.default_rng(1)
     n = 10
     meas = {}

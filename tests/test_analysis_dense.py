@@ -1,6 +1,6 @@
 """Part co-segmentation, correspondences and norm maps (issue 14) on planted truth.
 
-First the pure functions (generator/analysis/parts.py, matches.py, outliers.py), then the
+First the pure functions (generator/dinoreport/analysis/parts.py, matches.py, outliers.py), then the
 registered analyses themselves run through the public API on a context whose feature maps
 are planted, checking what they write to results.json.
 """
@@ -15,16 +15,16 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from generator.analyses import ForegroundMasks, get_analysis
-from generator.analyses.correspondences import MAX_LINES, pair_order
-from generator.analysis import norm_outliers
-from generator.analysis.matches import chance_cycle_share, match_cells, spread_pick
-from generator.analysis.parts import cosegment, image_purity, kmeans
-from generator.config import AnalysisConfig, ConfigError, ImagesConfig, ModelSpec, ReportConfig, load_config
-from generator.context import BuildContext
-from generator.drawing import PART_COLOURS, match_canvas, part_rgb
-from generator.figures import FigureWriter
-from generator.modelmeta import ModelFacts, StageInfo
+from dinoreport.analyses import ForegroundMasks, get_analysis
+from dinoreport.analyses.correspondences import MAX_LINES, pair_order
+from dinoreport.analysis import norm_outliers
+from dinoreport.analysis.matches import chance_cycle_share, match_cells, spread_pick
+from dinoreport.analysis.parts import cosegment, image_purity, kmeans
+from dinoreport.config import AnalysisConfig, ConfigError, ImagesConfig, ModelSpec, ReportConfig, load_config
+from dinoreport.context import BuildContext
+from dinoreport.drawing import PART_COLOURS, match_canvas, part_rgb
+from dinoreport.figures import FigureWriter
+from dinoreport.modelmeta import ModelFacts, StageInfo
 
 
 def planted_parts(rng: np.random.Generator, k: int, c: int, shape: tuple[int, int], noise: float = 0.1,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator import analysis as A
-from generator.analysis.device import ENV, analysis_device
+from dinoreport import analysis as A
+from dinoreport.analysis.device import ENV, analysis_device
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -95,7 +95,7 @@ def _heavy_maps(seed: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("budget", [1 << 21, 64])  # sort at once; histogram-refine several levels
 def test_feature_stats_torch_matches_numpy(monkeypatch, device, budget):
-    from generator.analysis import stats
+    from dinoreport.analysis import stats
 
     monkeypatch.setattr(stats, "_COLLECT_BUDGET", budget)
     maps = _heavy_maps(3)
@@ -147,7 +147,7 @@ def test_unknown_device_name_is_an_error_naming_the_variable(monkeypatch):
 def test_one_blas_thread_limits_scipy_and_numpy_openblas():
     from threadpoolctl import threadpool_info
 
-    from generator.analysis._threads import one_blas_thread
+    from dinoreport.analysis._threads import one_blas_thread
 
     import scipy.linalg  # noqa: F401  (its OpenBLAS is the one eigh uses)
 
@@ -175,8 +175,8 @@ def test_a_build_on_the_torch_path_gives_the_numpy_builds_numbers(tmp_path, monk
     import json
 
     from conftest import square_project
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     cfg = load_config(square_project(tmp_path / "p"))  # two models, four photos in a group
     results = {}

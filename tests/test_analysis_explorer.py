@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from generator.analysis import cosine_map, explorer_codes
+from dinoreport.analysis import cosine_map, explorer_codes
 
 
 def _full_cosine(f, y, x, g=None):
@@ -76,7 +76,7 @@ def test_explorer_errors():
 
 
 def test_int8_codes_keep_cosines_within_quantisation_error():
-    from generator.analysis import cosine_error, explorer_int8
+    from dinoreport.analysis import cosine_error, explorer_int8
     maps = _rank64_maps()
     q = explorer_int8(maps, dims=64)
     assert all(c.dtype == np.int8 and c.shape[2] == 64 for c in q)
@@ -88,7 +88,7 @@ def test_int8_codes_keep_cosines_within_quantisation_error():
 
 
 def test_cosine_error_of_exact_codes_is_zero():
-    from generator.analysis import cosine_error
+    from dinoreport.analysis import cosine_error
     maps = _rank64_maps()
     codes = [np.moveaxis(f, 0, -1) for f in maps]
     mx, mean = cosine_error(maps, codes)
@@ -96,7 +96,7 @@ def test_cosine_error_of_exact_codes_is_zero():
 
 
 def test_stage_dims_fit_the_budget():
-    from generator.analysis import stage_dims
+    from dinoreport.analysis import stage_dims
     positions, channels = [16800, 4200, 1050, 263], [96, 192, 384, 768]
     budget = 1_500_000
     d = stage_dims(positions, channels, 64, budget)
@@ -116,7 +116,7 @@ def test_stage_dims_fit_the_budget():
 def test_cosine_error_is_the_error_over_the_drawn_pairs():
     # The sampled-rows shortcut must equal the definition: exact unit cosines of all positions,
     # the same seeded draw of pairs, code cosines of the same pairs (a zero map included).
-    from generator.analysis.explorer import _unit_pixels, cosine_error, explorer_int8
+    from dinoreport.analysis.explorer import _unit_pixels, cosine_error, explorer_int8
 
     rng = np.random.default_rng(1)
     fms = [rng.normal(size=(24, 9, 11)).astype(np.float32) for _ in range(3)] + [np.zeros((24, 2, 3), np.float32)]

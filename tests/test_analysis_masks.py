@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from generator.analysis import foreground_mask, mask_iou, orient_by_border, resize_nearest
+from dinoreport.analysis import foreground_mask, mask_iou, orient_by_border, resize_nearest
 
 
 def _blob(h=8, w=10, sign=1.0):

@@ -7,12 +7,12 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from conftest import blob_photo
-from generator.analysis import (colour_agreement, cycle_consistent_share, cycle_share_excess,
+from dinoreport.analysis import (colour_agreement, cycle_consistent_share, cycle_share_excess,
                                 edge_following,
                                 far_similarity, instance_labels, instance_separation, mutual_nn,
                                 neighbour_coherence, norm_outliers, pca_within, pool_mean,
                                 sobel_magnitude, speck_share, subject_iou, value_tails)
-from generator.analysis.outliers import OUTLIER_K
+from dinoreport.analysis.outliers import OUTLIER_K
 
 
 def _smooth(rng, h, w, sigma=2.0):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from generator.analysis import PCAResult, check_fmap, minmax, pca_within, to_rgb
+from dinoreport.analysis import PCAResult, check_fmap, minmax, pca_within, to_rgb
 
 
 def _planted(c=16, h=10, w=12, seed=0):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import generator.analysis.stats as stats_mod
-from generator.analysis import FeatureStats, feature_stats, histogram, shared_bin_edges
+import dinoreport.analysis.stats as stats_mod
+from dinoreport.analysis import FeatureStats, feature_stats, histogram, shared_bin_edges
 
 
 def _dists():
@@ -182,7 +182,7 @@ def test_histogram_errors():
 
 
 def test_histograms_in_one_walk_equal_numpy_per_edge_set():
-    from generator.analysis import histograms
+    from dinoreport.analysis import histograms
 
     rng = np.random.default_rng(2)
     parts = [rng.normal(size=(3, 40, 50)).astype(np.float32) for _ in range(4)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.analysis import resolution_sweep
+from dinoreport.analysis import resolution_sweep
 
 
 def planted(n: int, lo: float = 0.25, hi: float = 0.75, shift: float = 0.0, seed: int = 0) -> np.ndarray:

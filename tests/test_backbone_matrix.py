@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from generator.backbones import BackboneError, create_backbone
-from generator.config import ConfigError, ModelSpec, load_config
-from generator.modelmeta import crop_multiple, model_meta
-from generator.pipeline import BuildOptions, build
+from dinoreport.backbones import BackboneError, create_backbone
+from dinoreport.config import ConfigError, ModelSpec, load_config
+from dinoreport.modelmeta import crop_multiple, model_meta
+from dinoreport.pipeline import BuildOptions, build
 
 from conftest import planted_photo, write_project
 
@@ -167,7 +167,7 @@ def test_unknown_stage_names_the_choices():
 def test_cli_build_of_an_unsupported_model_prints_one_paragraph(tmp_path):
     cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, resolution=64, highres=[64],
                         models='[[models]]\nid = "beit"\ntimm = "beit_base_patch16_224"\n')
-    r = subprocess.run([sys.executable, "-m", "generator.cli", "build", "--config", str(cfg), "--random-init",
+    r = subprocess.run([sys.executable, "-m", "dinoreport.cli", "build", "--config", str(cfg), "--random-init",
                         "--out", str(tmp_path / "site"), "--quiet"], capture_output=True, text=True,
                        env=os.environ.copy(), timeout=300)
     assert r.returncode == 2
@@ -221,7 +221,7 @@ def test_checkpoint_of_the_fixed_size_model_loads_into_the_dynamic_one(tmp_path,
     import timm
     from safetensors.torch import save_file
 
-    from generator.weights import ResolvedWeights
+    from dinoreport.weights import ResolvedWeights
 
     torch.manual_seed(1)
     sd = {k: v.contiguous() for k, v in timm.create_model(name, pretrained=False).state_dict().items()}

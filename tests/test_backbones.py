@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from generator.analysis import orient_by_border, pca_within
-from generator.backbones import create_backbone
-from generator.config import ModelSpec
+from dinoreport.analysis import orient_by_border, pca_within
+from dinoreport.backbones import create_backbone
+from dinoreport.config import ModelSpec
 
 from conftest import planted_photo
 

@@ -17,13 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sample_site_in_browser(tmp_path):
-    from generator.render import render_site
+    from dinoreport.render import render_site
     from sample_page import make_sample_page
 
     site = tmp_path / "site"
     site.mkdir()
     page = make_sample_page(site, random_init=True)
-    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "theme", out=site)
+    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "dinoreport" / "theme", out=site)
     shots = Path(os.environ.get("DINOREPORT_SCREENSHOTS") or tmp_path / "screenshots")
     summary = check_site(site, shots)
     assert (shots / "index-light.png").is_file() and (shots / "index-dark.png").is_file()

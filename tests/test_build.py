@@ -13,10 +13,10 @@ import pytest
 import timm
 from safetensors.torch import save_file
 
-from generator.config import load_config
-from generator.outdir import OutDirError
-from generator.pipeline import BuildOptions, build
-from generator.weights import sha256_file
+from dinoreport.config import load_config
+from dinoreport.outdir import OutDirError
+from dinoreport.pipeline import BuildOptions, build
+from dinoreport.weights import sha256_file
 
 from conftest import planted_photo, write_project
 
@@ -27,7 +27,7 @@ ONE_MODEL = '[[models]]\nid = "in1k_convnext_tiny"\ntimm = "convnext_tiny.fb_in1
 
 
 def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dinoreport.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
@@ -114,7 +114,7 @@ def test_two_builds_are_byte_identical_except_build_json(tmp_path, demo_site):
 
 
 def test_failed_build_leaves_previous_site_intact(tmp_path, demo_site, monkeypatch):
-    import generator.pipeline as pipeline
+    import dinoreport.pipeline as pipeline
 
     cfg = load_config(demo_site.parent / "site_src" / "report.toml")
     out = tmp_path / "site"
@@ -196,8 +196,8 @@ def test_sweep_and_explorer_results(demo_site):
 
 def test_explorer_shows_at_most_explorer_images_per_group(tmp_path):
     # A group of three with a cap of two: the explorer embeds the first two by id, and only them.
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     photos = {f"dog_{c}": planted_photo(224, 224, "tl", i) for i, c in enumerate("cab")}
     cfg = write_project(tmp_path, photos, models=ONE_MODEL, extra="explorer_images = 2\n")

@@ -9,10 +9,10 @@ import math
 import pytest
 from safetensors.torch import save_file
 
-from generator.analysis import claims as C
-from generator.backbones import create_backbone
-from generator.config import ModelSpec, load_config
-from generator.pipeline import BuildOptions, build
+from dinoreport.analysis import claims as C
+from dinoreport.backbones import create_backbone
+from dinoreport.config import ModelSpec, load_config
+from dinoreport.pipeline import BuildOptions, build
 
 from conftest import SQUARE_CORNERS as CORNERS
 from conftest import square_project as _project
@@ -100,7 +100,7 @@ def test_local_random_weights_get_verdicts_from_their_numbers(tmp_path):
 
 
 def test_claim_html_escapes_every_field_and_styles_by_verdict():
-    from generator.claimhtml import claim_html
+    from dinoreport.claimhtml import claim_html
 
     row = {"id": "pc1_subject", "statement": "<script>x</script>", "metric": "m<1>", "rule": "a & b",
            "verdict": "not supported", "reason": '"r"', "values": {"m1": 0.51234, "m2": -2.0}}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generator.cli import app
-from generator.analyses import list_analyses
+from dinoreport.cli import app
+from dinoreport.analyses import list_analyses
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_CONFIG = ROOT / "site_src" / "report.toml"

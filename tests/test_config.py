@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.config import ConfigError, load_config
+from dinoreport.config import ConfigError, load_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 

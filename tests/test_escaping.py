@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from browser_checks import CHROMIUM, LAUNCH_ARGS, browser_available, serve
-from generator.render import render_site
+from dinoreport.render import render_site
 from sample_page import make_sample_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def hostile_site(tmp_path_factory) -> Path:
         "See {{ refs('across_pca_naive') }}.\n\n::: figures kind=across_pca_naive\n\n"
         "::: figures kind=across_pca_naive\n\n::: explorer\n", encoding="utf-8")
     page = _hostile_page(out)
-    render_site(page, site_src=src, templates=ROOT / "generator" / "theme", out=out)
+    render_site(page, site_src=src, templates=ROOT / "generator" / "dinoreport" / "theme", out=out)
     return out
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from generator.config import load_config
-from generator.pipeline import PROJECT_ROOT, BuildOptions, build
+from dinoreport.config import load_config
+from dinoreport.pipeline import PROJECT_ROOT, BuildOptions, build
 
 from conftest import planted_photo
 

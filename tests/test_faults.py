@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from generator.cli import app
-from generator.config import ConfigError, load_config
-from generator.pipeline import BuildOptions, build
+from dinoreport.cli import app
+from dinoreport.config import ConfigError, load_config
+from dinoreport.pipeline import BuildOptions, build
 
 from conftest import planted_photo, write_project
 
@@ -29,7 +29,7 @@ ONE_MODEL = '[[models]]\nid = "m"\ntimm = "convnext_tiny.fb_in1k"\n'
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dinoreport.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
 
@@ -107,7 +107,7 @@ def test_group_naming_a_missing_image(tmp_path):
 # --------------------------------------------------------------------------- disk full
 
 def test_disk_full_keeps_previous_site_and_says_so(tmp_path, demo_site, monkeypatch):
-    import generator.pipeline as pipeline
+    import dinoreport.pipeline as pipeline
 
     out = tmp_path / "site"
     shutil.copytree(demo_site, out)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator.features import FeatureCache, extract_all
-from generator.images import ImageStore
+from dinoreport.features import FeatureCache, extract_all
+from dinoreport.images import ImageStore
 
 
 class _Tiny:
@@ -82,7 +82,7 @@ def test_verified_entries_are_trusted_until_their_file_changes(tmp_path, monkeyp
 
 
 def test_stage_reads_one_channel_alone(tmp_path):
-    from generator.features import FeatureCache
+    from dinoreport.features import FeatureCache
 
     cache = FeatureCache(tmp_path)
     x = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
@@ -121,7 +121,7 @@ def test_freed_heap_memory_goes_back_to_the_system():
     glibc keeps resident until trimmed."""
     import gc
 
-    from generator.features import _malloc_trim, give_back_freed_memory
+    from dinoreport.features import _malloc_trim, give_back_freed_memory
 
     if _malloc_trim() is None:
         pytest.skip("no glibc malloc_trim here")
@@ -150,7 +150,7 @@ def _rot_in_place(p, offset: int = -3) -> None:
 
 
 def test_bytes_changed_in_place_are_caught_when_a_stage_is_read(tmp_path):
-    from generator.features import DamagedEntry
+    from dinoreport.features import DamagedEntry
 
     rng = np.random.default_rng(2)
     images = {"im0": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
@@ -170,7 +170,7 @@ def test_bytes_changed_in_place_are_caught_when_a_stage_is_read(tmp_path):
 
 
 def test_a_channel_read_is_checked_too(tmp_path):
-    from generator.features import DamagedEntry
+    from dinoreport.features import DamagedEntry
 
     cache = FeatureCache(tmp_path)
     x = np.arange(4 * 3 * 3, dtype=np.float32).reshape(4, 3, 3)
@@ -184,7 +184,7 @@ def test_entries_without_stage_digests_are_checked_whole(tmp_path):
     """Entries written before per-stage digests: still read, and still checked."""
     from safetensors.numpy import save_file
 
-    from generator.features import FORMAT, DamagedEntry
+    from dinoreport.features import FORMAT, DamagedEntry
 
     cache = FeatureCache(tmp_path)
     x = {"C2": np.ones((2, 2, 2), np.float32), "C3": np.zeros((2, 1, 1), np.float32)}

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import generator.images.fetching as fetching
+import dinoreport.images.fetching as fetching
 from conftest import image_entry
-from generator.images import available, cache_dir, cached_path, fetch
+from dinoreport.images import available, cache_dir, cached_path, fetch
 
 pytestmark = pytest.mark.usefixtures("isolated_cache", "local_network_only")
 
@@ -212,9 +212,9 @@ def test_build_fetch_names_a_sha_mismatch(tmp_path):
     import http.server
 
     from conftest import planted_photo, write_project
-    from generator.config import load_config
-    from generator.pipeline import NOT_FETCHED, BuildOptions, decode, resolve
-    from generator.progress import Progress
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import NOT_FETCHED, BuildOptions, decode, resolve
+    from dinoreport.progress import Progress
 
     www = tmp_path / "www"
     www.mkdir()

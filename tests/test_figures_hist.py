@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from generator.figures import FigureWriter, SvgFigure, hist_figure, nice_ticks
+from dinoreport.figures import FigureWriter, SvgFigure, hist_figure, nice_ticks
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 
@@ -82,7 +82,7 @@ def test_nice_ticks_are_round_inside_and_few(lo, hi):
 def test_heatmap_cells_show_their_values_in_place():
     # A planted diagonal: each cell's text and tooltip carry its value, in row-major place,
     # the high cells take viridis' top colour with dark ink, the low ones its bottom with light ink.
-    from generator.figures import colormap_lut, heatmap_figure
+    from dinoreport.figures import colormap_lut, heatmap_figure
 
     v = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     svg = heatmap_figure(v, ["C2", "C3"], ["B3", "B6", "B9"], title="a <b> vs c", xlabel="x", ylabel="y").svg

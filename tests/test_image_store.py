@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from generator.config import load_config
-from generator.images import ImageStore
-from generator.pipeline import BuildOptions, build
+from dinoreport.config import load_config
+from dinoreport.images import ImageStore
+from dinoreport.pipeline import BuildOptions, build
 
 from conftest import planted_photo, write_project
 
@@ -85,7 +85,7 @@ def small_project(tmp_path, monkeypatch):
 
 def _spy_extract(monkeypatch, fail: bool = False) -> list:
     """Record what each build decoded, and where its image files were, as extraction starts."""
-    import generator.pipeline as pipeline
+    import dinoreport.pipeline as pipeline
 
     seen = []
     real = pipeline.extract

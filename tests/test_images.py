@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import image_entry
-from generator.images import (
+from dinoreport.images import (
     ImageError,
     available,
     cache_dir,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generator.images import ImageError, crop_geometry, decode, preprocess
+from dinoreport.images import ImageError, crop_geometry, decode, preprocess
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)

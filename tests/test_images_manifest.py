@@ -10,7 +10,7 @@ import pytest
 
 from PIL import Image
 
-from generator.images import ImageError, available, load_image, load_manifest, load_mask, scan_folder
+from dinoreport.images import ImageError, available, load_image, load_manifest, load_mask, scan_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "images" / "manifest.toml"
@@ -276,8 +276,8 @@ def test_shipped_manifest_lets_the_instance_claim_be_judged():
     """c4_instances is judged over images whose mask has two or more instances on the C4 grid
     (claim_metrics: 4-connected regions of >= MIN_INSTANCE_CELLS cells), and needs at least
     claims.MIN_IMAGES of them; the default build works at 448 px, and C4 is 1/16 of the input."""
-    from generator.analysis.claim_metrics import _instances_on_grid
-    from generator.analysis.claims import MIN_IMAGES
+    from dinoreport.analysis.claim_metrics import _instances_on_grid
+    from dinoreport.analysis.claims import MIN_IMAGES
 
     set_ = load_manifest(SHIPPED)
     several = []
@@ -297,7 +297,7 @@ def test_shipped_instance_outlines_are_separate_subjects(image_id):
     """Each outline of a photo with several subjects covers part of the frame, and two outlines
     share little: at most 10 % of the smaller one (subjects in front are drawn whole, the ones
     behind around them)."""
-    from generator.refmasks import rasterize
+    from dinoreport.refmasks import rasterize
 
     entry = load_manifest(SHIPPED)[image_id]
     with Image.open(entry.file) as im:

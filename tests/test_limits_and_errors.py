@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from generator.cli import app
-from generator.config import ConfigError, load_config
-from generator.images import ImageError, load_manifest, preprocess
-from generator.progress import Progress
-from generator.serve import ServeError, make_server
+from dinoreport.cli import app
+from dinoreport.config import ConfigError, load_config
+from dinoreport.images import ImageError, load_manifest, preprocess
+from dinoreport.progress import Progress
+from dinoreport.serve import ServeError, make_server
 
 from conftest import planted_photo, write_project
 
@@ -59,7 +59,7 @@ def test_ten_thousand_models_are_refused_at_once(tmp_path):
 
 
 def test_too_many_images_are_refused_naming_the_setting(tmp_path):
-    from generator.pipeline import load_image_set
+    from dinoreport.pipeline import load_image_set
 
     imgs = {f"dog_{i}": planted_photo(64, 64, seed=i) for i in range(3)}
     path = write_project(tmp_path, imgs, models=ONE_MODEL, highres=[224])
@@ -85,7 +85,7 @@ def _cold_cache_project(tmp_path, monkeypatch) -> Path:
 
 
 def test_cold_read_only_cache_is_named(tmp_path, monkeypatch):
-    import generator.atomic as atomic
+    import dinoreport.atomic as atomic
 
     cfg = _cold_cache_project(tmp_path, monkeypatch)
 
@@ -119,7 +119,7 @@ def test_full_disk_under_the_cache_is_named(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content", ["[]", '{"timm": 3}', '{"timm": "convnext_tiny.fb_in1k", "stages": 1}', "\xff"])
 def test_cache_metadata_of_the_wrong_shape_is_recomputed(tmp_path, monkeypatch, content):
-    from generator.modelmeta import model_meta, timm_names
+    from dinoreport.modelmeta import model_meta, timm_names
 
     monkeypatch.setenv("DINOREPORT_CACHE", str(tmp_path / "cache"))
     model_meta("convnext_tiny.fb_in1k"), timm_names()

@@ -4,8 +4,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from generator.config import load_config
-from generator.pipeline import BuildOptions, build
+from dinoreport.config import load_config
+from dinoreport.pipeline import BuildOptions, build
 
 from conftest import planted_photo, write_project
 

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generator import outdir
-from generator.cli import app
-from generator.cachedir import sweep_parts
-from generator.outdir import MARKER, OutDirError, check_out, make_tmp, recover, swap_in
+from dinoreport import outdir
+from dinoreport.cli import app
+from dinoreport.cachedir import sweep_parts
+from dinoreport.outdir import MARKER, OutDirError, check_out, make_tmp, recover, swap_in
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dinoreport.cli", *args], capture_output=True, text=True,
                           timeout=120, stdin=stdin, env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
@@ -113,8 +113,8 @@ def test_user_file_named_like_a_new_output_is_refused_before_the_swap(tmp_path):
 
 
 def test_full_rebuild_keeps_cname_and_git(tmp_path, demo_site):
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     out = tmp_path / "site"
     shutil.copytree(demo_site, out, symlinks=True)
@@ -171,7 +171,7 @@ def test_kill_between_the_two_renames_is_restored_by_the_next_build(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from generator import outdir
+        from dinoreport import outdir
         real, calls = os.replace, []
         def replace(a, b):
             calls.append(1)
@@ -184,7 +184,7 @@ def test_kill_between_the_two_renames_is_restored_by_the_next_build(tmp_path):
         (tmp / "index.html").write_text("new site")
         outdir.swap_in(tmp, out)
     """)
-    r = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    r = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(PROJECT / "generator")})
     assert r.returncode == -9
     assert not out.exists()  # the kill left no site: the old one sits in .site.old-PID
     left = sorted(p.name for p in tmp_path.iterdir())
@@ -215,7 +215,7 @@ def test_leftovers_of_live_builds_are_left_alone(tmp_path):
 
 
 def test_part_files_of_killed_writers_are_swept(tmp_path):
-    from generator.atomic import HOST
+    from dinoreport.atomic import HOST
 
     dead, live = _dead_pid(), os.getpid()
     (tmp_path / "features" / "ab").mkdir(parents=True)
@@ -237,7 +237,7 @@ def test_part_files_of_killed_writers_are_swept(tmp_path):
 def test_atomic_writes_name_their_process_and_host(tmp_path, monkeypatch):
     import socket
 
-    from generator.atomic import HOST, atomic_path
+    from dinoreport.atomic import HOST, atomic_path
 
     assert HOST and HOST.isalnum() and HOST in "".join(c for c in socket.gethostname() if c.isalnum())
     with atomic_path(tmp_path / "a.json") as tmp:

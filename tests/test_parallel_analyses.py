@@ -14,7 +14,7 @@ ONE_MODEL = '[[models]]\nid = "m"\ntimm = "convnext_tiny.fb_in1k"\n'
 
 ANALYSES = '''
 import json, os, time
-from generator.analyses import ForegroundMasks, Needs, SectionOutput, register_analysis
+from dinoreport.analyses import ForegroundMasks, Needs, SectionOutput, register_analysis
 
 LOG = os.environ["PARALLEL_TEST_LOG"]
 
@@ -55,7 +55,7 @@ register_analysis("zz_masks", order=104, thread_safe=True, needs=Needs(artifacts
 @pytest.fixture(autouse=True)
 def _registry_restored():
     """The planted analyses register themselves globally; other tests must not see them."""
-    from generator.analyses import registry
+    from dinoreport.analyses import registry
 
     saved = dict(registry._REGISTRY)
     yield
@@ -67,8 +67,8 @@ NAMES = ("within_pca", "zz_plain_a", "zz_plain_b", "zz_safe", "zz_masks")
 
 
 def _build(tmp_path: Path, monkeypatch, jobs: int, tag: str):
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     root = tmp_path / tag
     cfg = write_project(root, {"a": planted_photo(224, 224, "tl"), "b": planted_photo(224, 224, "br", 1)},
@@ -96,7 +96,7 @@ def test_schedule_respects_declarations_and_the_site_does_not_depend_on_jobs(tmp
     assert _overlap(spans["zz_safe"], spans["zz_plain_a"]) or _overlap(spans["zz_safe"], spans["zz_plain_b"])
     res2 = json.loads((site2 / "data" / "results.json").read_text())
     assert res2["zz_masks"] == {"m": ["a", "b"]}  # ran after within_pca provided the masks
-    from generator.analyses import registry
+    from dinoreport.analyses import registry
 
     for name in NAMES[1:]:  # the second project registers them afresh
         registry._REGISTRY.pop(name)
@@ -106,13 +106,13 @@ def test_schedule_respects_declarations_and_the_site_does_not_depend_on_jobs(tmp
 
 
 def test_an_analysis_error_stops_the_build_and_names_it(tmp_path, monkeypatch):
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     cfg = write_project(tmp_path, {"a": planted_photo(224, 224)}, models=ONE_MODEL, highres=[224])
     (cfg.parent / "analyses").mkdir()
     (cfg.parent / "analyses" / "boom.py").write_text(textwrap.dedent('''
-        from generator.analyses import register_analysis
+        from dinoreport.analyses import register_analysis
 
         @register_analysis("zz_boom", order=105, thread_safe=True)
         def boom(ctx):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generator.cli import app
-from generator.outdir import MARKER
-from generator.publish import RECORD
+from dinoreport.cli import app
+from dinoreport.outdir import MARKER
+from dinoreport.publish import RECORD
 
 ID = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from generator.config import load_config
-from generator.pipeline import BuildOptions, build
+from dinoreport.config import load_config
+from dinoreport.pipeline import BuildOptions, build
 
 from conftest import planted_photo, write_project
 
 ONE_MODEL = '[[models]]\nid = "in1k_convnext_tiny"\ntimm = "convnext_tiny.fb_in1k"\n'
 
 NOT_FINITE = '''
-from generator.analyses import SectionOutput, register_analysis
+from dinoreport.analyses import SectionOutput, register_analysis
 
 
 @register_analysis("odd_numbers", order=5)

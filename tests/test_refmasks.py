@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from generator.figures import refmask_overlay
-from generator.images import ImageError, load_manifest
-from generator.refmasks import parse_polygons, rasterize
+from dinoreport.figures import refmask_overlay
+from dinoreport.images import ImageError, load_manifest
+from dinoreport.refmasks import parse_polygons, rasterize
 
 SQUARE = [[0.25, 0.25], [0.75, 0.25], [0.75, 0.75], [0.25, 0.75]]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from generator.render import RenderError, format_cell, narrative_sources, render_site
+from dinoreport.render import RenderError, format_cell, narrative_sources, render_site
 from sample_page import make_sample_page
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_SRC = ROOT / "site_src"
-TEMPLATES = ROOT / "generator" / "theme"
+TEMPLATES = ROOT / "generator" / "dinoreport" / "theme"
 
 
 class _Doc(HTMLParser):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.page import Figure, Panel, Row, Table
-from generator.analyses.registry import SectionOutput
-from generator.section_cache import EntryError, SectionCache, decode, encode
+from dinoreport.page import Figure, Panel, Row, Table
+from dinoreport.analyses.registry import SectionOutput
+from dinoreport.section_cache import EntryError, SectionCache, decode, encode
 
 KEY = "ab" * 32
 PNG = b"png bytes"
@@ -142,7 +142,7 @@ def _panel(meta) -> dict:
 def test_a_panel_path_outside_the_figure_store_is_refused(tmp_path, path):
     """Issue 20 item 2: a panel path that is not a content-hash name of the figure store is
     refused (even with the entry's digest and file list made to agree with it)."""
-    from generator.section_cache import _entry_sha256
+    from dinoreport.section_cache import _entry_sha256
 
     cache = _stored(tmp_path)
 
@@ -158,7 +158,7 @@ def test_a_panel_path_outside_the_figure_store_is_refused(tmp_path, path):
 
 def test_a_panel_must_be_one_of_the_entry_files(tmp_path):
     """A panel pointed at another cached figure (a valid name, not among the entry's files)."""
-    from generator.section_cache import _entry_sha256
+    from dinoreport.section_cache import _entry_sha256
 
     cache = _stored(tmp_path)
     other = f"assets/fig/{hashlib.sha256(b'other').hexdigest()[:20]}.png"
@@ -195,7 +195,7 @@ def test_an_edited_entry_fails_its_digest(tmp_path, what):
 
 def test_a_page_never_embeds_a_file_from_outside_its_figure_store(tmp_path):
     """The renderer's own guard, whatever produced the panel (a user analysis, a cache)."""
-    from generator.render import RenderError, _Assets
+    from dinoreport.render import RenderError, _Assets
 
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.txt").write_text("secret")
@@ -216,11 +216,11 @@ def test_every_module_of_the_package_is_in_the_section_key(tmp_path):
     module and figure template of the package, not a hand list of folders."""
     import shutil
 
-    import generator
-    from generator.codehash import _folder_sha256
+    import dinoreport
+    from dinoreport.codehash import _folder_sha256
 
     pkg = tmp_path / "pkg"
-    shutil.copytree(Path(generator.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(dinoreport.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     files = sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".j2"))
     assert any(p.name == "drawing.py" for p in files)
     seen = {_folder_sha256(pkg)}
@@ -233,7 +233,7 @@ def test_every_module_of_the_package_is_in_the_section_key(tmp_path):
 def test_a_user_analysis_key_covers_the_modules_beside_it(tmp_path):
     import types
 
-    from generator.codehash import module_code_sha256, package_sha256
+    from dinoreport.codehash import module_code_sha256, package_sha256
 
     (tmp_path / "mine.py").write_text("X = 1\n")
     (tmp_path / "zz_helper.py").write_text("Y = 1\n")
@@ -242,5 +242,5 @@ def test_a_user_analysis_key_covers_the_modules_beside_it(tmp_path):
     before = module_code_sha256(mod)
     (tmp_path / "zz_helper.py").write_text("Y = 2\n")
     assert module_code_sha256(mod) != before
-    import generator.analyses.within_pca as builtin
+    import dinoreport.analyses.within_pca as builtin
     assert module_code_sha256(builtin) == package_sha256()

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generator.cli import app
-from generator.config import load_config
-from generator.pipeline import BuildOptions, build
-from generator.render import DEFAULT_THEME, render_site
-from generator.serve import make_server
+from dinoreport.cli import app
+from dinoreport.config import load_config
+from dinoreport.pipeline import BuildOptions, build
+from dinoreport.render import DEFAULT_THEME, render_site
+from dinoreport.serve import make_server
 
 
 # --------------------------------------------------------------------------- serve: HTTP
@@ -78,8 +78,8 @@ def test_server_never_leaves_the_site(server, demo_site, path):
 
 def test_serve_forever_keeps_images_override_on_config_reload(tmp_path, monkeypatch):
     """A report.toml change rebuilds with the same --images folder (not the config's)."""
-    import generator.serve as serve
-    from generator.pipeline import BuildSummary
+    import dinoreport.serve as serve
+    from dinoreport.pipeline import BuildSummary
 
     from conftest import planted_photo, write_project
 

@@ -27,8 +27,8 @@ def project(tmp_path):
 
 
 def _build(cfg: Path, out: Path, **kw):
-    from generator.config import load_config
-    from generator.pipeline import BuildOptions, build
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
 
     opts = dict(out=out, random_init=True, quiet=True, analyses=("within_pca", "stage_pca")) | kw
     return build(load_config(cfg), BuildOptions(**opts))
@@ -85,7 +85,7 @@ def test_each_change_rebuilds(project, change):
 
 
 def test_an_edited_site_file_is_still_refused(project):
-    from generator.outdir import OutDirError
+    from dinoreport.outdir import OutDirError
 
     cfg, site = project
     _build(cfg, site)
@@ -99,7 +99,7 @@ def test_an_edited_site_file_is_still_refused(project):
 def test_cli_says_up_to_date(project):
     from typer.testing import CliRunner
 
-    from generator.cli import app
+    from dinoreport.cli import app
 
     cfg, site = project
     args = ["build", "--config", str(cfg), "--out", str(site), "--random-init"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.config import load_config
-from generator.pipeline import BuildError, _plan_analyses
+from dinoreport.config import load_config
+from dinoreport.pipeline import BuildError, _plan_analyses
 
 from conftest import planted_photo, write_project
 
@@ -20,8 +20,8 @@ ONE_MODEL = '[[models]]\nid = "in1k_convnext_tiny"\ntimm = "convnext_tiny.fb_in1
 RED_SHARE = '''
 import numpy as np
 
-from generator.analyses import SectionOutput, TableKind, register_analysis
-from generator.page import Table
+from dinoreport.analyses import SectionOutput, TableKind, register_analysis
+from dinoreport.page import Table
 
 
 @register_analysis("red_share", order=5,
@@ -37,8 +37,8 @@ def red_share(ctx):
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True,
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "generator") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "dinoreport.cli", *args], capture_output=True, text=True,
                           timeout=600, cwd=cwd, env=env)
 
 
@@ -98,7 +98,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import zz_mylib  # a helper module beside the analysis
 
-from generator.analyses import SectionOutput, register_analysis
+from dinoreport.analyses import SectionOutput, register_analysis
 
 
 @register_analysis("scaled_share", order=5)
@@ -130,8 +130,8 @@ def test_every_build_option_is_in_the_fingerprint_or_declared_not_to_change_the_
     """A new BuildOptions field counts in the fingerprint until it is listed in NOT_OUTPUT."""
     import dataclasses
 
-    from generator.fingerprint import NOT_OUTPUT, inputs_fingerprint
-    from generator.pipeline import BuildOptions, resolve
+    from dinoreport.fingerprint import NOT_OUTPUT, inputs_fingerprint
+    from dinoreport.pipeline import BuildOptions, resolve
 
     cfg = load_config(write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, resolution=64))
     base = BuildOptions(out=tmp_path / "site", random_init=True, quiet=True)
@@ -150,3 +150,22 @@ def test_every_build_option_is_in_the_fingerprint_or_declared_not_to_change_the_
                                           bases=(BuildOptions,), frozen=True)
     a = Extended(out=base.out, random_init=True, quiet=True)
     assert inputs_fingerprint(cfg, a, plan, {}) != inputs_fingerprint(cfg, dataclasses.replace(a, new_switch=True), plan, {})
+
+
+def test_an_analysis_importing_the_old_package_name_is_told_the_new_one(tmp_path):
+    """Issue 21 item 0: the package is dinoreport; `generator` is no longer importable."""
+    cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, highres=[224])
+    (cfg.parent / "analyses").mkdir()
+    (cfg.parent / "analyses" / "old.py").write_text(RED_SHARE.replace("dinoreport.", "generator."))
+    r = cli("analyses", "--config", str(cfg), cwd=tmp_path)
+    assert r.returncode == 2
+    assert "old.py" in r.stderr and "old name" in r.stderr and "from dinoreport.analyses import" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_the_package_is_importable_as_dinoreport_only(tmp_path):
+    r = subprocess.run([sys.executable, "-c", "import dinoreport, dinoreport.cli; print(dinoreport.__name__)"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "dinoreport", r.stderr
+    r = subprocess.run([sys.executable, "-c", "import generator"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "No module named 'generator'" in r.stderr

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-import generator.weights as W
-from generator.config import ModelSpec
+import dinoreport.weights as W
+from dinoreport.config import ModelSpec
 
 A = ModelSpec("a", "convnext_tiny.fb_in1k", "A")
 B = ModelSpec("b", "vit_small_patch16_dinov3.lvd1689m", "B")

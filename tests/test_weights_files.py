@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from generator.config import ModelSpec
-from generator.weights import ResolvedWeights, WeightsError, read_state_dict
+from dinoreport.config import ModelSpec
+from dinoreport.weights import ResolvedWeights, WeightsError, read_state_dict
 
 from conftest import planted_photo, write_project
 
@@ -20,7 +20,7 @@ SPEC = ModelSpec("m", "convnext_tiny.fb_in1k", "M")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dinoreport.cli", *args], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"})
 
 
@@ -71,7 +71,7 @@ def test_plain_tensor_checkpoints_are_unwrapped(tmp_path):
 def test_wrong_architecture_is_summarised(tmp_path):
     import timm
 
-    from generator.backbones import create_backbone
+    from dinoreport.backbones import create_backbone
 
     other = timm.create_model("resnet10t", pretrained=False, num_classes=0)
     p = tmp_path / "resnet.safetensors"

@@ -12,7 +12,7 @@ which holds a custom domain set in the repository's settings):
   name, before anything is committed or pushed.
 
 ``replace=True`` publishes the site as the whole tree of the branch instead. A branch published
-before the record existed counts the build's own manifest (:data:`generator.outdir.MARKER`) as
+before the record existed counts the build's own manifest (:data:`dinoreport.outdir.MARKER`) as
 the files we wrote.
 
 Symbolic links in the site are refused, each named: copying one would publish whatever it

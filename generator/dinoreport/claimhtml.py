@@ -1,6 +1,6 @@
 """A claim with its verdict as HTML for the narrative (the ``claim(id)`` helper of render.py).
 
-The row comes from ``results["claims"]`` (:mod:`generator.analyses.claims`); everything in it is
+The row comes from ``results["claims"]`` (:mod:`dinoreport.analyses.claims`); everything in it is
 escaped here. The figure link is left as the renderer's ``@@REFS:kind@@`` marker, which becomes
 'Figures N–M' once figures are numbered.
 """

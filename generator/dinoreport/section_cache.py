@@ -2,7 +2,7 @@
 
 A section's key is the sha256 of: its name, the code it can use (every module of this
 package, and for an analysis from outside it every module of its folder or package:
-:mod:`generator.codehash`), the feature cache keys it reads, and every config value it can
+:mod:`dinoreport.codehash`), the feature cache keys it reads, and every config value it can
 see. A hit restores the :class:`SectionOutput` and copies its picture files (stored
 content-addressed under the cache) into the new site.
 

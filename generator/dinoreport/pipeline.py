@@ -38,7 +38,7 @@ from .fingerprint import inputs_fingerprint
 
 __all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: generator/dinoreport/pipeline.py
 
 
 NOT_FETCHED = "not fetched yet: run `dinoreport images fetch` (needs internet)"
@@ -58,7 +58,7 @@ class BuildOptions:
     keep_going: bool = False
     fetch: bool = False  # download URL images that are not cached yet (after the weights check)
     site_src: Path | None = None  # default: the config file's folder
-    templates: Path | None = None  # default: the theme inside the package (generator/theme)
+    templates: Path | None = None  # default: the theme inside the package (generator/dinoreport/theme)
     analyses: tuple[str, ...] | None = None  # default: all registered
     jobs: int = 0  # analyses at once; 0: one per core (at most 4), see analysis_jobs
     force: bool = False  # rebuild even when nothing changed since the site was built
@@ -73,7 +73,7 @@ class BuildSummary:
     analysis_seconds: dict[str, float] = field(default_factory=dict)  # computed analyses only, wall
     peak_rss_mib: dict[str, float] = field(default_factory=dict)  # the process's peak at each phase's end
     up_to_date: bool = False  # nothing changed since the site was built: nothing was written
-    inputs_sha256: str = ""  # generator.fingerprint of this build's inputs (in build.json)
+    inputs_sha256: str = ""  # dinoreport.fingerprint of this build's inputs (in build.json)
     computed: int = 0
     reused: int = 0
     damaged: int = 0

@@ -1,6 +1,6 @@
 """All claim metrics of one image (one model), or of one group, in the form the claims take.
 
-These compose the metric functions exactly as :data:`generator.analysis.claims.METRICS`
+These compose the metric functions exactly as :data:`dinoreport.analysis.claims.METRICS`
 describes, so a section only has to collect the numbers into
 ``measurements[metric][model_id]`` lists, one entry per image, in one image order
 for all models.

@@ -22,7 +22,7 @@ class ImageStore(Mapping[str, np.ndarray]):
     ----------
     folder : Path
         An empty folder that the store alone writes to; its owner removes it (the build does,
-        when it ends, see ``generator.outdir.scratch``).
+        when it ends, see ``dinoreport.outdir.scratch``).
 
     Notes
     -----

@@ -34,6 +34,16 @@ class AnalysisLoadError(RuntimeError):
     """A user analysis that cannot be imported; the message names the file or entry point."""
 
 
+def _why(e: BaseException) -> str:
+    """What went wrong importing an analysis module; the package's old name is pointed out."""
+    name = getattr(e, "name", None) or ""
+    if isinstance(e, ImportError) and (name == "generator" or name.startswith("generator.")):
+        return (f"it imports {name!r}, the package's old name: the package is now called dinoreport; "
+                "write dinoreport where the import says generator (e.g. `from dinoreport.analyses "
+                "import register_analysis`)")
+    return f"{type(e).__name__}: {e}"
+
+
 def load_user_analyses(site_src: Path | None) -> list[str]:
     """Import the analyses of installed plugins and of ``<site_src>/analyses/*.py``.
 
@@ -46,7 +56,7 @@ def load_user_analyses(site_src: Path | None) -> list[str]:
             ep.load()
         except Exception as e:  # noqa: BLE001 - any failure in a plugin is reported the same way
             raise AnalysisLoadError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}): "
-                                    f"{type(e).__name__}: {e}") from e
+                                    f"{_why(e)}") from e
         loaded.append(ep.value)
     folder = Path(site_src) / "analyses" if site_src is not None else None
     if folder is None or not folder.is_dir():
@@ -62,6 +72,6 @@ def load_user_analyses(site_src: Path | None) -> list[str]:
             spec.loader.exec_module(module)
         except Exception as e:  # noqa: BLE001
             del sys.modules[name]
-            raise AnalysisLoadError(f"{path}: {type(e).__name__}: {e}") from e
+            raise AnalysisLoadError(f"{path}: {_why(e)}") from e
         loaded.append(str(path))
     return loaded

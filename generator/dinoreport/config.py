@@ -50,7 +50,7 @@ class ModelSpec:
     weights : optional local weights file (safetensors or a torch checkpoint).
     convnext_c5_norm : apply the head LayerNorm to C5 per position (ConvNeXt only).
     stages : stage names to show (``B6``, ``C4``, ...); empty: the family default
-        (see :mod:`generator.backbones`). Checked against the model when the build starts.
+        (see :mod:`dinoreport.backbones`). Checked against the model when the build starts.
     """
 
     id: str
@@ -83,7 +83,7 @@ class AnalysisConfig:
     highres: tuple[int, ...] = (448, 896)
     highres_models: tuple[str, ...] = ()
     # Groups of photos of one kind of subject, on which the part-sharing claim is measured
-    # (generator.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
+    # (dinoreport.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
     part_groups: tuple[str, ...] = ("dogs",)
     sweep: tuple[int, ...] = (224, 448, 896)
     coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
@@ -248,7 +248,7 @@ def load_config(path: Path) -> ReportConfig:
     )
     resolution = top.get("resolution", int, 448)
     # Whether it suits the models (a multiple of their patch/stride) is checked when the build
-    # starts, once their facts are known (generator.modelmeta.crop_multiple).
+    # starts, once their facts are known (dinoreport.modelmeta.crop_multiple).
     if not 14 <= resolution <= MAX_RESOLUTION:
         top.fail("resolution", f"must be from 14 (one ViT/14 patch) to {MAX_RESOLUTION} (memory grows with "
                                f"its square), got {resolution}")

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.analyses import FigureKind, SectionOutput, TableKind, register_analysis
-from generator.figures import signed_map
-from generator.page import Figure, Panel, Row, Table
+from dinoreport.analyses import FigureKind, SectionOutput, TableKind, register_analysis
+from dinoreport.figures import signed_map
+from dinoreport.page import Figure, Panel, Row, Table
 
 HIGH = 3.0  # a position is "high-norm" when its norm exceeds HIGH times the image's median norm
 

@@ -84,7 +84,7 @@ _PART_RE = re.compile(r"^\.part-(\d+)(?:\.([A-Za-z0-9]+))?-")
 
 
 def sweep_parts(root: Path) -> int:
-    """Remove the ``.part-PID.HOST-*`` files (see :mod:`generator.atomic`) that killed processes
+    """Remove the ``.part-PID.HOST-*`` files (see :mod:`dinoreport.atomic`) that killed processes
     of this machine left in the cache's folders; returns how many. Files of running processes,
     and those of other machines sharing the folder, are left alone (names without a host come
     from older versions and count as this machine's)."""

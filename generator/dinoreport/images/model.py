@@ -63,7 +63,7 @@ class ImageEntry:
         Optional ground-truth foreground mask (any image file, nonzero = foreground).
     mask_polygons : Polygons or None
         Optional reference foreground mask drawn as polygons in normalised coordinates
-        (:mod:`generator.refmasks`); at most one of ``mask`` and ``mask_polygons``.
+        (:mod:`dinoreport.refmasks`); at most one of ``mask`` and ``mask_polygons``.
     """
 
     id: str

@@ -27,7 +27,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     On any error (including Ctrl-C) the temporary file is removed and ``path`` is untouched.
     The name carries the process id and host (:func:`part_prefix`), so files left by a killed
-    process can be swept later (:func:`generator.cachedir.sweep_parts`), by its own machine only.
+    process can be swept later (:func:`dinoreport.cachedir.sweep_parts`), by its own machine only.
     """
     path = Path(path)
     try:

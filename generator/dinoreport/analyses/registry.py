@@ -127,7 +127,7 @@ class Analysis:
 
     @property
     def source_sha256(self) -> str:
-        """sha256 of the code ``run`` can use (:func:`generator.codehash.module_code_sha256`):
+        """sha256 of the code ``run`` can use (:func:`dinoreport.codehash.module_code_sha256`):
         part of the analysis' cache key, so that editing an analysis, or any module beside it
         that it may import, or any module of this package, computes it again."""
         return module_code_sha256(inspect.getmodule(self.run))

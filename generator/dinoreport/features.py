@@ -75,7 +75,7 @@ def pick_device(name: str) -> "torch.device":
 
 
 RANDOM_INIT = "every-block-v1"
-"""The random-init recipe of :func:`generator.backbones.create_backbone` (part of cache keys)."""
+"""The random-init recipe of :func:`dinoreport.backbones.create_backbone` (part of cache keys)."""
 
 
 def model_identity(spec: ModelSpec, meta: ModelMeta, weights_sha256: str | None, seed: int, dtype: str) -> dict:
@@ -326,7 +326,7 @@ def extract_all(
     identity : from :func:`model_identity`.
     images : ``{id: (H, W, 3) uint8}`` preprocessed; images of the same shape are batched. Any
         mapping: each image is looked up once to hash it and once more only if it is computed,
-        so an :class:`~generator.images.ImageStore` keeps a batch or two in memory, not the set.
+        so an :class:`~dinoreport.images.ImageStore` keeps a batch or two in memory, not the set.
     make_backbone : builds the model; called (and torch imported) only if something is missing.
     device : "auto", "cpu", "cuda" or "mps", resolved only when features are computed.
     dtype : "fp32", or "bf16" (autocast; features are stored as float32 either way).

@@ -22,7 +22,7 @@ A fixed image size at creation (``img_size``) is *not* used: the report's crops 
 photo's aspect ratio, so no single size fits them all. Models that accept neither stop with a
 :class:`BackboneError`. What each model needs from the input is :attr:`ModelMeta.multiple`
 (patch size for ViTs, the largest ``feature_info`` stride otherwise); the build crops every
-image to the least common multiple over its models (see :func:`generator.modelmeta.crop_multiple`).
+image to the least common multiple over its models (see :func:`dinoreport.modelmeta.crop_multiple`).
 
 We build the *full* timm model (``num_classes=0``) rather than ``features_only``: it keeps
 ``head.norm`` for ``convnext_c5_norm`` and loads checkpoints with their own key names; its

@@ -1,8 +1,8 @@
 """The study's observations as measured claims: a metric per claim, a rule fixed in advance,
-a verdict (see :mod:`generator.analysis.claims` for the catalogue and the rules).
+a verdict (see :mod:`dinoreport.analysis.claims` for the catalogue and the rules).
 
 Per-image metrics are computed on every image of the build for every model
-(:func:`generator.analysis.claim_metrics.image_metrics`); the part-sharing metrics on each
+(:func:`dinoreport.analysis.claim_metrics.image_metrics`); the part-sharing metrics on each
 group named by ``analysis.part_groups`` (default ``["dogs"]``: photos of one kind of subject;
 a named group the build lacks contributes no images). Results:
 

@@ -1,7 +1,7 @@
 """Spatial measures of feature maps and PC maps: smoothness, specks, subject, edges, reach.
 
 Each metric turns one map of one image into one number, so a claim can compare
-models image by image (see :mod:`generator.analysis.claims`). All are pure and
+models image by image (see :mod:`dinoreport.analysis.claims`). All are pure and
 deterministic; none fits anything to the data.
 
 Metrics
@@ -19,7 +19,7 @@ speck_share
     more easily, which would make the share depend on the grid size.
     Used for "masks are cleaner".
 subject_iou
-    IoU of the PC1 foreground mask (:func:`~generator.analysis.masks.foreground_mask`)
+    IoU of the PC1 foreground mask (:func:`~dinoreport.analysis.masks.foreground_mask`)
     against a reference mask drawn on the photo, pooled to the feature grid by
     majority vote. Used for "PC1 is the subject".
 edge_following
@@ -168,10 +168,10 @@ def subject_iou(pc1: np.ndarray, reference: np.ndarray, threshold: float = 0.0,
     reference : (H, W) bool array with H >= h, W >= w
         The subject, drawn on the photo at any resolution at least the grid's.
     threshold, ring
-        As for :func:`~generator.analysis.masks.foreground_mask`.
+        As for :func:`~dinoreport.analysis.masks.foreground_mask`.
     orient : {"border", "reference"}
         "border": the sign the border rule picks
-        (:func:`~generator.analysis.masks.foreground_mask`, the mask the
+        (:func:`~dinoreport.analysis.masks.foreground_mask`, the mask the
         figures show); it picks the wrong side when the subject fills the
         border. "reference": the better of the two signs, i.e. whether either
         side of PC1 is the subject; the sign of a principal component is

@@ -203,7 +203,7 @@ def meta_from_facts(name: str, facts: dict, wanted: tuple[str, ...] = ()) -> Mod
 def model_meta(name: str, stages: tuple[str, ...] = ()) -> ModelMeta:
     """The facts of timm model ``name`` (builds only its structure, on torch's meta device).
 
-    ``stages``: the stage names to show (empty: the family default, see :mod:`generator.backbones`).
+    ``stages``: the stage names to show (empty: the family default, see :mod:`dinoreport.backbones`).
 
     Raises
     ------

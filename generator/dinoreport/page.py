@@ -38,7 +38,7 @@ class Figure:
     """A numbered figure: a grid of panels with a caption.
 
     id : unique, usable as an HTML id (``[a-z0-9-]+``), stable across builds.
-    kind : a figure kind its analysis declares (``generator.analyses``); narrative directives
+    kind : a figure kind its analysis declares (``dinoreport.analyses``); narrative directives
         select by kind.
     caption : plain text; carries provenance (model labels, stage, resolution, weights).
     column_labels : header of each column (may be empty).
@@ -95,4 +95,4 @@ class ReportPage:
     explorer: dict[str, Any] | None = None  # see render.py for the format
     notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
     featured: tuple[str, ...] = ()  # image ids the narrative shows in full (``image=featured``)
-    multiple: int = 32  # image sides are multiples of this (generator.modelmeta.crop_multiple)
+    multiple: int = 32  # image sides are multiples of this (dinoreport.modelmeta.crop_multiple)

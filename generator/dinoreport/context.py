@@ -64,7 +64,7 @@ class BuildContext:
     extra_keys: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict)
     reference_masks: dict[str, np.ndarray] = field(default_factory=dict)
     artifacts: dict[type, object] = field(default_factory=dict)
-    # (crop multiple, {timm name: what it needs}): see generator.modelmeta.crop_multiple.
+    # (crop multiple, {timm name: what it needs}): see dinoreport.modelmeta.crop_multiple.
     crop: tuple[int, dict[str, int]] = (32, {})
 
     def fmap(self, model: str, image: str, stage: str, resolution: int | None = None,

@@ -112,7 +112,7 @@ def refmask_overlay(photo: np.ndarray, polygons: Sequence[Sequence[Sequence[floa
     Returns
     -------
     PIL.Image.Image
-        RGB. The fill is the mask the analyses use (:func:`generator.refmasks.rasterize`,
+        RGB. The fill is the mask the analyses use (:func:`dinoreport.refmasks.rasterize`,
         pixel centres, even-odd within a polygon, union across polygons).
     """
     from PIL import ImageDraw

@@ -1,4 +1,4 @@
-"""Render a :class:`~generator.page.ReportPage` into a static site.
+"""Render a :class:`~dinoreport.page.ReportPage` into a static site.
 
 ``render_site`` writes ``index.html`` (multi-file, for GitHub Pages), ``report.html`` (the same
 page, self-contained: inline CSS/JS, every image as a data: URI), ``assets/style.css``,
