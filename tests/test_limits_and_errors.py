@@ -5,6 +5,7 @@ import errno
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -76,6 +77,23 @@ def test_utf8_bom_is_accepted_in_config_and_manifest(tmp_path):
         b'\xef\xbb\xbf[[image]]\nid = "a"\nfile = "a.png"\nsubject = "s"\nauthor = "me"\nlicense = "CC0 1.0"\n')
     assert [e.id for e in load_manifest(tmp_path / "photos" / "manifest.toml").entries] == ["a"]
 
+
+
+@pytest.mark.parametrize("codec, why", [("utf-16", "UTF-16 text"), ("utf-16-le", "NUL byte"),
+                                        ("utf-32", "UTF-32 text"), ("cp1252", "invalid")])
+def test_config_and_manifest_not_in_utf8_name_the_file(tmp_path, codec, why):
+    """UTF-16 (with or without a byte order mark) or a legacy code page: the file, the reason
+    and the fix, not a codec message or a TOML error about NUL characters."""
+    cfg = write_project(tmp_path, {"a": planted_photo(224, 224)}, models=ONE_MODEL, highres=[224])
+    cfg.write_bytes(cfg.read_text().replace('"tests"', '"Zoë"').encode(codec))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg.resolve()))}: not UTF-8 text \(.*{why}.*\); "
+                                          "save it as UTF-8$"):
+        load_config(cfg)
+    manifest = tmp_path / "photos" / "manifest.toml"
+    manifest.write_bytes('[[image]]\nid = "a"\nfile = "a.png"\nauthor = "Zoë"\nlicense = "CC0 1.0"\n'.encode(codec))
+    with pytest.raises(ImageError, match=rf"^{re.escape(str(manifest))}: the image manifest is not UTF-8 text "
+                                         rf"\(.*{why}.*\); save it as UTF-8$"):
+        load_manifest(manifest)
 
 # --------------------------------------------------------------------------- cache faults
 
