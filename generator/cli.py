@@ -112,7 +112,7 @@ def build(
 def images_list(config: Path = ConfigOpt,
                 images: Optional[Path] = typer.Option(None, "--images", help="A folder instead of the manifest.")) -> None:
     """Each image: id, groups, license, and whether it is available offline."""
-    from .images import ImageError, available
+    from .images import ImageError, available, file_problem
     from .pipeline import load_image_set
 
     cfg = _load(config, images)
@@ -121,7 +121,12 @@ def images_list(config: Path = ConfigOpt,
     except ImageError as e:
         _fail(str(e))
     for e in iset.entries:
-        state = "ok" if available(e) else "not fetched"
+        if available(e):
+            state = "ok"
+        elif e.url is not None:
+            state = "not fetched"
+        else:  # a local file or package data: fetching would not help
+            state = f"missing: {file_problem(e.file)}" if e.file is not None else "missing: package data not found"
         typer.echo(f"{e.id:<22} {','.join(e.groups) or '-':<12} {e.license:<16} {state}")
 
 
