@@ -25,7 +25,7 @@ from .analysis._threads import one_blas_thread
 from .context import BuildContext
 from .features import FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
 from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
-from .figures import FigureWriter
+from .figures import FigureWriter, downscale_warnings, page_size_warning
 from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, file_problem,
                      load_image, load_manifest, load_mask, scan_folder)
 from .page import Credit, Figure, ReportPage, Table
@@ -248,6 +248,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             write_data(analysed, tmp)
             with _timed(timings, "render", summary.peak_rss_mib):
                 summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
+            _warn_page_size(plan, analysed, tmp, progress)
             summary.computed, summary.reused, summary.damaged = (
                 extracted.cache.stats.computed, extracted.cache.stats.hits, extracted.cache.stats.damaged)
             summary.figures = analysed.files
@@ -461,6 +462,8 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     figures: list[Figure] = []
     tables: list[Table] = []
     explorer = None
+    for line in downscale_warnings([(a.name, done[a.name].figures) for a in plan.analyses], ctx.writer.downscaled):
+        progress.log(line)
     for a in plan.analyses:  # merged in report order, however they were scheduled
         sec = done[a.name]
         results.update(sec.results)
@@ -470,6 +473,24 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     return Analysed(results=results, figures=tuple(figures), tables=tuple(tables), explorer=explorer,
                     files=len(ctx.writer.written), computed=sections.computed, reused=sections.hits,
                     seconds={a.name: seconds[a.name] for a in plan.analyses if a.name in seconds})
+
+
+def _warn_page_size(plan: Plan, analysed: Analysed, site: Path, progress: Progress) -> None:
+    """Warn when report.html outgrows figures.MAX_PAGE_BYTES, naming the analyses whose
+    pictures weigh most on it (base64: 4/3 of each file, once per time it is shown)."""
+    analysis_of = {k.name: a.name for a in plan.analyses for k in a.figures}
+    sizes: dict[str, int] = {}
+    by_analysis: dict[str, int] = {}
+    for f in analysed.figures:
+        name = analysis_of.get(f.kind, f.kind)
+        for r in f.rows:
+            for p in r.panels:
+                if p.file not in sizes:
+                    sizes[p.file] = (site / p.file).stat().st_size
+                by_analysis[name] = by_analysis.get(name, 0) + sizes[p.file] * 4 // 3
+    line = page_size_warning("report.html", (site / "report.html").stat().st_size, by_analysis)
+    if line:
+        progress.log(line)
 
 
 def analysis_jobs(jobs: int) -> int:
