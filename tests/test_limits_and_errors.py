@@ -228,6 +228,34 @@ def test_serve_on_a_busy_port_says_so(tmp_path):
         assert r.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in r.output, r.output
 
 
+
+@pytest.mark.parametrize("fault", ["bad image", "unknown directive"])
+def test_serve_whose_first_build_fails_says_why_and_leaves_no_folder(tmp_path, monkeypatch, fault):
+    """Nothing to serve yet: the build's message as `build` prints it, exit 1, and the
+    temporary folder removed (it was left behind on every try)."""
+    import tempfile
+
+    import generator.serve as serve
+    from generator.render import RenderError
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, resolution=64, highres=[64])
+    if fault == "bad image":
+        (tmp_path / "photos" / "bad.png").write_bytes(b"this is not an image\n")
+        expected = "bad.png"
+    else:  # what a narrative with '::: sparkle' gives once the build reaches the page
+        def failing_build(cfg, opts):
+            raise RenderError("02-bad.md, line 3: unknown directive '::: sparkle'")
+
+        monkeypatch.setattr(serve, "build", failing_build)
+        expected = "error: 02-bad.md, line 3: unknown directive '::: sparkle'"
+    r = _invoke("serve", "--random-init", "--config", str(cfg), "--port", "0")
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert expected in r.output and "nothing to serve" in r.output and "Traceback" not in r.output, r.output
+    assert list(temp.iterdir()) == []
+
 # --------------------------------------------------------------------------- privacy
 
 def test_build_json_records_the_config_path_relative(demo_site):
