@@ -283,3 +283,15 @@ def test_images_list_says_missing_not_unfetched(tmp_path):
     assert r.exit_code == 0, r.output
     assert re.search(r"^gone .* missing: file not found$", r.output, re.M), r.output
     assert "not fetched" not in r.output
+
+
+def test_images_fetch_says_a_local_file_has_nothing_to_fetch(tmp_path):
+    from generator.images import fetch
+
+    from conftest import image_entry
+
+    os.mkfifo(tmp_path / "pipe")
+    got = fetch([image_entry(id="gone", file=tmp_path / "missing.jpg"), image_entry(id="fifo", file=tmp_path / "pipe")])
+    assert got == [("gone", f"failed: {tmp_path / 'missing.jpg'}: file not found (a local file: nothing to fetch)"),
+                   ("fifo", f"failed: {tmp_path / 'pipe'}: not a regular file: it is a named pipe "
+                            "(a local file: nothing to fetch)")]

@@ -323,8 +323,11 @@ def _cached_ok(entry: ImageEntry, target: Path, max_pixels: int) -> bool:
 
 
 def _fetch_one(entry: ImageEntry, timeout: float, max_bytes: int, max_pixels: int) -> str:
-    if entry.url is None:
-        return "cached" if available(entry) else f"failed: {entry.origin} not found"
+    if entry.url is None:  # a local file or package data: nothing to download
+        if available(entry):
+            return "cached"
+        problem = file_problem(entry.file) if entry.file is not None else "not found"
+        return f"failed: {entry.origin}: {problem or 'not found'} (a local file: nothing to fetch)"
     target = cached_path(entry)
     if target.is_file() and _cached_ok(entry, target, max_pixels):
         return "cached"
