@@ -138,7 +138,8 @@ def images_list(config: Path = ConfigOpt,
         elif e.url is not None:
             state = "not fetched"
         else:  # a local file or package data: fetching would not help
-            state = f"missing: {file_problem(e.file)}" if e.file is not None else "missing: package data not found"
+            problem = file_problem(e.file) if e.file is not None else "package data not found"
+            state = f"{'missing' if problem.endswith('not found') else 'not usable'}: {problem}"
         typer.echo(f"{e.id:<22} {','.join(e.groups) or '-':<12} {e.license:<16} {state}")
 
 
