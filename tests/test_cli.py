@@ -1,6 +1,7 @@
 """The command line: every command's --help, and the commands that need no build."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -144,3 +145,78 @@ def test_clean_yes_removes_the_cache(tmp_path):
 def test_no_command_shows_help():
     r = run()
     assert "Usage" in r.output and "build" in r.output
+
+
+# --------------------------------------------------------------------------- new: paths it cannot use
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("make, target, said", [
+    (lambda d: (d / "afile").write_text("x"), "afile/report", "afile is a file, not a folder"),
+    (lambda d: (d / "afile").write_text("x"), "afile/a/b", "afile is a file, not a folder"),
+    (lambda d: (d / "link").symlink_to(d / "nowhere"), "link", "link is a symbolic link to "),
+    (lambda d: (d / "link").symlink_to(d / "nowhere"), "link/report", "link is a symbolic link to "),
+])
+def test_new_refuses_a_path_it_cannot_make(tmp_path, make, target, said):
+    make(tmp_path)
+    before = _tree(tmp_path)
+    r = run("new", str(tmp_path / target))
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert said in r.output and "Traceback" not in r.output, r.output
+    assert _tree(tmp_path) == before
+
+
+def _failing_copytree(monkeypatch, after: int):
+    """copytree that fails with EACCES after copying ``after`` files (as an unwritable disk would)."""
+    import errno
+    import shutil
+
+    real = shutil.copytree
+    copied = []
+
+    def copy(src, dst, *a, **k):
+        if len(copied) >= after:
+            raise PermissionError(errno.EACCES, "Permission denied", dst)
+        copied.append(dst)
+        return shutil.copy2(src, dst)
+
+    def copytree(src, dst, symlinks=False, ignore=None, copy_function=None, *rest, **k):
+        return real(src, dst, symlinks, ignore, copy, *rest, **k)  # copytree recurses through the module name
+
+    monkeypatch.setattr(shutil, "copytree", copytree)
+
+
+@pytest.mark.parametrize("target", ["fresh", "deep/er/report", "empty"])
+def test_new_that_cannot_write_leaves_nothing(tmp_path, monkeypatch, target):
+    (tmp_path / "empty").mkdir()
+    before = _tree(tmp_path)
+    _failing_copytree(monkeypatch, after=2)
+    r = run("new", str(tmp_path / target))
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert f"cannot create {tmp_path / target} (" in r.output and "Permission denied" in r.output, r.output
+    assert "nothing was written" in r.output
+    assert _tree(tmp_path) == before  # no half scaffold, no parents made, no staging folder
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_new_in_an_unwritable_folder_names_it(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        r = run("new", str(locked / "report"))
+    finally:
+        locked.chmod(0o755)
+    assert r.exit_code == 1 and "Permission denied" in r.output and "Traceback" not in r.output, r.output
+    assert list(locked.iterdir()) == []
+
+
+def test_new_makes_missing_parents_and_an_empty_folder_works(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for target in ("a/b/report", "empty"):
+        r = run("new", str(tmp_path / target))
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / target / "report.toml").is_file()
+    assert not [p for p in tmp_path.rglob(".*new-*")]  # the staging folder is gone

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from dinoreport.cli import app
 from dinoreport.config import ConfigError, load_config
+from dinoreport.images import ImageError
 from dinoreport.pipeline import BuildOptions, build
 
 from conftest import planted_photo, write_project
@@ -216,3 +217,81 @@ license = "CC0 1.0"
     assert 'id="skipped-images"' in index
     assert "<code>dog_pug</code>: not fetched yet: run `dinoreport images fetch`" in index
     assert "<code>astronaut</code>" in index
+
+
+# --------------------------------------------------------------------------- local files that are not there
+
+_LOCAL = """
+[[image]]
+id = "good"
+file = "good.png"
+author = "tests"
+license = "CC0 1.0"
+
+[[image]]
+id = "gone"
+file = "{file}"
+author = "tests"
+license = "CC0 1.0"
+"""
+
+
+def _local_project(tmp_path: Path, file: str) -> Path:
+    cfg = _manifest_project(tmp_path, '"t"', _LOCAL.format(file=file), {"good.png": planted_photo(224, 224)})
+    if file == "pipe":
+        os.mkfifo(tmp_path / "pics" / "pipe")
+    return cfg
+
+
+@pytest.mark.parametrize("file, problem", [
+    ("missing.jpg", "file not found; put the file there or correct the path"),
+    ("pipe", "not a regular file: it is a named pipe; point it at an image file"),
+    (".", "not a regular file: it is a folder; point it at an image file"),
+])
+def test_local_file_that_cannot_be_read_stops_the_build(tmp_path, file, problem):
+    """A local file has no URL: "run `dinoreport images fetch`" would be wrong advice. The build
+    stops naming the manifest, the entry and the file (and never opens a named pipe)."""
+    if file == "pipe" and not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    cfg = _local_project(tmp_path, file)
+    manifest = tmp_path / "pics" / "manifest.toml"
+    with pytest.raises(ImageError, match=re.escape(f"{manifest}: images.gone.file '{file}' (")
+                       + r".*" + re.escape(f"): {problem} (it is a local file: there is nothing to fetch), "
+                                           "or pass --keep-going")):
+        build(load_config(cfg), BuildOptions(out=tmp_path / "site", random_init=True, quiet=True,
+                                             analyses=("within_pca",)))
+    r = CliRunner().invoke(app, ["build", "--config", str(cfg), "--out", str(tmp_path / "site"),
+                                 "--random-init", "--quiet"], env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "images.gone.file" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "site").exists()
+
+
+def test_keep_going_lists_a_missing_local_file_with_its_reason(tmp_path):
+    cfg = _local_project(tmp_path, "missing.jpg")
+    out = tmp_path / "site"
+    summary = build(load_config(cfg), BuildOptions(out=out, random_init=True, quiet=True, keep_going=True,
+                                                   analyses=("within_pca",)))
+    assert summary.skipped == [("gone", "missing.jpg: file not found")]
+    index = (out / "index.html").read_text()
+    assert "<code>gone</code>: missing.jpg: file not found" in index
+    assert "images fetch" not in index and str(tmp_path) not in index
+
+
+def test_images_list_says_missing_not_unfetched(tmp_path):
+    cfg = _local_project(tmp_path, "missing.jpg")
+    r = CliRunner().invoke(app, ["images", "list", "--config", str(cfg)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^gone .* missing: file not found$", r.output, re.M), r.output
+    assert "not fetched" not in r.output
+
+
+def test_images_fetch_says_a_local_file_has_nothing_to_fetch(tmp_path):
+    from dinoreport.images import fetch
+
+    from conftest import image_entry
+
+    os.mkfifo(tmp_path / "pipe")
+    got = fetch([image_entry(id="gone", file=tmp_path / "missing.jpg"), image_entry(id="fifo", file=tmp_path / "pipe")])
+    assert got == [("gone", f"failed: {tmp_path / 'missing.jpg'}: file not found (a local file: nothing to fetch)"),
+                   ("fifo", f"failed: {tmp_path / 'pipe'}: not a regular file: it is a named pipe "
+                            "(a local file: nothing to fetch)")]

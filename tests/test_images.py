@@ -106,9 +106,12 @@ def test_image_bytes_file_and_sha(tmp_path):
 
 
 def test_image_bytes_missing_file(tmp_path):
-    with pytest.raises(ImageError, match=r"image 'x': cannot read .*gone\.png"):
+    with pytest.raises(ImageError, match=r"image 'x': .*gone\.png: file not found; check images\.x\.file"):
         image_bytes(image_entry(file=tmp_path / "gone.png"))
     assert not available(image_entry(file=tmp_path / "gone.png"))
+    os.mkfifo(tmp_path / "pipe.png")  # checked before reading: reading a named pipe would wait forever
+    with pytest.raises(ImageError, match=r"pipe\.png: not a regular file: it is a named pipe"):
+        image_bytes(image_entry(file=tmp_path / "pipe.png"))
 
 
 def test_image_bytes_packages():

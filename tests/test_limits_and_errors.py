@@ -5,6 +5,7 @@ import errno
 import http.client
 import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -76,6 +77,23 @@ def test_utf8_bom_is_accepted_in_config_and_manifest(tmp_path):
         b'\xef\xbb\xbf[[image]]\nid = "a"\nfile = "a.png"\nsubject = "s"\nauthor = "me"\nlicense = "CC0 1.0"\n')
     assert [e.id for e in load_manifest(tmp_path / "photos" / "manifest.toml").entries] == ["a"]
 
+
+
+@pytest.mark.parametrize("codec, why", [("utf-16", "UTF-16 text"), ("utf-16-le", "NUL byte"),
+                                        ("utf-32", "UTF-32 text"), ("cp1252", "invalid")])
+def test_config_and_manifest_not_in_utf8_name_the_file(tmp_path, codec, why):
+    """UTF-16 (with or without a byte order mark) or a legacy code page: the file, the reason
+    and the fix, not a codec message or a TOML error about NUL characters."""
+    cfg = write_project(tmp_path, {"a": planted_photo(224, 224)}, models=ONE_MODEL, highres=[224])
+    cfg.write_bytes(cfg.read_text().replace('"tests"', '"Zoë"').encode(codec))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg.resolve()))}: not UTF-8 text \(.*{why}.*\); "
+                                          "save it as UTF-8$"):
+        load_config(cfg)
+    manifest = tmp_path / "photos" / "manifest.toml"
+    manifest.write_bytes('[[image]]\nid = "a"\nfile = "a.png"\nauthor = "Zoë"\nlicense = "CC0 1.0"\n'.encode(codec))
+    with pytest.raises(ImageError, match=rf"^{re.escape(str(manifest))}: the image manifest is not UTF-8 text "
+                                         rf"\(.*{why}.*\); save it as UTF-8$"):
+        load_manifest(manifest)
 
 # --------------------------------------------------------------------------- cache faults
 
@@ -209,6 +227,34 @@ def test_serve_on_a_busy_port_says_so(tmp_path):
         r = _invoke("serve", "--random-init", "--config", str(cfg), "--port", str(port))
         assert r.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in r.output, r.output
 
+
+
+@pytest.mark.parametrize("fault", ["bad image", "unknown directive"])
+def test_serve_whose_first_build_fails_says_why_and_leaves_no_folder(tmp_path, monkeypatch, fault):
+    """Nothing to serve yet: the build's message as `build` prints it, exit 1, and the
+    temporary folder removed (it was left behind on every try)."""
+    import tempfile
+
+    import dinoreport.serve as serve
+    from dinoreport.render import RenderError
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    cfg = write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, resolution=64, highres=[64])
+    if fault == "bad image":
+        (tmp_path / "photos" / "bad.png").write_bytes(b"this is not an image\n")
+        expected = "bad.png"
+    else:  # what a narrative with '::: sparkle' gives once the build reaches the page
+        def failing_build(cfg, opts):
+            raise RenderError("02-bad.md, line 3: unknown directive '::: sparkle'")
+
+        monkeypatch.setattr(serve, "build", failing_build)
+        expected = "error: 02-bad.md, line 3: unknown directive '::: sparkle'"
+    r = _invoke("serve", "--random-init", "--config", str(cfg), "--port", "0")
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert expected in r.output and "nothing to serve" in r.output and "Traceback" not in r.output, r.output
+    assert list(temp.iterdir()) == []
 
 # --------------------------------------------------------------------------- privacy
 

@@ -300,3 +300,60 @@ def test_image_featured_filter_places_only_featured_figures(tmp_path):
     body, appendix = text.split('id="more-figures"', 1)
     assert 'id="within-pca-dog-pug"' in body and 'id="within-pca-astronaut"' not in body
     assert 'id="within-pca-astronaut"' in appendix
+
+
+# --------------------------------------------------------------------------- narrative vs markers
+
+@pytest.mark.parametrize("name", ["index.html", "report.html"])
+def test_text_like_the_internal_markers_stays_text(tmp_path, name):
+    """The renderer's markers carry a per-render token: text that looks like the old markers
+    (an unknown ref, a block number past the end, a real block's number) is printed as text."""
+    src = _write_src(tmp_path, (
+        "## Markers\n\nSee @@REF:nope@@ and @@REFS:within-pca@@ here.\n\nDRBLOCK00099\n\nDRBLOCK00000\n\n"
+        "::: figure cka\n"))
+    out = _render(tmp_path / "out", site_src=src)
+    text = (out / name).read_text(encoding="utf-8")
+    assert "See @@REF:nope@@ and @@REFS:within-pca@@ here." in text
+    assert "<p>DRBLOCK00099</p>" in text and "<p>DRBLOCK00000</p>" in text
+    assert text.count('id="cka"') == 1  # the directive's block, once
+
+
+def test_unknown_ref_names_file_line_and_the_closest_id(tmp_path):
+    src = _write_src(tmp_path, "## Oops\n\nSome text.\n\nAs {{ ref('ckaa') }} shows.\n")
+    with pytest.raises(RenderError, match=r"^02-bad\.md, line 5: ref\(\): no figure or table with id 'ckaa'"
+                                          r" — did you mean 'cka'\?$"):
+        _render(tmp_path / "out", site_src=src)
+
+
+def test_ref_in_a_heading_is_resolved_in_the_contents_too(tmp_path):
+    src = _write_src(tmp_path, "## About {{ ref('cka') }}\n\n::: figure cka\n")
+    pages = []
+    for n in range(2):
+        out = _render(tmp_path / f"out{n}", site_src=src)
+        pages.append([(out / p).read_bytes() for p in ("index.html", "report.html")])
+    assert pages[0] == pages[1]  # the random marker token never reaches the page
+    text = pages[0][0].decode()
+    assert "@@" not in text and "\x00" not in text
+    toc = text.split('id="contents"', 1)[1].split("</nav>", 1)[0]
+    assert "About Figure&nbsp;1" in toc and 'class="xref"' not in toc  # text, not a link in a link
+    assert '<a class="xref" href="#cka">Figure&nbsp;1</a>' in text
+
+
+# --------------------------------------------------------------------------- narrative encodings
+
+def test_byte_order_mark_does_not_hide_the_first_directive(tmp_path):
+    src = _write_src(tmp_path, "")
+    (src / "02-bad.md").write_bytes("::: figure cka\n\nText.\n".encode("utf-8-sig"))
+    out = _render(tmp_path / "out", site_src=src)
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert ":::" not in text and "\ufeff" not in text
+    assert text.index('id="cka"') < text.index('id="more-figures"')  # placed by the directive
+
+
+@pytest.mark.parametrize("codec, why", [("utf-16", "UTF-16 text"), ("utf-16-le", "NUL byte"),
+                                        ("latin-1", "invalid")])
+def test_narrative_not_in_utf8_is_named(tmp_path, codec, why):
+    src = _write_src(tmp_path, "")
+    (src / "02-bad.md").write_bytes("## Café\n\nText.\n".encode(codec))
+    with pytest.raises(RenderError, match=rf"^02-bad\.md: not UTF-8 text \(.*{why}.*\); save it as UTF-8$"):
+        _render(tmp_path / "out", site_src=src)

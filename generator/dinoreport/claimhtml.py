@@ -1,7 +1,7 @@
 """A claim with its verdict as HTML for the narrative (the ``claim(id)`` helper of render.py).
 
 The row comes from ``results["claims"]`` (:mod:`dinoreport.analyses.claims`); everything in it is
-escaped here. The figure link is left as the renderer's ``@@REFS:kind@@`` marker, which becomes
+escaped here. The figure link is the renderer's ``refs(kind)`` marker (``figure_ref``), which becomes
 'Figures N–M' once figures are numbered.
 """
 from __future__ import annotations

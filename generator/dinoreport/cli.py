@@ -1,6 +1,7 @@
 """The ``dinoreport`` command line: parses flags and calls the pipeline, nothing else."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -44,18 +45,34 @@ def _load(config: Path, images: Optional[Path] = None):
     return cfg
 
 
-def _write_failure(e: OSError) -> str:
-    """What to say when a build could not write: the cache and the site have different fixes."""
+def _write_failure(e: OSError, previous: bool = True) -> str:
+    """What to say when a build could not write: the cache and the site have different fixes.
+    ``previous``: the build replaces a site at --out (serve builds into a fresh folder)."""
     from .images import cache_dir
 
     why, where = e.strerror or str(e), e.filename or ""
     root = cache_dir().expanduser().resolve()
     path = Path(where).expanduser().resolve() if where else None
+    kept = " — the previous site is unchanged" if previous else ""
     if path is not None and (path == root or root in path.parents):
         return (f"could not write the cache {root} ({why}: {where}); free some space there, or set "
-                "DINOREPORT_CACHE to a writable folder with free space — the previous site is unchanged")
-    return (f"could not write the report ({why}: {where}); "
-            "check free disk space and permissions — the previous site is unchanged")
+                f"DINOREPORT_CACHE to a writable folder with free space{kept}")
+    return f"could not write the report ({why}: {where}); check free disk space and permissions{kept}"
+
+
+def _build_errors() -> tuple[type[BaseException], ...]:
+    """The errors a build reports as a message (they name the file or key and what to do)."""
+    from .analyses import AnalysisLoadError
+    from .config import ConfigError
+    from .images import ImageError
+    from .outdir import OutDirError
+    from .pipeline import BuildError
+    from .render import RenderError
+    from .weights import WeightsError
+
+    # ValueError last: the typed ones above are ValueErrors too; it covers a model's own checks.
+    return (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, RenderError,
+            ValueError)
 
 
 @app.command()
@@ -88,13 +105,8 @@ def build(
                                   "analysis imports from outside site_src/analyses/."),
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
-    from .analyses import AnalysisLoadError
-    from .config import ConfigError
-    from .images import ImageError
-    from .outdir import OutDirError
-    from .pipeline import BuildError, BuildOptions
+    from .pipeline import BuildOptions
     from .pipeline import build as run_build
-    from .weights import WeightsError
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
@@ -102,7 +114,7 @@ def build(
                         force=force, no_cache=no_cache)
     try:
         summary = run_build(cfg, opts)
-    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:
+    except _build_errors() as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; the previous site (if any) is unchanged", code=130)
@@ -116,7 +128,7 @@ def build(
 def images_list(config: Path = ConfigOpt,
                 images: Optional[Path] = typer.Option(None, "--images", help="A folder instead of the manifest.")) -> None:
     """Each image: id, groups, license, and whether it is available offline."""
-    from .images import ImageError, available
+    from .images import ImageError, available, file_problem
     from .pipeline import load_image_set
 
     cfg = _load(config, images)
@@ -125,7 +137,13 @@ def images_list(config: Path = ConfigOpt,
     except ImageError as e:
         _fail(str(e))
     for e in iset.entries:
-        state = "ok" if available(e) else "not fetched"
+        if available(e):
+            state = "ok"
+        elif e.url is not None:
+            state = "not fetched"
+        else:  # a local file or package data: fetching would not help
+            problem = file_problem(e.file) if e.file is not None else "package data not found"
+            state = f"{'missing' if problem.endswith('not found') else 'not usable'}: {problem}"
         typer.echo(f"{e.id:<22} {','.join(e.groups) or '-':<12} {e.license:<16} {state}")
 
 
@@ -189,6 +207,10 @@ def serve(
         serve_forever(cfg, port=port, random_init=random_init, images=images)
     except ServeError as e:
         _fail(str(e))
+    except _build_errors() as e:  # the first build failed: nothing to serve (later failures keep serving)
+        _fail(f"{e}\nnothing to serve: fix it and run `dinoreport serve` again", code=1)
+    except OSError as e:
+        _fail(_write_failure(e, previous=False), code=1)
 
 
 @app.command()
@@ -248,14 +270,89 @@ def clean(yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask (neede
 @app.command()
 def new(folder: Path = typer.Argument(..., help="The report folder to create (must not exist or be empty).")) -> None:
     """Start a report: report.toml, a narrative, an image manifest and an example analysis."""
-    import shutil
-
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+    if folder.exists() and not folder.is_dir():
+        _fail(f"{folder} exists and is a file, not a folder; choose a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
         _fail(f"{folder} exists and is not empty; choose a new folder")
-    shutil.copytree(SCAFFOLD, folder, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    problem = _new_folder_problem(folder)
+    if problem:
+        _fail(problem, code=1)
+    try:
+        _copy_scaffold(folder)
+    except OSError as e:
+        _fail(f"cannot create {folder} ({_first_os_error(e)}); nothing was written — "
+              "choose a folder you can write to, or fix the permissions", code=1)
     typer.echo(f"created {folder}: report.toml, 01-report.md, images/manifest.toml, "
                f"analyses/feature_norms.py\nnext: cd {folder} && dinoreport build --random-init")
+
+
+def _new_folder_problem(folder: Path) -> Optional[str]:
+    """Why ``dinoreport new`` cannot create ``folder`` (checked before writing), or None."""
+    if folder.is_symlink() and not folder.exists():
+        return (f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist; "
+                "remove the link or choose another folder")
+    for parent in folder.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder, so {folder} cannot be made under it; choose another path"
+            break
+        if parent.is_symlink():
+            return (f"{parent} is a symbolic link to {os.readlink(parent)}, which does not exist; "
+                    f"remove the link or choose another path for {folder}")
+    return None
+
+
+def _first_os_error(e: OSError) -> str:
+    """``strerror: path`` of an OSError; copytree gathers its failures into one shutil.Error."""
+    import shutil
+
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        return str(e.args[0][0][2])  # (src, dst, why) of the first failure
+    return f"{e.strerror or e}: {e.filename}" if e.filename else str(e.strerror or e)
+
+
+def _copy_scaffold(folder: Path) -> None:
+    """Copy the scaffold to ``folder`` (absent, or an empty folder) whole or not at all.
+
+    An absent folder is assembled beside its place and renamed into it; into an empty folder the
+    files are copied and, on failure, removed again. Missing parent folders are made, and removed
+    again on failure.
+    """
+    import shutil
+    import tempfile
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    if folder.is_dir():  # exists and is empty (checked by the caller)
+        try:
+            shutil.copytree(SCAFFOLD, folder, dirs_exist_ok=True, ignore=ignore)
+        except BaseException:
+            for child in folder.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            raise
+        return
+    made = []  # parent folders this call creates, outermost first
+    for parent in reversed(folder.absolute().parents):
+        if not parent.exists():
+            made.append(parent)
+    try:
+        for parent in made:
+            parent.mkdir()
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.absolute().parent))
+        try:
+            shutil.copytree(SCAFFOLD, stage / "report", ignore=ignore)
+            os.rename(stage / "report", folder)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    except BaseException:
+        for parent in reversed(made):
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+        raise
 
 
 @app.command("analyses")

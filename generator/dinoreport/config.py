@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .textfile import NotUTF8, read_utf8
+
 __all__ = [
     "ConfigError",
     "ModelSpec",
@@ -235,12 +237,13 @@ def load_config(path: Path) -> ReportConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (pass --config FILE)")
     try:
-        # utf-8-sig: editors on Windows start files with a byte order mark; accept it.
-        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        raw = tomllib.loads(read_utf8(path))  # a byte order mark is accepted, UTF-16 is not
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except NotUTF8 as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e}); check its permissions") from None
     root = path.parent
     top = _Reader(path, raw, "")
     top.check_keys(

@@ -122,9 +122,10 @@ class CacheStats:
 class DamagedEntry(RuntimeError):
     """A feature cache entry whose bytes no longer match its digest (it has been removed)."""
 
-    def __init__(self, key: str, path: Path, stage: str):
-        super().__init__(f"feature cache entry {path} (stage {stage}) does not match its sha256: "
-                         "its bytes changed after it was written; it was removed and will be computed again")
+    def __init__(self, key: str, path: Path, stage: str, gone: bool = False):
+        why = ("is gone (removed while the build read it)" if gone else
+               "does not match its sha256: its bytes changed after it was written; it was removed")
+        super().__init__(f"feature cache entry {path} (stage {stage}) {why} and will be computed again")
         self.key, self.path, self.stage = key, path, stage
 
 
@@ -224,17 +225,21 @@ class FeatureCache:
         of that stage in this process (later reads of the same unchanged file are not hashed
         again; a channel is then read alone). An entry of an older writer without per-stage
         digests is checked whole. Raises :class:`DamagedEntry` (the entry is removed) when
-        they do not match, and ``FileNotFoundError`` when the entry is absent.
+        they do not match or the entry is gone (the build then extracts it again).
         """
         from safetensors import SafetensorError, safe_open
 
         p = self.path(key)
-        sig = self._signature(p)
+        try:
+            sig = self._signature(p)
+        except FileNotFoundError:
+            # Another analysis found it damaged and removed it, or the cache was cleaned.
+            raise DamagedEntry(key, p, stage, gone=True) from None
         mark = (key, stage, sig)
         with self._lock:
             checked = mark in self._checked
         try:
-            with safe_open(str(p), framework="numpy") as f:
+            with safe_open(str(p), framework="numpy") as f:  # a file removed since: see below
                 if checked:
                     return f.get_tensor(stage) if channel is None else f.get_slice(stage)[int(channel)]
                 meta = f.metadata() or {}
@@ -247,7 +252,9 @@ class FeatureCache:
                     ok = meta.get("format") == FORMAT and meta.get("sha256") == self._digest(tensors)
                     arr = tensors.get(stage)
                     ok = ok and arr is not None
-        except (SafetensorError, ValueError, RuntimeError, KeyError):
+        except (SafetensorError, ValueError, RuntimeError, KeyError, OSError):
+            if not p.exists():
+                raise DamagedEntry(key, p, stage, gone=True) from None
             ok = False
         if not ok:
             with self._lock:

@@ -30,9 +30,23 @@ __all__ = [
     "SvgFigure",
     "nice_ticks",
     "heatmap_figure",
+    "fit_panel",
+    "downscale_warnings",
+    "page_size_warning",
+    "MAX_PANEL_SIDE",
+    "MAX_PANEL_PIXELS",
+    "MAX_PAGE_BYTES",
 ]
 
 NEUTRAL = np.array([0.5, 0.5, 0.5], dtype=np.float32)  # background in masked maps
+
+# Bounds on what one analysis can put on the page. A 6000 x 6000 map is a 108 MB PNG, and
+# report.html carries every picture again as base64: past these a browser opens the page
+# slowly or not at all. The default report stays far below them (its largest picture is
+# 711 x 240 px, 0.23 Mpx; its report.html 21 MB), so they change nothing there.
+MAX_PANEL_SIDE = 4096  # px: a raster picture's long side; larger ones are shrunk to it
+MAX_PANEL_PIXELS = 16_000_000  # px: a raster picture's width x height; larger ones are shrunk
+MAX_PAGE_BYTES = 100 * 2**20  # bytes of report.html past which the build warns, naming the biggest analyses
 
 
 @lru_cache(maxsize=16)
@@ -158,11 +172,26 @@ def matches_name(name: str, data: bytes) -> bool:
     return bool(dot) and content_name(data, ext) == name
 
 
+def fit_panel(size: tuple[int, int]) -> tuple[int, int] | None:
+    """The (W, H) in px a raster picture of ``size`` = (W, H) is shrunk to so that it keeps
+    within :data:`MAX_PANEL_SIDE` and :data:`MAX_PANEL_PIXELS` (aspect kept, sides rounded
+    down, at least 1 px); None when it is within them already."""
+    w, h = size
+    scale = min(1.0, MAX_PANEL_SIDE / max(w, h, 1), math.sqrt(MAX_PANEL_PIXELS / max(w * h, 1)))
+    if scale >= 1.0:
+        return None
+    return max(1, math.floor(w * scale)), max(1, math.floor(h * scale))
+
+
 class FigureWriter:
     """Writes pictures under ``<site>/assets/fig/`` by content hash.
 
     Analyses may run at the same time in threads: each gets its own writer from :meth:`fork`
     (its own ``log``, the files it handed out), all sharing one set of written files.
+
+    A raster picture larger than :data:`MAX_PANEL_SIDE` / :data:`MAX_PANEL_PIXELS` is shrunk
+    before it is written; ``downscaled`` (shared by the forks) maps its file to
+    ``((W, H) asked for, (W, H) written)``, for :func:`downscale_warnings`.
     """
 
     def __init__(self, site: Path):
@@ -170,6 +199,7 @@ class FigureWriter:
         self.folder = self.site / "assets" / "fig"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.written: set[str] = set()
+        self.downscaled: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
         self.log: list[str] = []  # every file handed out, in order (a section's files = a slice)
         self._lock = threading.Lock()
 
@@ -177,8 +207,24 @@ class FigureWriter:
         """A writer into the same folder with an empty log, sharing the written set (thread-safe)."""
         child = object.__new__(FigureWriter)
         child.site, child.folder, child.written, child._lock = self.site, self.folder, self.written, self._lock
+        child.downscaled = self.downscaled
         child.log = []
         return child
+
+    def _bounded(self, img: Image.Image, resample: int) -> tuple[Image.Image, tuple | None]:
+        """``img`` shrunk to :func:`fit_panel`'s size, and ``(asked, written)`` sizes if it was."""
+        fit = fit_panel(img.size)
+        if fit is None:
+            return img, None
+        if img.mode not in ("RGB", "RGBA", "L", "LA"):  # palette or 1-bit: resize would use nearest
+            img = img.convert("RGBA" if "transparency" in img.info or "A" in img.getbands() else "RGB")
+        return img.resize(fit, resample), (img.size, fit)
+
+    def _note(self, rel: str, sizes: tuple | None) -> str:
+        if sizes is not None:
+            with self._lock:
+                self.downscaled[rel] = sizes
+        return rel
 
     def _write(self, data: bytes, ext: str) -> str:
         name = content_name(data, ext)
@@ -191,15 +237,18 @@ class FigureWriter:
         return rel
 
     def png(self, img: Image.Image) -> str:
+        # Box filter: each written pixel is the mean of the cells it covers, no ringing at cell edges.
+        img, sizes = self._bounded(img, Image.BOX)
         buf = io.BytesIO()
         img.save(buf, format="PNG", compress_level=6)
-        return self._write(buf.getvalue(), "png")
+        return self._note(self._write(buf.getvalue(), "png"), sizes)
 
     def jpeg(self, img: Image.Image, quality: int = 88) -> str:
         """Photographic content (photos, overlays): JPEG is ~5x smaller than PNG for these."""
+        img, sizes = self._bounded(img, Image.BICUBIC)
         buf = io.BytesIO()
         img.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=True)
-        return self._write(buf.getvalue(), "jpg")
+        return self._note(self._write(buf.getvalue(), "jpg"), sizes)
 
     def photo(self, rgb: np.ndarray, max_side: int = 0) -> str:
         """A preprocessed (H, W, 3) uint8 photo as JPEG, optionally shrunk to ``max_side``."""
@@ -225,6 +274,50 @@ class FigureWriter:
                         bbox_inches="tight" if tight else None)
         plt.close(fig)
         return self._write(buf.getvalue(), "svg")
+
+
+def _mpx(size: tuple[int, int]) -> str:
+    return f"{size[0]}\u00d7{size[1]} px ({size[0] * size[1] / 1e6:.1f} Mpx)"
+
+
+def downscale_warnings(sections: Sequence[tuple[str, Sequence]],
+                       downscaled: dict[str, tuple[tuple[int, int], tuple[int, int]]]) -> list[str]:
+    """One line per picture :class:`FigureWriter` shrank, naming the analysis and the figure.
+
+    sections : ``(analysis name, its figures)`` in report order (figures: :class:`~dinoreport.page.Figure`).
+    downscaled : :attr:`FigureWriter.downscaled`.
+    """
+    lines, seen = [], set()
+    for name, figures in sections:
+        for f in figures:
+            for r in f.rows:
+                for p in r.panels:
+                    if p.file in downscaled and (name, f.id, p.file) not in seen:
+                        seen.add((name, f.id, p.file))
+                        asked, got = downscaled[p.file]
+                        lines.append(
+                            f"warning: analysis {name}, figure {f.id}: a picture of {_mpx(asked)} was shrunk "
+                            f"to {_mpx(got)}, the most one picture may have ({MAX_PANEL_SIDE} px on the long "
+                            f"side, {MAX_PANEL_PIXELS / 1e6:g} Mpx; generator/dinoreport/figures.py MAX_PANEL_SIDE, "
+                            "MAX_PANEL_PIXELS); draw it smaller (a map needs one pixel per feature cell: "
+                            "the browser enlarges it)")
+    return lines
+
+
+def page_size_warning(name: str, size: int, by_analysis: dict[str, int], top: int = 3) -> str | None:
+    """The warning for a self-contained page of ``size`` bytes over :data:`MAX_PAGE_BYTES`, or None.
+
+    by_analysis : ``{analysis name: bytes of its pictures on the page}``; the ``top`` largest are named.
+    """
+    if size <= MAX_PAGE_BYTES:
+        return None
+    mb = 2**20
+    big = sorted(((b, n) for n, b in by_analysis.items() if b > 0), reverse=True)[:top]
+    named = ", ".join(f"{n} {b / mb:.1f} MB" for b, n in big) or "none of the analyses' pictures"
+    return (f"warning: {name} is {size / mb:.1f} MB, more than {MAX_PAGE_BYTES / mb:g} MB "
+            "(generator/dinoreport/figures.py MAX_PAGE_BYTES): browsers open it slowly or not at all. Its largest "
+            f"pictures come from {named}; build from fewer images, or leave out or shrink those "
+            "analyses' pictures (index.html, with the pictures as separate files, is not affected)")
 
 
 # matplotlib's default colour cycle (C0..C9), so models keep the colours they had in the plots.

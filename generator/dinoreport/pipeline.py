@@ -25,9 +25,9 @@ from .analysis._threads import one_blas_thread
 from .context import BuildContext
 from .features import DamagedEntry, FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
 from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
-from .figures import FigureWriter
-from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, load_image,
-                     load_manifest, load_mask, scan_folder)
+from .figures import FigureWriter, downscale_warnings, page_size_warning
+from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, file_problem,
+                     load_image, load_manifest, load_mask, scan_folder)
 from .page import Credit, Figure, ReportPage, Table
 from .progress import Progress
 from . import outdir
@@ -295,6 +295,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
             summary.not_finite = write_data(analysed, tmp)
             with _timed(timings, "render", summary.peak_rss_mib):
                 summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
+            _warn_page_size(plan, analysed, tmp, progress)
             summary.computed, summary.reused, summary.damaged = (
                 extracted.cache.stats.computed, extracted.cache.stats.hits, extracted.cache.stats.damaged)
             summary.figures = analysed.files
@@ -375,7 +376,7 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
     weights = {} if opts.random_init else resolve_all(cfg.models, config_path=cfg.path)
     fetch_failed: dict[str, str] = {}
     if opts.fetch:
-        missing = [e for e in iset.entries if not available(e)]
+        missing = [e for e in iset.entries if e.url is not None and not available(e)]  # local files: nothing to fetch
         if missing:
             for iid, status in fetch(missing, max_pixels=cfg.images.max_pixels):
                 if status.startswith("failed: "):
@@ -418,8 +419,14 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
     images = ImageStore(folder / str(cfg.resolution))
     with progress.phase("decode images", len(iset.entries)) as advance:
         for e in iset.entries:
-            if not available(e):
+            # Only a URL image can be "not fetched yet"; a local file that is not there is an error.
+            problem = file_problem(e.file) if e.file is not None else None
+            if e.url is not None and not available(e):
                 skipped.append((e.id, plan.fetch_failed.get(e.id, NOT_FETCHED)))
+            elif problem is not None:
+                if not opts.keep_going:
+                    raise ImageError(_local_file_message(iset, e, problem))
+                skipped.append((e.id, f"{_manifest_relative(iset, e.file)}: {problem}"))
             else:
                 try:
                     images.add(e.id, load_image(e, cfg.resolution, multiple=plan.multiple,
@@ -457,6 +464,22 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
                 reference[i] = mask
     return Decoded(images=images, extra_images=extra_images, entries=entries, groups=groups,
                    featured=featured, reference_masks=reference)
+
+
+def _manifest_relative(iset: ImageSet, path: Path) -> str:
+    """``path`` relative to the manifest's folder (the image folder for a scanned folder), as
+    the manifest gives it: a skipped image's reason goes into a page that may be published."""
+    source = Path(iset.source)
+    root = (source if source.is_dir() else source.parent).resolve()
+    return os.path.relpath(path, root) if root in (path, *path.parents) else path.name
+
+
+def _local_file_message(iset: ImageSet, e: ImageEntry, problem: str) -> str:
+    """The error for a local image file that cannot be read: where it is listed, what to do."""
+    fix = ("put the file there or correct the path" if problem == "file not found"
+           else "point it at an image file")
+    return (f"{iset.source}: images.{e.id}.file {_manifest_relative(iset, e.file)!r} ({e.file}): {problem}; "
+            f"{fix} (it is a local file: there is nothing to fetch), or pass --keep-going to build without it")
 
 
 def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
@@ -502,6 +525,8 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     tables: list[Table] = []
     explorer = None
     owners: dict[str, str] = {}
+    for line in downscale_warnings([(a.name, done[a.name].figures) for a in plan.analyses], ctx.writer.downscaled):
+        progress.log(line)
     for a in plan.analyses:  # merged in report order, however they were scheduled
         sec = done[a.name]
         results.update(sec.results)
@@ -512,6 +537,24 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     return Analysed(results=results, figures=tuple(figures), tables=tuple(tables), explorer=explorer,
                     files=len(ctx.writer.written), owners=owners, computed=sections.computed, reused=sections.hits,
                     seconds={a.name: seconds[a.name] for a in plan.analyses if a.name in seconds})
+
+
+def _warn_page_size(plan: Plan, analysed: Analysed, site: Path, progress: Progress) -> None:
+    """Warn when report.html outgrows figures.MAX_PAGE_BYTES, naming the analyses whose
+    pictures weigh most on it (base64: 4/3 of each file, once per time it is shown)."""
+    analysis_of = {k.name: a.name for a in plan.analyses for k in a.figures}
+    sizes: dict[str, int] = {}
+    by_analysis: dict[str, int] = {}
+    for f in analysed.figures:
+        name = analysis_of.get(f.kind, f.kind)
+        for r in f.rows:
+            for p in r.panels:
+                if p.file not in sizes:
+                    sizes[p.file] = (site / p.file).stat().st_size
+                by_analysis[name] = by_analysis.get(name, 0) + sizes[p.file] * 4 // 3
+    line = page_size_warning("report.html", (site / "report.html").stat().st_size, by_analysis)
+    if line:
+        progress.log(line)
 
 
 def analysis_jobs(jobs: int) -> int:

@@ -32,12 +32,14 @@ never fetched), which the theme's report.js parses.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import html
 import json
 import math
 import os
 import re
+import secrets
 import sys
 import traceback
 from collections import OrderedDict
@@ -55,6 +57,7 @@ from .claimhtml import claim_anchor, claim_html
 from .figures import is_figure_path
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
+from .textfile import NotUTF8, read_utf8
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
 
@@ -219,7 +222,9 @@ def _match(row: dict, filters: dict) -> bool:
     return True
 
 
-def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
+def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
+    """The narrative's helper functions; ``ref``/``refs`` leave markers carrying ``token``
+    (see :func:`_token`) that the page replaces once figures are numbered."""
     by_id = {m.id: m for m in page.models}
     fig_ids = {f.id for f in page.figures}
     tab_ids = {t.id for t in page.tables}
@@ -290,14 +295,16 @@ def _helpers(page: ReportPage) -> dict[str, Callable[..., Any]]:
     def ref(obj_id: str) -> Markup:
         """A link 'Figure N' / 'Table N' to a figure or table (numbered once all are placed)."""
         if obj_id not in fig_ids and obj_id not in tab_ids:
-            raise _HelperError(f"ref(): no figure or table with id {obj_id!r}")
-        return Markup(f"@@REF:{obj_id}@@")
+            hint = difflib.get_close_matches(str(obj_id), sorted(fig_ids | tab_ids), n=1)
+            raise _HelperError(f"ref(): no figure or table with id {obj_id!r}"
+                               + (f" — did you mean {hint[0]!r}?" if hint else ""))
+        return Markup(f"@@{token}REF:{obj_id}@@")
 
     def refs(kind: str) -> Markup:
         """Links to every figure (or table) of a kind: 'Figures 2–4' / 'Figure 2'."""
         if kind not in figure_kinds() and kind not in table_kinds():
             raise _HelperError(f"refs(): unknown kind {kind!r}")
-        return Markup(f"@@REFS:{kind.replace('_', '-')}@@")
+        return Markup(f"@@{token}REFS:{kind.replace('_', '-')}@@")
 
     def claim_row(claim_id: str) -> dict | None:
         """The ``results["claims"]`` row of a catalogue claim; None when claims were not run."""
@@ -364,8 +371,18 @@ def _template_line(tb, filename: str) -> int | None:
     return line
 
 
-def _render_jinja(path: Path, env: jinja2.Environment, ctx: dict) -> str:
-    src = path.read_text(encoding="utf-8")
+def _read_source(path: Path) -> str:
+    """A narrative file's text (UTF-8, a byte order mark dropped: else its first line, often a
+    directive, would not start with ``:::``)."""
+    try:
+        return read_utf8(path)
+    except NotUTF8 as e:
+        raise RenderError(f"{path.name}: not UTF-8 text ({e}); save it as UTF-8") from None
+    except OSError as e:
+        raise RenderError(f"{path.name}: cannot read it ({e.strerror or e})") from None
+
+
+def _render_jinja(path: Path, src: str, env: jinja2.Environment, ctx: dict) -> str:
     try:
         tmpl = env.from_string(src)
         # give the compiled template the file's name so tracebacks carry it
@@ -375,7 +392,9 @@ def _render_jinja(path: Path, env: jinja2.Environment, ctx: dict) -> str:
     except (jinja2.TemplateError, _HelperError, Exception) as e:  # noqa: BLE001
         line = _template_line(sys.exc_info()[2], "<template>")
         where = f"{path.name}, line {line}" if line else path.name
-        raise RenderError(f"{where}: {type(e).__name__}: {e}") from e
+        # A helper's message is written for the author; other errors keep their type as a clue.
+        what = str(e) if isinstance(e, _HelperError) else f"{type(e).__name__}: {e}"
+        raise RenderError(f"{where}: {what}") from e
 
 
 def _parse_args(text: str) -> tuple[list[str], dict[str, str]]:
@@ -437,9 +456,10 @@ def _source_line(src_lines: list[str], line_text: str, fallback: int) -> int:
 
 
 def _process_file(path: Path, env: jinja2.Environment, ctx: dict, page: ReportPage,
-                  blocks: list[_Block]) -> str:
-    text = _render_jinja(path, env, ctx)
-    src_lines = path.read_text(encoding="utf-8").splitlines()
+                  blocks: list[_Block], token: str) -> str:
+    src = _read_source(path)
+    text = _render_jinja(path, src, env, ctx)
+    src_lines = src.splitlines()
     out: list[str] = []
     in_fence = False
     for n, line in enumerate(text.splitlines(), 1):
@@ -449,7 +469,7 @@ def _process_file(path: Path, env: jinja2.Environment, ctx: dict, page: ReportPa
         if m:
             where = f"{path.name}, line {_source_line(src_lines, line, n)}"
             blocks.append(_directive(m.group(1), m.group(2), page, where))
-            out.extend(["", f"DRBLOCK{len(blocks) - 1:05d}", ""])
+            out.extend(["", f"{token}BLOCK{len(blocks) - 1:05d}", ""])
         else:
             out.append(line)
     return "\n".join(out)
@@ -458,12 +478,14 @@ def _process_file(path: Path, env: jinja2.Environment, ctx: dict, page: ReportPa
 _HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>", re.S)
 
 
-def _add_heading_ids(body: str, used: set[str]) -> tuple[str, list[dict]]:
+def _add_heading_ids(body: str, used: set[str], token: str) -> tuple[str, list[dict]]:
     toc: list[dict] = []
+    marker = re.compile(rf"@@{token}REFS?:[a-z0-9-]+@@")
 
     def sub(m: re.Match) -> str:
         level, inner = int(m.group(1)), m.group(2)
-        hid = _unique(_slug(inner), used)
+        # A ref() in a heading is not in its id: the marker's token changes from render to render.
+        hid = _unique(_slug(marker.sub("", inner)), used)
         if level in (2, 3):
             toc.append({"level": level, "id": hid, "html": Markup(re.sub(r"<a\b[^>]*>|</a>", "", inner))})
         return f'<h{level} id="{hid}">{inner}</h{level}>'
@@ -576,6 +598,16 @@ class _Layout:
     block_items: list[list[tuple[str, Any, int, bool]]]  # per block: (kind, obj, number, first)
     extra: list[tuple[str, Any, int, bool]]  # the appendix "More figures and tables"
     numbering: _Numbering
+    token: str  # in every internal marker of this render (see _token)
+
+
+def _token() -> str:
+    """The token in this render's internal markers (directive blocks, ``ref`` links, the
+    article's place in the page). Random, so no narrative, config or manifest text can contain
+    it (it did not exist when they were written): text like ``@@REF:x@@`` or ``DRBLOCK00099``
+    stays text. Letters and digits only, so Markdown passes the markers through unchanged.
+    Every marker is replaced before a byte is written, so the pages do not depend on it."""
+    return "dr" + secrets.token_hex(8)
 
 
 def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path) -> None:
@@ -587,7 +619,8 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     site_src, templates, out = Path(site_src), Path(templates), Path(out)
     css = (templates / "static" / "style.css").read_text(encoding="utf-8")
     js = (templates / "static" / "report.js").read_text(encoding="utf-8")
-    layout = _number(page, *_narrative(page, site_src))
+    token = _token()
+    layout = _number(page, token, *_narrative(page, site_src, token))
     env = _env(templates)
     sizes: dict[str, tuple[int, int] | None] = {}  # read each picture's header once for both outputs
     # Each page is streamed to a file beside its final name (the self-contained one carries
@@ -609,21 +642,21 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     (out / ".nojekyll").write_text("", encoding="utf-8")
 
 
-def _narrative(page: ReportPage, site_src: Path) -> tuple[str, list[dict], list[_Block]]:
+def _narrative(page: ReportPage, site_src: Path, token: str) -> tuple[str, list[dict], list[_Block]]:
     """The narrative files through Jinja, directives and Markdown: (body HTML, toc, blocks)."""
     ctx = {"page": page, "models": page.models, "results": page.results,
-           "random_init": page.random_init, **_helpers(page)}
+           "random_init": page.random_init, **_helpers(page, token)}
     nenv = _narrative_env()
     blocks: list[_Block] = []
-    parts = [_process_file(p, nenv, ctx, page, blocks) for p in narrative_sources(site_src)]
+    parts = [_process_file(p, nenv, ctx, page, blocks, token) for p in narrative_sources(site_src)]
     body = md_lib.markdown("\n\n".join(parts),
                            extensions=["extra", "sane_lists", "smarty"], output_format="html")
     used = set(RESERVED_IDS) | {f.id for f in page.figures} | {t.id for t in page.tables}
-    body, toc = _add_heading_ids(body, used)
+    body, toc = _add_heading_ids(body, used, token)
     return body, toc, blocks
 
 
-def _number(page: ReportPage, body: str, toc: list[dict], blocks: list[_Block]) -> _Layout:
+def _number(page: ReportPage, token: str, body: str, toc: list[dict], blocks: list[_Block]) -> _Layout:
     """Number figures and tables in order of first appearance; the rest go to an appendix."""
     numbering = _Numbering()
     block_items = []
@@ -639,7 +672,7 @@ def _number(page: ReportPage, body: str, toc: list[dict], blocks: list[_Block]) 
         if obj.id not in d:
             num, _ = numbering.number(obj)
             extra.append(("figure" if isinstance(obj, Figure) else "table", obj, num, True))
-    return _Layout(body, toc, blocks, block_items, extra, numbering)
+    return _Layout(body, toc, blocks, block_items, extra, numbering, token)
 
 
 def _img_attrs(out: Path, assets: _Assets, sizes: dict[str, tuple[int, int] | None]) -> Callable[[str], Markup]:
@@ -696,11 +729,16 @@ def _items_html(env: jinja2.Environment, common: dict, items: list[tuple[str, An
 
 
 def _ref_html(numbering: _Numbering, m: re.Match) -> str:
-    """``ref(id)``: a link 'Figure N' / 'Table N'."""
+    """``ref(id)``: a link 'Figure N' / 'Table N' (``ref`` checked the id)."""
     oid = m.group(1)
     if oid in numbering.fig:
         return f'<a class="xref" href="#{html.escape(oid)}">Figure&nbsp;{numbering.fig[oid]}</a>'
     return f'<a class="xref" href="#{html.escape(oid)}">Table&nbsp;{numbering.tab[oid]}</a>'
+
+
+def _unlinked(link: str) -> str:
+    """A ref link's text alone: the table of contents links each heading already."""
+    return re.sub(r"<a\b[^>]*>|</a>", "", link)
 
 
 def _refs_html(page: ReportPage, numbering: _Numbering, m: re.Match) -> str:
@@ -733,9 +771,6 @@ def _explorer_json(page: ReportPage, layout: _Layout, assets: _Assets) -> Markup
     return _json_for_script(ex)
 
 
-_ARTICLE, _APPENDIX = "\x00dinoreport-article\x00", "\x00dinoreport-appendix\x00"
-
-
 def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Environment, out: Path, inline: bool,
                 sizes: dict[str, tuple[int, int] | None], css: str, js: str) -> None:
     """index.html (``inline`` False: files beside it) or report.html (everything inline),
@@ -746,15 +781,20 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
     common = {"page": page, "img_attrs": _img_attrs(out, assets, sizes), "fmt": format_cell,
               "table_columns": _table_columns, "inline": inline}
 
-    def refs(text: str) -> str:
-        text = re.sub(r"@@REF:([a-z0-9-]+)@@", lambda m: _ref_html(layout.numbering, m), text)
-        return re.sub(r"@@REFS:([a-z0-9-]+)@@", lambda m: _refs_html(page, layout.numbering, m), text)
+    tok = layout.token
+    ref_re, refs_re = re.compile(rf"@@{tok}REF:([a-z0-9-]+)@@"), re.compile(rf"@@{tok}REFS:([a-z0-9-]+)@@")
+
+    def refs(text: str, link: Callable[[str], str] = str) -> str:
+        text = ref_re.sub(lambda m: link(_ref_html(layout.numbering, m)), text)
+        return refs_re.sub(lambda m: link(_refs_html(page, layout.numbering, m)), text)
+
+    article, appendix = f"\x00{tok}-article\x00", f"\x00{tok}-appendix\x00"
 
     dinov3 = [m for m in page.models
               if m.license and "dinov3" in m.license.lower() and not m.random_init]
     script = "\n" + js.replace("</script", "<\\/script") + "\n"  # exactly what the CSP hash covers
     frame = env.get_template("page.html.j2").render(
-        article=Markup(_ARTICLE), appendix=Markup(_APPENDIX) if layout.extra else Markup(""), toc=layout.toc,
+        article=Markup(article), appendix=Markup(appendix) if layout.extra else Markup(""), toc=layout.toc,
         csp=_csp_single(script) if inline else CSP_SITE,
         css=Markup(css.replace("</style", "<\\/style")) if inline else None,
         js=Markup(script) if inline else None,
@@ -762,13 +802,15 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
         share_alike=[c for c in page.credits if c.share_alike],
         has_data=(not inline) and (out / "data" / "results.json").is_file(), **common,
     )
-    head, rest = frame.split(_ARTICLE, 1)
-    middle, tail = rest.split(_APPENDIX, 1) if layout.extra else (rest, "")
+    # A heading's ref() reaches the table of contents in the frame: as text, not a link in a link.
+    frame = refs(frame, _unlinked)
+    head, rest = frame.split(article, 1)
+    middle, tail = rest.split(appendix, 1) if layout.extra else (rest, "")
     block = _block_html(page, layout, env, common)
     with path.open("w", encoding="utf-8") as f:
         f.write(head)
         # The narrative with its directive markers; each marker is replaced by its block.
-        for k, piece in enumerate(re.split(r"<p>DRBLOCK(\d{5})</p>", layout.body)):
+        for k, piece in enumerate(re.split(rf"<p>{tok}BLOCK(\d{{5}})</p>", layout.body)):
             if k % 2 == 0:
                 f.write(refs(piece))
             else:

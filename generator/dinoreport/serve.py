@@ -85,22 +85,31 @@ def make_server(site: Path, port: int = 8000) -> http.server.ThreadingHTTPServer
 
 def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = False,
                   poll: float = 1.0, images: Path | None = None) -> None:
-    """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads)."""
+    """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads).
+
+    A failing first build raises its error (there is no site to serve yet); a failing rebuild
+    is printed and the last good site stays up. The temporary folder is removed whatever the end.
+    """
     site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
-    site = site_root / "site"
+    try:
+        _serve(cfg, site_root / "site", port=port, random_init=random_init, poll=poll, images=images)
+    finally:
+        shutil.rmtree(site_root, ignore_errors=True)
+
+
+def _serve(cfg: ReportConfig, site: Path, *, port: int, random_init: bool, poll: float,
+           images: Path | None) -> None:
     templates = DEFAULT_THEME
     opts = BuildOptions(out=site, random_init=random_init, quiet=False, force=True)  # needs the page to re-render
+    server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes
+    serving = False
     try:
-        server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes
-    except ServeError:
-        shutil.rmtree(site_root, ignore_errors=True)
-        raise
-    summary = build(cfg, opts)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"serving http://{HOST}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-    watched = [cfg.root, templates]
-    seen = snapshot(watched)
-    try:
+        summary = build(cfg, opts)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serving = True
+        print(f"serving http://{HOST}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+        watched = [cfg.root, templates]
+        seen = snapshot(watched)
         while True:
             time.sleep(poll)
             now = snapshot(watched)
@@ -124,6 +133,6 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
     except KeyboardInterrupt:
         pass
     finally:
-        server.shutdown()
+        if serving:  # shutdown() waits for serve_forever's loop: only when it runs
+            server.shutdown()
         server.server_close()
-        shutil.rmtree(site_root, ignore_errors=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from .model import IMAGE_SUFFIXES, ImageEntry, ImageError, ImageSet
 from .manifest import load_manifest, scan_folder
 from ..cachedir import cache_dir
-from .fetching import available, cached_path, fetch, image_bytes
+from .fetching import available, cached_path, fetch, file_problem, image_bytes
 from .decoding import decode, to_rgb
 from .geometry import crop_geometry, preprocess
 from .masks import load_image, load_mask
@@ -43,6 +43,7 @@ __all__ = [
     "crop_geometry",
     "decode",
     "fetch",
+    "file_problem",
     "image_bytes",
     "load_image",
     "load_manifest",

@@ -5,6 +5,7 @@ import hashlib
 import http.client
 import importlib.util
 import re
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -82,6 +83,33 @@ def _verify(entry: ImageEntry, data: bytes, where: str) -> None:
         )
 
 
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def file_problem(path: Path) -> str | None:
+    """Why a local image file cannot be read as one, or None when it is a regular file.
+
+    Checked before reading: reading a FIFO would wait forever, a folder gives a bare OS error.
+
+    Returns
+    -------
+    str or None
+        ``"file not found"`` (also a symlink to nothing) or ``"not a regular file: it is a
+        folder"`` and the like for a named pipe (FIFO), socket or device.
+    """
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "something else")
+    return f"not a regular file: it is {kind}"
+
+
 def image_bytes(entry: ImageEntry) -> bytes:
     """The bytes of an entry's image file, sha256-verified when the digest is known.
 
@@ -96,6 +124,9 @@ def image_bytes(entry: ImageEntry) -> bytes:
     """
     if entry.file is not None:
         path, where = entry.file, str(entry.file)
+        problem = file_problem(path)
+        if problem is not None:
+            raise ImageError(f"image '{entry.id}': {path}: {problem}; check images.{entry.id}.file")
     elif entry.package is not None:
         path = _package_file(entry.package)
         where = f"{entry.package} -> {path}"
@@ -292,8 +323,11 @@ def _cached_ok(entry: ImageEntry, target: Path, max_pixels: int) -> bool:
 
 
 def _fetch_one(entry: ImageEntry, timeout: float, max_bytes: int, max_pixels: int) -> str:
-    if entry.url is None:
-        return "cached" if available(entry) else f"failed: {entry.origin} not found"
+    if entry.url is None:  # a local file or package data: nothing to download
+        if available(entry):
+            return "cached"
+        problem = file_problem(entry.file) if entry.file is not None else "not found"
+        return f"failed: {entry.origin}: {problem or 'not found'} (a local file: nothing to fetch)"
     target = cached_path(entry)
     if target.is_file() and _cached_ok(entry, target, max_pixels):
         return "cached"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..refmasks import parse_polygons
+from ..textfile import NotUTF8, read_utf8
 
 from .model import IMAGE_SUFFIXES, ImageEntry, ImageError, ImageSet, _ID_RE, _PACKAGES, _SHA_RE, _make_set
 
@@ -188,11 +189,11 @@ def load_manifest(path: Path) -> ImageSet:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: accept a byte order mark
+        text = read_utf8(path)  # a byte order mark is accepted, UTF-16 is not
     except OSError as exc:
         raise ImageError(f"{source}: cannot read the image manifest ({exc.strerror or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise ImageError(f"{source}: the image manifest is not UTF-8 text ({exc})") from exc
+    except NotUTF8 as exc:
+        raise ImageError(f"{source}: the image manifest is not UTF-8 text ({exc}); save it as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
