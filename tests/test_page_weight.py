@@ -8,6 +8,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from generator.render import EAGER_IMAGES, EXPLORER_DIR, explorer_blobs, render_site, svg_size
 
@@ -100,3 +101,29 @@ def test_svg_size_reads_px_pt_and_viewbox():
     assert svg_size('<?xml?><svg width="432pt" height="288pt" viewBox="0 0 432 288">') == (576, 384)
     assert svg_size("<svg viewBox='0 0 100.4 50'>") == (100, 50)
     assert svg_size('<svg width="100%" height="100%">') is None
+
+
+def test_requantize_keeps_directions_and_zeros():
+    from generator.analysis import requantize
+
+    q = np.array([[127, -64, 0], [0, 0, 0], [-127, 10, 127]], dtype=np.int8)
+    r = requantize(q, 3)
+    np.testing.assert_array_equal(r, [[3, -2, 0], [0, 0, 0], [-3, 0, 3]])
+    assert requantize(q, 8) is q
+    with pytest.raises(ValueError):
+        requantize(q, 9)
+
+
+def test_single_file_codes_are_the_measured_requantization():
+    from generator.analysis import requantize
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(-127, 128, size=(3, 4, 6), dtype=np.int8)
+    ex = {"groups": [{"id": "g", "images": ["a"]}],
+          "features": {"m": {"s": {"g": {"a": {"h": 3, "w": 4, "d": 6, "q": base64.b64encode(a.tobytes()).decode()}}}}},
+          "single_file": {"m": {"s": {"g": {"bits": 4}}}}}
+    (_, _, _, site), = list(explorer_blobs(ex))
+    (_, _, _, single), = list(explorer_blobs(ex, single_file=True))
+    want = requantize(a.reshape(-1, 6), 4).T.ravel()
+    np.testing.assert_array_equal(np.frombuffer(zlib.decompress(single), np.int8), want)
+    assert len(single) < len(site)

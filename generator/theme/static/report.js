@@ -332,7 +332,8 @@
         ", probe on " + state.src + " at row " + (state.y + 1) + ", column " + (state.x + 1) +
         (q ? " of " + q.h + "\u00d7" + q.w : "") +
         ". Similarity on screen ranges from " + fmt(lo) + " to " + fmt(hi) + "." +
-        (err ? " Codes of " + err.dims + " dimensions; cosine error against the exact features: mean " +
+        (err ? " Codes of " + err.dims + " dimensions" + (err.bits && err.bits < 8 ? " at " + err.bits + " bits" : "") +
+          "; cosine error against the exact features: mean " +
           err.mean_abs.toFixed(3) + ", max " + err.max_abs.toFixed(3) + "." : "");
     }
 
@@ -441,7 +442,18 @@
     };
   }
 
+  /* report.html encodes each picture once: later copies name the first (data-same) */
+  function sharePictures() {
+    var first = {};
+    document.querySelectorAll("img[data-pic]").forEach(function (im) { first[im.getAttribute("data-pic")] = im; });
+    document.querySelectorAll("img[data-same]").forEach(function (im) {
+      var src = first[im.getAttribute("data-same")];
+      if (src) im.src = src.getAttribute("src");
+    });
+  }
+
   function init() {
+    sharePictures();
     setupLightbox();
     setupExplorer();
   }
