@@ -234,7 +234,7 @@ def check_index_from_file(site_dir: Path) -> str:
             page = browser.new_page()
             page.goto((Path(site_dir).resolve() / "index.html").as_uri(), wait_until="load")
             page.locator("#similarity-explorer").scroll_into_view_if_needed()
-            page.wait_for_function("document.querySelector('.explorer').classList.contains('is-failed')",
+            page.wait_for_function("() => document.querySelector('.explorer').classList.contains('is-failed')",
                                    timeout=15000)
             link = page.locator(".xp-status a").get_attribute("href")
             assert link == "report.html", link
