@@ -115,11 +115,12 @@ def _check_explorer(page, where: str) -> None:
     info = page.evaluate("""() => {
         const d = JSON.parse(document.getElementById('explorer-data').textContent);
         const g = d.groups[0], pid = g.images[0], m = d.models[0];
-        const last = d.stage[m.id], f = d.features[m.id][last][g.id][pid];
+        // features[m][stage][group].hw: h, w of each image of the group in order (flat)
+        const last = d.stage[m.id], f = d.features[m.id][last][g.id].hw;
         const other = m.stages.find(s => s !== last) || null;
-        const fo = other ? d.features[m.id][other][g.id][pid] : null;
-        return {pid, group: g.id, models: d.models.map(m => m.id), h: f.h, w: f.w, last, other,
-                oh: fo ? fo.h : 0, ow: fo ? fo.w : 0};
+        const fo = other ? d.features[m.id][other][g.id].hw : null;
+        return {pid, group: g.id, models: d.models.map(m => m.id), h: f[0], w: f[1], last, other,
+                oh: fo ? fo[0] : 0, ow: fo ? fo[1] : 0};
     }""")
     pid, m0, h, w = info["pid"], info["models"][0], info["h"], info["w"]
     y, x = h // 2, max(w // 2 - 1, 0)
@@ -140,12 +141,14 @@ def _check_explorer(page, where: str) -> None:
     box = canvas.bounding_box()
     ty, tx = h - 1, w - 1
     page.mouse.click(box["x"] + (tx + .5) * box["width"] / w, box["y"] + (ty + .5) * box["height"] / h)
+    page.evaluate("window.dinoExplorer.ready()")
     best, _ = argmax(pid)
     assert best == ty * w + tx, f"{where}: clicking cell {(ty, tx)} did not probe it ({best})"
 
     page.evaluate("([p, m]) => window.dinoExplorer.probe(p, m, 0, 0)", [pid, m0])
     page.locator(".xp-view", has=canvas).focus()
     page.keyboard.press("ArrowRight")
+    page.evaluate("window.dinoExplorer.ready()")
     st = page.evaluate("window.dinoExplorer.state()")
     assert (st["y"], st["x"]) == (0, min(1, w - 1)), f"{where}: ArrowRight gave {st}"
     status = page.locator(".xp-status").text_content()
@@ -159,6 +162,7 @@ def _check_explorer(page, where: str) -> None:
                                  pid)
         last_px = pixels()
         page.locator(f'button[data-stage="{info["other"]}"]').click()
+        page.evaluate("window.dinoExplorer.ready()")
         assert canvas.get_attribute("data-stage") == info["other"], f"{where}: stage button did not switch"
         oh, ow = info["oh"], info["ow"]
         before = pixels()
@@ -166,6 +170,7 @@ def _check_explorer(page, where: str) -> None:
         box = canvas.bounding_box()
         for ty, tx in ((0, 0), (oh - 1, ow - 1)):
             page.mouse.click(box["x"] + (tx + .5) * box["width"] / ow, box["y"] + (ty + .5) * box["height"] / oh)
+            page.evaluate("window.dinoExplorer.ready()")
             st = page.evaluate("window.dinoExplorer.state()")
             assert (st["stage"], st["y"], st["x"]) == (info["other"], ty, tx), f"{where}: click gave {st}"
             best, n = argmax(pid)
@@ -174,15 +179,68 @@ def _check_explorer(page, where: str) -> None:
             assert after != before, f"{where}: clicking ({ty}, {tx}) on {info['other']} left the heatmap unchanged"
             before = after
         page.locator(f'button[data-stage="{info["last"]}"]').click()
+        page.evaluate("window.dinoExplorer.ready()")
         page.evaluate("([p, m]) => window.dinoExplorer.probe(p, m, 0, 0)", [pid, m0])
 
     if len(info["models"]) > 1:
         before = page.evaluate("(p) => Array.from(window.dinoExplorer.map(p))", pid)
         page.locator(f'button[data-model="{info["models"][1]}"]').click()
+        page.evaluate("window.dinoExplorer.ready()")
         after = page.evaluate("(p) => Array.from(window.dinoExplorer.map(p))", pid)
         assert before != after, f"{where}: switching model did not change the map"
         assert canvas.get_attribute("data-model") == info["models"][1]
         page.locator(f'button[data-model="{m0}"]').click()
+        page.evaluate("window.dinoExplorer.ready()")
+
+
+def _canvas_pixels(page, image: str) -> list:
+    return page.evaluate("""(id) => { const c = document.querySelector(`canvas[data-image="${id}"]`);
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }""",
+                         image)
+
+
+def _check_explorer_as_reader(page, rec, where: str) -> None:
+    """What a reader does: nothing of the explorer's codes loads before it is near the screen;
+    scrolled to, it draws a map by itself; two clicks on two cells draw two different maps."""
+    if page.locator("#similarity-explorer canvas").count() == 0:
+        return
+    early = [u for u in rec.requests if "/assets/codes/" in u]
+    assert not early, f"{where}: explorer codes fetched before the explorer was in view: {early}"
+    page.locator("#similarity-explorer").scroll_into_view_if_needed()
+    page.wait_for_function("() => { const s = window.dinoExplorer.state(); "
+                           "return !!window.dinoExplorer.map(s.image); }", timeout=15000)
+    canvas = page.locator("#similarity-explorer canvas").first
+    box = canvas.bounding_box()
+    drawn = []
+    for fx, fy in ((0.1, 0.1), (0.9, 0.85)):
+        page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        page.evaluate("window.dinoExplorer.ready()")
+        drawn.append(_canvas_pixels(page, canvas.get_attribute("data-image")))
+    assert drawn[0][0] > 1 and drawn[0] != drawn[1], f"{where}: two clicks on two cells drew the same map"
+    if "/index.html" in page.url:
+        fetched = [u for u in rec.requests if "/assets/codes/" in u]
+        assert len(fetched) == 1, f"{where}: the first map should need one codes file, fetched {fetched}"
+
+
+def check_index_from_file(site_dir: Path) -> str:
+    """index.html opened from file:// cannot fetch the codes: the explorer says so and points
+    to report.html. Returns the status line."""
+    from playwright.sync_api import sync_playwright
+
+    exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto((Path(site_dir).resolve() / "index.html").as_uri(), wait_until="load")
+            page.locator("#similarity-explorer").scroll_into_view_if_needed()
+            page.wait_for_function("() => document.querySelector('.explorer').classList.contains('is-failed')",
+                                   timeout=15000)
+            link = page.locator(".xp-status a").get_attribute("href")
+            assert link == "report.html", link
+            return page.locator(".xp-status").text_content()
+        finally:
+            browser.close()
 
 
 def check_site(site_dir: Path, screenshots: Path) -> dict:
@@ -205,6 +263,7 @@ def check_site(site_dir: Path, screenshots: Path) -> dict:
                     rec = _Recorder(page)
                     page.goto(url, wait_until="load")
                     where = f"{name} ({scheme})"
+                    _check_explorer_as_reader(page, rec, where)
                     _check_images(page, where)
                     bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
                     lum = _luminance(bg)

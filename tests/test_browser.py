@@ -29,3 +29,16 @@ def test_sample_site_in_browser(tmp_path):
     assert (shots / "index-light.png").is_file() and (shots / "index-dark.png").is_file()
     # report.html is self-contained: the page itself is the only file it loads
     assert summary["report (light)"]["files"] == [(site.resolve() / "report.html").as_uri()]
+
+
+def test_index_from_file_says_the_explorer_needs_report_html(tmp_path):
+    from browser_checks import check_index_from_file
+    from dinoreport.render import render_site
+    from sample_page import make_sample_page
+
+    site = tmp_path / "site"
+    site.mkdir()
+    page = make_sample_page(site, random_init=True)
+    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "dinoreport" / "theme", out=site)
+    status = check_index_from_file(site)
+    assert "file://" in status and "report.html" in status

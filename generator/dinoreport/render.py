@@ -26,8 +26,11 @@ show are appended under "More figures and tables". ``page.explorer`` format::
      "error": {model id: {stage: {group id: {"dims", "max_abs", "mean_abs"}}}},
      "stage": {model id: last stage}, "budget_bytes": int}
 
-It is embedded as JSON in ``<script type="application/json" id="explorer-data">`` (both pages;
-never fetched), which the theme's report.js parses.
+It is embedded as JSON in ``<script type="application/json" id="explorer-data">`` (both pages),
+which the theme's report.js parses, without the codes themselves: index.html points to one
+compressed file per (model, stage, group) under ``assets/codes/`` that report.js fetches
+when the explorer is first used (``connect-src 'self'``), report.html carries the same bytes
+inline as base64 (see :func:`explorer_blobs`).
 """
 from __future__ import annotations
 
@@ -42,17 +45,20 @@ import re
 import secrets
 import sys
 import traceback
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import jinja2
+import numpy as np
 import markdown as md_lib
 import markupsafe
 from markupsafe import Markup
 
 from .analyses import figure_kinds, table_kinds
+from .analysis.explorer import requantize
 from .claimhtml import claim_anchor, claim_html
 from .figures import is_figure_path
 from .modelmeta import ModelFacts
@@ -71,7 +77,7 @@ DINOV3_LICENSE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-
 # attributes (a hash would switch 'unsafe-inline' off).
 CSP_SITE = (
     "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; base-uri 'none'; form-action 'none'"
+    "script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'"
 )
 
 
@@ -526,8 +532,8 @@ class _Assets:
         if rel in self._cache:
             self._cache.move_to_end(rel)
             return self._cache[rel]
-        mime = _MIME.get(p.suffix.lower(), "application/octet-stream")
-        uri = f"data:{mime};base64," + base64.b64encode(p.read_bytes()).decode()
+        mime, data = lightest_encoding(p.suffix.lower(), p.read_bytes())
+        uri = f"data:{mime};base64," + base64.b64encode(data).decode()
         self._cache[rel] = uri
         self._chars += len(uri)
         while self._chars > self.CACHE_CHARS and len(self._cache) > 1:
@@ -535,16 +541,82 @@ class _Assets:
         return uri
 
 
+def lightest_encoding(suffix: str, data: bytes) -> tuple[str, bytes]:
+    """(MIME type, bytes) of the smallest lossless encoding of a picture for report.html.
+
+    A PNG (the maps, at one pixel per cell) is re-encoded as lossless WebP when that is
+    smaller (on the default demo 1.06 MB instead of 2.05 MB, the same pixels; every browser of
+    the last years decodes it); anything else is kept as it is: re-encoding a JPEG as WebP
+    saves about a tenth at 40 dB PSNR against the JPEG, which costs a second JPEG generation
+    and 20 s of render time, so the photos stay JPEG."""
+    mime = _MIME.get(suffix, "application/octet-stream")
+    if suffix != ".png":
+        return mime, data
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode not in ("RGB", "RGBA", "L", "LA"):
+                return mime, data
+            buf = io.BytesIO()
+            im.save(buf, format="WEBP", lossless=True, method=4, exact=True)
+    except Exception:  # noqa: BLE001  (an unreadable or odd picture stays as it is)
+        return mime, data
+    webp = buf.getvalue()
+    return ("image/webp", webp) if len(webp) < len(data) else (mime, data)
+
+
 PIXELATED_BELOW = 200  # px: smaller pictures are feature maps at one pixel per cell
 
 
+_SVG_LENGTH = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(px|pt|)\s*$")
+_SVG_ROOT = re.compile(r"<svg\b[^>]*>", re.S)
+
+
+def svg_size(text: str) -> tuple[int, int] | None:
+    """The CSS pixel size an SVG picture is drawn at by itself: the root's ``width`` and
+    ``height`` (px, or pt as matplotlib writes them, 1 pt = 4/3 px), else its ``viewBox``;
+    None when it has neither (or percentages), so the page gives it no size attributes."""
+    m = _SVG_ROOT.search(text[:4096])
+    if not m:
+        return None
+    tag = m.group(0)
+
+    def attr(name: str) -> str | None:
+        a = re.search(rf'\s{name}\s*=\s*"([^"]*)"', tag) or re.search(rf"\s{name}\s*=\s*'([^']*)'", tag)
+        return a.group(1) if a else None
+
+    w, h = attr("width"), attr("height")
+    if w and h:
+        mw, mh = _SVG_LENGTH.match(w), _SVG_LENGTH.match(h)
+        if mw and mh:
+            scale = {"pt": 4 / 3}
+            return (round(float(mw.group(1)) * scale.get(mw.group(2), 1)),
+                    round(float(mh.group(1)) * scale.get(mh.group(2), 1)))
+    vb = (attr("viewBox") or "").replace(",", " ").split()
+    if len(vb) == 4:
+        try:
+            return round(float(vb[2])), round(float(vb[3]))
+        except ValueError:
+            return None
+    return None
+
+
 def _image_size(path: Path) -> tuple[int, int] | None:
+    if path.suffix.lower() == ".svg":
+        try:
+            return svg_size(path.read_text(encoding="utf-8", errors="replace")[:4096])
+        except OSError:
+            return None
     try:
         from PIL import Image
 
         with Image.open(path) as im:
             return im.size
-    except Exception:  # noqa: BLE001  (svg or unreadable: no size attributes)
+    except Exception:  # noqa: BLE001  (unreadable: no size attributes)
         return None
 
 
@@ -626,16 +698,19 @@ def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path)
     # Each page is streamed to a file beside its final name (the self-contained one carries
     # every picture) and both are renamed only when done (serve renders into a live site).
     parts = []
+    blobs: set[str] = set()
     try:
         for name, inline in (("index.html", False), ("report.html", True)):
             part = out / f".{name}.part-{os.getpid()}"
             parts.append((part, out / name))
-            _write_page(part, page, layout, env, out, inline, sizes, css, js)
+            _write_page(part, page, layout, env, out, inline, sizes, css, js,
+                        None if inline else _blob_writer(out, blobs))
         for part, final in parts:
             os.replace(part, final)
     finally:
         for part, _ in parts:
             part.unlink(missing_ok=True)
+    _prune_blobs(out, blobs)
     (out / "assets").mkdir(parents=True, exist_ok=True)
     (out / "assets" / "style.css").write_text(css, encoding="utf-8")
     (out / "assets" / "report.js").write_text(js, encoding="utf-8")
@@ -675,8 +750,20 @@ def _number(page: ReportPage, token: str, body: str, toc: list[dict], blocks: li
     return _Layout(body, toc, blocks, block_items, extra, numbering, token)
 
 
+#: pictures of a page loaded at once (the first figures, on the first screen); the rest are
+#: fetched as the reader nears them (``loading="lazy"``)
+EAGER_IMAGES = 12
+
+
 def _img_attrs(out: Path, assets: _Assets, sizes: dict[str, tuple[int, int] | None]) -> Callable[[str], Markup]:
-    """The template helper ``img_attrs(rel)``: src, width/height, and ``class="px"`` for maps."""
+    """The template helper ``img_attrs(rel)``: src, width/height, ``class="px"`` for maps,
+    and ``loading``: eager for the page's first :data:`EAGER_IMAGES` pictures, lazy after.
+
+    In report.html (``assets.inline``) a picture is encoded once: its first ``<img>`` carries
+    the data: URI and ``data-pic="k"``, every later one only ``data-same="k"``, which
+    report.js points at the first one's picture (a photo is shown in several figures)."""
+    shown = [0]
+    first_use: dict[str, int] = {}
 
     def img_attrs(rel: str) -> Markup:
         if rel not in sizes:
@@ -684,8 +771,16 @@ def _img_attrs(out: Path, assets: _Assets, sizes: dict[str, tuple[int, int] | No
         size = sizes[rel]
         wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
         # Feature maps are stored one pixel per cell; the browser enlarges them crisply.
-        px = ' class="px"' if size and max(size) < PIXELATED_BELOW else ""
-        return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}{px}')
+        px = ' class="px"' if size and max(size) < PIXELATED_BELOW and not rel.endswith(".svg") else ""
+        shown[0] += 1
+        loading = "eager" if shown[0] <= EAGER_IMAGES else "lazy"
+        if not assets.inline:
+            return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}{px} loading="{loading}"')
+        if rel in first_use:
+            return Markup(f'data-same="{first_use[rel]}"{wh}{px} loading="{loading}"')
+        first_use[rel] = len(first_use)
+        return Markup(f'src="{html.escape(assets.url(rel), quote=True)}" data-pic="{first_use[rel]}"{wh}{px} '
+                      f'loading="{loading}"')
 
     return img_attrs
 
@@ -760,19 +855,127 @@ def _refs_html(page: ReportPage, numbering: _Numbering, m: re.Match) -> str:
     return f'<a class="xref" href="#{html.escape(first.id)}">{word}s&nbsp;{rng}</a>'
 
 
-def _explorer_json(page: ReportPage, layout: _Layout, assets: _Assets) -> Markup | None:
-    """The explorer's data for the page, photos as URLs of this output; None when not shown."""
-    if not (any(b.kind == "explorer" for b in layout.blocks) and page.explorer):
+def _explorer_shown(page: ReportPage, layout: _Layout) -> bool:
+    return bool(any(b.kind == "explorer" for b in layout.blocks) and page.explorer)
+
+
+#: where the multi-file site keeps the explorer's codes, one file per (model, stage, group)
+EXPLORER_DIR = "assets/codes"
+
+
+def explorer_blobs(explorer: dict, single_file: bool = False) -> Iterator[tuple[str, str, str, bytes]]:
+    """The explorer's codes as one byte string per (model, stage, group), sorted by key.
+
+    Parameters
+    ----------
+    explorer : ``page.explorer`` (see the module docstring); ``features[m][st][g][img]["q"]``
+        is base64 of an (h, w, d) int8 array.
+    single_file : the lighter codes of report.html: each group's codes rounded to
+        ``single_file[m][st][g]["bits"]`` by :func:`~dinoreport.analysis.requantize`, exactly
+        what the explorer analysis measured the error of (8 bits where it has no entry).
+
+    Yields
+    ------
+    (model, stage, group, blob) : blob is zlib-compressed (``DecompressionStream("deflate")``
+        undoes it) int8 codes of the group's images in group order, each laid out (d, h, w):
+        one plane per code dimension, which deflate packs about 5% tighter than (h, w, d)
+        because each plane's values share one spread.
+    """
+    groups = {g["id"]: g["images"] for g in explorer.get("groups", [])}
+    for mid in sorted(explorer.get("features", {})):
+        for st in sorted(explorer["features"][mid]):
+            for g in sorted(explorer["features"][mid][st]):
+                per = explorer["features"][mid][st][g]
+                bits = 8
+                if single_file:
+                    bits = int(((explorer.get("single_file") or {}).get(mid, {}).get(st, {}).get(g) or {})
+                               .get("bits", 8))
+                planes = []
+                for img in groups.get(g, sorted(per)):
+                    f = per[img]
+                    raw = base64.b64decode(f["q"])
+                    if len(raw) != f["h"] * f["w"] * f["d"]:
+                        raise RenderError(f"explorer codes of {mid}/{st}/{g}/{img}: {len(raw)} bytes, "
+                                          f"expected {f['h']}x{f['w']}x{f['d']}; rebuild with --force")
+                    d = f["d"]
+                    if bits < 8:
+                        raw = requantize(np.frombuffer(raw, np.int8).reshape(-1, d), bits).tobytes()
+                    # (h*w, d) -> (d, h*w): plane j is every d-th byte from j
+                    planes.append(b"".join(raw[j::d] for j in range(d)) if d > 1 else raw)
+                yield mid, st, g, zlib.compress(b"".join(planes), 9)
+
+
+def _explorer_payload(page: ReportPage, layout: _Layout, assets: _Assets,
+                      blob_url: Callable[[str, str, str, bytes], str] | None) -> Markup | None:
+    """The explorer's data for the page, photos as URLs of this output; None when not shown.
+
+    The codes leave the JSON: ``features[m][st][g]`` becomes ``{"d": code length, "hw": [h, w
+    of each image of the group, in group order, flat]}`` and ``blobs[m][st][g]`` says where
+    the group's codes are (:func:`explorer_blobs`): ``url`` of
+    a file that report.js fetches when the explorer is first used (``blob_url`` writes it; the
+    multi-file site), or ``b64`` inline (report.html, ``blob_url`` None); ``bytes`` is the
+    compressed size, ``raw`` the decompressed one.
+    """
+    if not _explorer_shown(page, layout):
         return None
     ex = json.loads(json.dumps(page.explorer))
     for im in ex.get("images", []):
         if im.get("photo"):
             im["photo"] = assets.url(im["photo"])
+    groups = {g["id"]: g["images"] for g in ex.get("groups", [])}
+    blobs: dict[str, Any] = {}
+    if blob_url is None and ex.get("single_file"):
+        # the status line of report.html gives the error of the codes it carries
+        ex["error"] = ex["single_file"]
+    ex.pop("single_file", None)
+    for mid, st, g, blob in explorer_blobs(page.explorer, single_file=blob_url is None):
+        per = ex["features"][mid][st][g]
+        raw = sum(f["h"] * f["w"] * f["d"] for f in per.values())
+        entry: dict[str, Any] = {"bytes": len(blob), "raw": raw}
+        if blob_url is None:
+            entry["b64"] = base64.b64encode(blob).decode("ascii")
+        else:
+            entry["url"] = blob_url(mid, st, g, blob)
+        blobs.setdefault(mid, {}).setdefault(st, {})[g] = entry
+        # index.html keeps this JSON inline: per image only its grid, the length once per group
+        order = groups.get(g, sorted(per))
+        ex["features"][mid][st][g] = {"d": per[order[0]]["d"] if order else 0,
+                                      "hw": [v for i in order for v in (per[i]["h"], per[i]["w"])]}
+    ex["blobs"] = blobs
     return _json_for_script(ex)
 
 
+def _blob_writer(out: Path, written: set[str]) -> Callable[[str, str, str, bytes], str]:
+    """``blob_url(model, stage, group, blob)``: writes the blob under :data:`EXPLORER_DIR` by
+    content hash (stable URLs that caches may keep) and returns its site-relative URL."""
+    folder = out / EXPLORER_DIR
+
+    def blob_url(mid: str, st: str, g: str, blob: bytes) -> str:
+        name = hashlib.sha256(blob).hexdigest()[:20] + ".bin"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / name
+        if not (target.is_file() and target.read_bytes() == blob):
+            tmp = folder / f".{name}.part-{os.getpid()}"
+            tmp.write_bytes(blob)
+            os.replace(tmp, target)
+        written.add(name)
+        return f"{EXPLORER_DIR}/{name}"
+
+    return blob_url
+
+
+def _prune_blobs(out: Path, written: set[str]) -> None:
+    """Remove codes files of earlier renders into the same folder (``serve``)."""
+    folder = out / EXPLORER_DIR
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.bin")):
+            if p.name not in written:
+                p.unlink()
+
+
 def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Environment, out: Path, inline: bool,
-                sizes: dict[str, tuple[int, int] | None], css: str, js: str) -> None:
+                sizes: dict[str, tuple[int, int] | None], css: str, js: str,
+                blob_url: Callable[[str, str, str, bytes], str] | None = None) -> None:
     """index.html (``inline`` False: files beside it) or report.html (everything inline),
     written piece by piece: the page around the article, then each figure or table of the
     article's blocks and of the appendix as it is rendered, so memory holds one figure, not the
@@ -798,7 +1001,7 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
         csp=_csp_single(script) if inline else CSP_SITE,
         css=Markup(css.replace("</style", "<\\/style")) if inline else None,
         js=Markup(script) if inline else None,
-        explorer_json=_explorer_json(page, layout, assets), dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
+        explorer_json=_explorer_payload(page, layout, assets, blob_url), dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
         share_alike=[c for c in page.credits if c.share_alike],
         has_data=(not inline) and (out / "data" / "results.json").is_file(), **common,
     )

@@ -5,7 +5,7 @@ from .channels import pick_channels
 from .cka import CkaAccumulator, linear_cka, resize_map
 from .claim_metrics import group_metrics, image_metrics
 from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
-from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, stage_dims
+from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, requantize, stage_dims
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
@@ -32,6 +32,7 @@ __all__ = [
     "edge_following",
     "explorer_codes",
     "explorer_int8",
+    "requantize",
     "far_similarity",
     "feature_stats",
     "foreground_mask",

@@ -9,7 +9,7 @@ import numpy as np
 from ._threads import on_one_blas_thread
 from .pca import _orient_rows, check_fmap, top_eigh
 
-__all__ = ["explorer_codes", "explorer_int8", "stage_dims", "cosine_error", "cosine_map"]
+__all__ = ["explorer_codes", "explorer_int8", "requantize", "stage_dims", "cosine_error", "cosine_map"]
 
 
 def _unit_pixels(fm: np.ndarray) -> np.ndarray:
@@ -103,6 +103,36 @@ def explorer_int8(fmaps: Sequence[np.ndarray], dims: int) -> list[np.ndarray]:
         q = np.rint(z / np.where(peak > 0, peak, 1.0) * 127.0).astype(np.int8)
         out.append(q.reshape(f.shape[1], f.shape[2], d))
     return out
+
+
+def requantize(codes: np.ndarray, bits: int) -> np.ndarray:
+    """int8 codes rounded to fewer levels, for a lighter copy of the explorer's data.
+
+    Parameters
+    ----------
+    codes : (..., d) int8 array
+        Codes of :func:`explorer_int8` (each vector's largest entry is +-127, or all zero).
+    bits : int in [2, 8]
+        Each vector is rescaled so its largest entry is +-(2**(bits-1) - 1) and rounded; 8
+        returns the codes unchanged.
+
+    Returns
+    -------
+    (..., d) int8 array with entries in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
+        Directions only matter (the reader normalises), so no scale is kept. Zero vectors stay
+        zero. Deterministic: the page renderer recomputes exactly what the analysis measured.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
+        raise ValueError(f"bits must be an integer in [2, 8], got {bits!r}")
+    q = np.asarray(codes)
+    if q.dtype != np.int8:
+        raise ValueError(f"codes must be int8, got {q.dtype}")
+    if bits == 8:
+        return q
+    top = 2 ** (bits - 1) - 1
+    x = q.astype(np.float64)
+    peak = np.abs(x).max(axis=-1, keepdims=True)
+    return np.rint(x / np.where(peak > 0, peak, 1.0) * top).astype(np.int8)
 
 
 def stage_dims(positions: Sequence[int], channels: Sequence[int], dims: int, budget_bytes: int) -> list[int]:

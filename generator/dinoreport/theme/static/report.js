@@ -28,6 +28,9 @@
         opener = btn;
         img.src = src.currentSrc || src.src;
         img.alt = src.alt;
+        /* the picture's own proportions while it decodes (CSS sizes it) */
+        img.width = src.naturalWidth || src.width || 1;
+        img.height = src.naturalHeight || src.height || 1;
         var fig = btn.closest("figure");
         var fc = fig ? fig.querySelector(":scope > figcaption") : null;
         cap.textContent = src.alt + (fc ? " — " + fc.textContent.trim() : "");
@@ -39,12 +42,20 @@
     });
   }
 
-  /* ---------------------------------------------------------------- float16 */
-  /* base64 int8 codes -> Float32Array */
-  function decodeI8(b64) {
-    var bin = atob(b64), n = bin.length, out = new Float32Array(n);
-    for (var i = 0; i < n; i++) { var v = bin.charCodeAt(i); out[i] = v > 127 ? v - 256 : v; }
+  /* ---------------------------------------------------------------- codes */
+  /* base64 -> Uint8Array */
+  function b64bytes(b64) {
+    var bin = atob(b64), n = bin.length, out = new Uint8Array(n);
+    for (var i = 0; i < n; i++) out[i] = bin.charCodeAt(i);
     return out;
+  }
+  /* zlib bytes -> Promise<ArrayBuffer>, by the browser's own inflater */
+  function inflate(bytes) {
+    if (typeof DecompressionStream !== "function")
+      return Promise.reject(new Error("this browser cannot decompress data (no DecompressionStream); " +
+        "a current Chrome, Edge, Firefox or Safari can"));
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Response(stream).arrayBuffer();
   }
 
   /* viridis, 9 stops */
@@ -59,6 +70,9 @@
   function fmt(v) { return (Math.round(v * 100) / 100).toFixed(2).replace("-", "\u2212"); }
 
   /* ---------------------------------------------------------------- explorer */
+  /* The codes are not in the page's JSON: blobs[model][stage][group] points to them, either a
+     file beside index.html (fetched when the explorer is first used) or base64 inline
+     (report.html). Both are zlib-compressed int8, one (d, h, w) block per image of the group. */
   function setupExplorer() {
     var dataEl = document.getElementById("explorer-data");
     var root = document.querySelector("[data-explorer-root]");
@@ -74,21 +88,103 @@
 
     var groups = {}; (data.groups || []).forEach(function (g) { groups[g.id] = g.images; });
     var stagesOf = {}; (data.models || []).forEach(function (m) { stagesOf[m.id] = m.stages || []; });
-    var cache = {};
+    var cache = {};    // model, stage, group, image -> {h, w, d, v: unit vectors}
+    var loads = {};    // model, stage, group -> Promise (settled ones stay, failed ones go)
+    function key() { return Array.prototype.join.call(arguments, "\u0000"); }
+
+    /* h, w, d of an image's codes (known before the codes are) */
+    function metaIn(model, stage, group, image) {
+      var g = (((data.features || {})[model] || {})[stage] || {})[group];
+      var i = g ? (groups[group] || []).indexOf(image) : -1;
+      return i >= 0 && g.hw.length >= 2 * i + 2 ? { h: g.hw[2 * i], w: g.hw[2 * i + 1], d: g.d } : null;
+    }
+    function meta(model, image) { return metaIn(model, state.stage[model], state.group, image); }
     function feats(model, image) {
-      var stage = state.stage[model], key = [model, stage, state.group, image].join("\u0000");
-      if (cache[key]) return cache[key];
-      var f = ((((data.features || {})[model] || {})[stage] || {})[state.group] || {})[image];
-      if (!f) return null;
-      var raw = decodeI8(f.q), d = f.d, n = f.h * f.w;
-      for (var i = 0; i < n; i++) {
-        var s = 0;
-        for (var j = 0; j < d; j++) { var v = raw[i * d + j]; s += v * v; }
-        s = Math.sqrt(s) || 1;
-        for (var j2 = 0; j2 < d; j2++) raw[i * d + j2] /= s;
-      }
-      cache[key] = { h: f.h, w: f.w, d: d, v: raw };
-      return cache[key];
+      return cache[key(model, state.stage[model], state.group, image)] || null;
+    }
+
+    function unpack(model, stage, group, buf) {
+      var raw = new Int8Array(buf), off = 0;
+      (groups[group] || []).forEach(function (id) {
+        var f = metaIn(model, stage, group, id);
+        if (!f) return;
+        var d = f.d, n = f.h * f.w, v = new Float32Array(n * d);
+        if (off + n * d > raw.length) throw new Error("the codes file is shorter than the page expects");
+        for (var i = 0; i < n; i++) {
+          var s = 0;
+          for (var j = 0; j < d; j++) { var x = raw[off + j * n + i]; v[i * d + j] = x; s += x * x; }
+          s = Math.sqrt(s) || 1;
+          for (var j2 = 0; j2 < d; j2++) v[i * d + j2] /= s;
+        }
+        off += n * d;
+        cache[key(model, stage, group, id)] = { h: f.h, w: f.w, d: d, v: v };
+      });
+      if (off !== raw.length) throw new Error("the codes file has " + raw.length + " bytes, the page expects " + off);
+    }
+
+    /* Promise that the codes of (model, stage, group) are in the cache */
+    function ensure(model, stage, group) {
+      var k = key(model, stage, group);
+      if (loads[k]) return loads[k];
+      var b = (((data.blobs || {})[model] || {})[stage] || {})[group];
+      var p;
+      if (!b) p = Promise.reject(new Error("no codes for " + model + " " + stage + " " + group));
+      else if (b.b64 != null) p = Promise.resolve().then(function () { return inflate(b64bytes(b.b64)); });
+      else p = fetch(b.url, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status + " for " + b.url);
+        return r.arrayBuffer();
+      }).then(function (buf) { return inflate(new Uint8Array(buf)); });
+      p = p.then(function (buf) { unpack(model, stage, group, buf); });
+      loads[k] = p;
+      p.catch(function () { delete loads[k]; });  // the next interaction tries again
+      return p;
+    }
+    function loadedNow() {
+      var ids = shown();
+      return ids.length > 0 && ids.every(function (id) { return !meta(state.model, id) || feats(state.model, id); });
+    }
+
+    var seq = 0, current = Promise.resolve();
+    /* run fn once the codes on screen are here: at once when they are, else after loading
+       (only the latest request draws, so quick clicks end on the last choice) */
+    function run(fn) {
+      started = true;
+      if (loadedNow()) { fn(); current = Promise.resolve(); return current; }
+      var my = ++seq, m = state.model, st = state.stage[m], g = state.group;
+      var b = (((data.blobs || {})[m] || {})[st] || {})[g];
+      fig.classList.add("is-loading");
+      root.setAttribute("aria-busy", "true");
+      status.textContent = "Loading the similarity codes of " + (labels[m] || m) + " (" + st + ")" +
+        (b && b.bytes ? ", " + Math.max(1, Math.round(b.bytes / 1000)) + " kB" : "") + "\u2026";
+      current = ensure(m, st, g).then(function () {
+        if (my !== seq) return;
+        fig.classList.remove("is-loading");
+        root.removeAttribute("aria-busy");
+        fn();
+      }, function (err) {
+        if (my !== seq) return;
+        fig.classList.remove("is-loading");
+        root.removeAttribute("aria-busy");
+        failed(err);
+        throw err;
+      });
+      return current;
+    }
+
+    function failed(err) {
+      status.textContent = "";
+      var local = location.protocol === "file:";
+      status.appendChild(document.createTextNode(local
+        ? "The explorer could not load its data: this page was opened as a local file (file://), " +
+          "and browsers do not let a local page fetch other files. Open "
+        : "The explorer could not load its data (" + (err && err.message || err) + "). Reload the page, or open "));
+      var a = document.createElement("a");
+      a.href = "report.html"; a.textContent = "report.html";
+      status.appendChild(a);
+      status.appendChild(document.createTextNode(local
+        ? ", the self-contained copy of this page, or serve this folder over HTTP (python -m http.server)."
+        : ", the self-contained copy of this page."));
+      fig.classList.add("is-failed");
     }
 
     var firstGroup = (data.groups[0] || {}).id;
@@ -96,6 +192,7 @@
     (data.models || []).forEach(function (m) { state.stage[m.id] = (data.stage || {})[m.id] || m.stages[m.stages.length - 1]; });
     var views = {};   // image id -> {wrap, canvas, cross}
     var maps = {};    // image id -> Float32Array
+    var started = false;
 
     function shown() { return groups[state.group] || []; }
 
@@ -127,10 +224,12 @@
         wrap.setAttribute("aria-roledescription", "similarity map");
         wrap.setAttribute("aria-label", "Image " + id + ": click or use arrow keys to move the probe");
         var photo = document.createElement("img");
-        photo.src = im.photo || "data:,";
         photo.alt = "Photo " + id + " (group " + state.group + "), overlaid with the similarity map";
         if (im.width) photo.width = im.width;
         if (im.height) photo.height = im.height;
+        photo.loading = "lazy";
+        photo.decoding = "async";
+        photo.src = im.photo || "data:,";
         photo.draggable = false;
         var canvas = document.createElement("canvas");
         canvas.setAttribute("data-image", id);
@@ -146,7 +245,7 @@
         views[id] = { wrap: wrap, canvas: canvas, cross: cross };
 
         function cellAt(ev) {
-          var f = feats(state.model, id); if (!f) return null;
+          var f = meta(state.model, id); if (!f) return null;
           var r = canvas.getBoundingClientRect();
           var x = Math.floor((ev.clientX - r.left) / r.width * f.w);
           var y = Math.floor((ev.clientY - r.top) / r.height * f.h);
@@ -157,10 +256,10 @@
           var c = cellAt(ev); if (!c) return;
           dragging = true;
           try { wrap.setPointerCapture(ev.pointerId); } catch (e) { /* ignore */ }
-          setProbe(id, c[0], c[1]);
+          setProbe(id, c[0], c[1]).catch(function () { /* shown in the status line */ });
         });
         wrap.addEventListener("pointermove", function (ev) {
-          if (!dragging) return;
+          if (!dragging || !loadedNow()) return;
           var c = cellAt(ev); if (c && (id !== state.src || c[0] !== state.y || c[1] !== state.x)) setProbe(id, c[0], c[1]);
         });
         wrap.addEventListener("pointerup", function () { dragging = false; });
@@ -171,9 +270,10 @@
           else if (ev.key === "ArrowLeft") dx = -1; else if (ev.key === "ArrowRight") dx = 1;
           else return;
           ev.preventDefault();
-          var f = feats(state.model, id); if (!f) return;
-          if (state.src !== id) { setProbe(id, Math.floor(f.h / 2), Math.floor(f.w / 2)); return; }
-          setProbe(id, Math.max(0, Math.min(f.h - 1, state.y + dy)), Math.max(0, Math.min(f.w - 1, state.x + dx)));
+          var f = meta(state.model, id); if (!f) return;
+          var p = state.src !== id ? setProbe(id, Math.floor(f.h / 2), Math.floor(f.w / 2))
+            : setProbe(id, Math.max(0, Math.min(f.h - 1, state.y + dy)), Math.max(0, Math.min(f.w - 1, state.x + dx)));
+          p.catch(function () { /* shown in the status line */ });
         });
       });
     }
@@ -225,13 +325,15 @@
       });
       fig.querySelector(".xp-min").textContent = fmt(lo);
       fig.querySelector(".xp-max").textContent = fmt(hi);
+      fig.classList.remove("is-failed");
       var q = feats(state.model, state.src), st = state.stage[state.model];
       var err = (((data.error || {})[state.model] || {})[st] || {})[state.group];
       status.textContent = (labels[state.model] || state.model) + " (" + st + ")" +
         ", probe on " + state.src + " at row " + (state.y + 1) + ", column " + (state.x + 1) +
         (q ? " of " + q.h + "\u00d7" + q.w : "") +
         ". Similarity on screen ranges from " + fmt(lo) + " to " + fmt(hi) + "." +
-        (err ? " Codes of " + err.dims + " dimensions; cosine error against the exact features: mean " +
+        (err ? " Codes of " + err.dims + " dimensions" + (err.bits && err.bits < 8 ? " at " + err.bits + " bits" : "") +
+          "; cosine error against the exact features: mean " +
           err.mean_abs.toFixed(3) + ", max " + err.max_abs.toFixed(3) + "." : "");
     }
 
@@ -241,25 +343,26 @@
       });
     }
 
+    /* the probe moves at once; the maps are drawn when the codes are here (a Promise) */
     function setProbe(id, y, x) {
       state.src = id; state.y = y; state.x = x;
-      draw(compute());
+      return run(function () { draw(compute()); });
     }
 
     function centre(id) {
-      var f = feats(state.model, id);
+      var f = meta(state.model, id);
       return f ? [Math.floor(f.h / 2), Math.floor(f.w / 2)] : [0, 0];
     }
 
     /* keep the probe at the same place in the photo when the grid changes */
     function reprobe(oldF) {
-      var f = feats(state.model, state.src);
-      if (!f) { var c = centre(state.src); setProbe(state.src, c[0], c[1]); return; }
+      var f = meta(state.model, state.src);
+      if (!f) { var c = centre(state.src); return setProbe(state.src, c[0], c[1]); }
       var y = state.y, x = state.x;
       if (oldF && (oldF.h !== f.h || oldF.w !== f.w)) {
         y = Math.floor((y + 0.5) * f.h / oldF.h); x = Math.floor((x + 0.5) * f.w / oldF.w);
       }
-      setProbe(state.src, Math.min(y, f.h - 1), Math.min(x, f.w - 1));
+      return setProbe(state.src, Math.min(y, f.h - 1), Math.min(x, f.w - 1));
     }
 
     function selectGroup(g) {
@@ -271,18 +374,18 @@
     }
 
     function selectStage(st) {
-      var oldF = feats(state.model, state.src);
+      var oldF = meta(state.model, state.src);
       state.stage[state.model] = st;
       pressed("data-stage", st);
-      reprobe(oldF);
+      return reprobe(oldF).catch(function () { /* shown in the status line */ });
     }
 
     function selectModel(mid) {
-      var oldF = feats(state.model, state.src);
+      var oldF = meta(state.model, state.src);
       state.model = mid;
       pressed("data-model", mid);
       stageButtons();
-      reprobe(oldF);
+      return reprobe(oldF).catch(function () { /* shown in the status line */ });
     }
 
     fig.querySelectorAll("button[data-group]").forEach(function (b) {
@@ -290,7 +393,7 @@
         var g = b.getAttribute("data-group");
         selectGroup(g);
         var first = shown()[0], c = centre(first);
-        setProbe(first, c[0], c[1]);
+        setProbe(first, c[0], c[1]).catch(function () { /* shown in the status line */ });
       });
     });
     fig.querySelectorAll("button[data-model]").forEach(function (b) {
@@ -299,20 +402,38 @@
 
     stageButtons();
     selectGroup(state.group);
-    var first0 = shown()[0], c0 = centre(first0);
-    setProbe(first0, c0[0], c0[1]);
+    state.src = shown()[0];
+    var c0 = centre(state.src);
+    state.y = c0[0]; state.x = c0[1];
+    status.textContent = "The similarity codes load when the explorer comes into view.";
+
+    /* the codes are fetched when the explorer nears the screen (or is first used), not before */
+    function start() {
+      if (started) return;
+      setProbe(state.src, state.y, state.x).catch(function () { /* shown in the status line */ });
+    }
+    if (typeof IntersectionObserver === "function") {
+      var io = new IntersectionObserver(function (entries) {
+        if (entries.some(function (e) { return e.isIntersecting; })) { io.disconnect(); start(); }
+      }, { rootMargin: "400px 0px" });
+      io.observe(fig);
+    } else start();
+    fig.addEventListener("focusin", start);
 
     window.dinoExplorer = {
-      /* probe(image, model, y, x[, stage[, group]]): the group defaults to the first holding the image */
+      /* probe(image, model, y, x[, stage[, group]]): the group defaults to the first holding the
+         image; a Promise, settled once the map is drawn */
       probe: function (imageId, modelId, y, x, stage, group) {
         if (modelId && modelId !== state.model) { state.model = modelId; pressed("data-model", modelId); stageButtons(); }
         if (stage) { state.stage[state.model] = stage; pressed("data-stage", stage); }
         var g = group || (shown().indexOf(imageId) >= 0 ? state.group : null);
         if (!g) (data.groups || []).forEach(function (gr) { if (!g && gr.images.indexOf(imageId) >= 0) g = gr.id; });
-        if (!g) throw new Error("unknown image " + imageId);
+        if (!g) return Promise.reject(new Error("unknown image " + imageId));
         selectGroup(g);
-        setProbe(imageId, y, x);
+        return setProbe(imageId, y, x);
       },
+      /* Promise, settled when what the last action asked for is drawn (or failed) */
+      ready: function () { return current; },
       map: function (imageId) { return maps[imageId] || null; },
       state: function () {
         return { group: state.group, model: state.model, stage: state.stage[state.model],
@@ -321,7 +442,18 @@
     };
   }
 
+  /* report.html encodes each picture once: later copies name the first (data-same) */
+  function sharePictures() {
+    var first = {};
+    document.querySelectorAll("img[data-pic]").forEach(function (im) { first[im.getAttribute("data-pic")] = im; });
+    document.querySelectorAll("img[data-same]").forEach(function (im) {
+      var src = first[im.getAttribute("data-same")];
+      if (src) im.src = src.getAttribute("src");
+    });
+  }
+
   function init() {
+    sharePictures();
     setupLightbox();
     setupExplorer();
   }
