@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -23,6 +25,12 @@ DEFAULT_CONFIG = (Path("report.toml") if Path("report.toml").is_file()
                   else PROJECT_ROOT / "site_src" / "report.toml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The report config (TOML).")
 SCAFFOLD = Path(__file__).with_name("scaffold")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="On an error, print its full traceback too "
+                          "(for an analysis that failed: the traceback inside it).")
+TimeoutOpt = typer.Option(None, "--analysis-timeout", min=0, metavar="SECONDS",
+                          help="Seconds any one analysis may run before the build stops with an error "
+                               "naming it; 0: no limit. Overrides analysis.timeout_s of report.toml and "
+                               "what each analysis declares (default 1800).")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -58,6 +66,40 @@ def _write_failure(e: OSError) -> str:
             "check free disk space and permissions — the previous site is unchanged")
 
 
+@contextmanager
+def _build_errors(verbose: bool) -> Iterator[None]:
+    """Map what a build raises to a one-line error and an exit code, as ``_fail`` does: 2 for
+    what the user can fix in the inputs, 1 for an analysis that failed, 130 for Ctrl-C."""
+    from .analyses import AnalysisLoadError
+    from .config import ConfigError
+    from .images import ImageError
+    from .outdir import OutDirError
+    from .pipeline import BuildError
+    from .runner import AnalysisError, AnalysisTimeout
+    from .weights import WeightsError
+
+    def show(e: BaseException) -> None:
+        if verbose:
+            shown = e.original if isinstance(e, AnalysisError) and e.original is not None else e
+            traceback.print_exception(shown, file=sys.stderr)
+
+    try:
+        yield
+    except AnalysisError as e:
+        show(e)
+        hint = "" if verbose or isinstance(e, AnalysisTimeout) else " (--verbose shows the traceback)"
+        _fail(f"{e}{hint}", code=1)
+    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:
+        show(e)
+        _fail(str(e))
+    except KeyboardInterrupt:
+        # Daemon threads (an analysis still running) do not delay the exit: generator/runner.py.
+        _fail("interrupted; the previous site (if any) is unchanged", code=130)
+    except OSError as e:
+        show(e)
+        _fail(_write_failure(e))
+
+
 @app.command()
 def build(
     config: Path = ConfigOpt,
@@ -82,28 +124,19 @@ def build(
                              "per CPU core, at most 4. Each holds its own maps, so memory grows with it."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed since the site at --out "
                                "was built (otherwise such a build checks its inputs and writes nothing)."),
+    analysis_timeout: Optional[float] = TimeoutOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
-    from .analyses import AnalysisLoadError
-    from .config import ConfigError
-    from .images import ImageError
-    from .outdir import OutDirError
-    from .pipeline import BuildError, BuildOptions
+    from .pipeline import BuildOptions
     from .pipeline import build as run_build
-    from .weights import WeightsError
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
-                        force=force)
-    try:
+                        force=force, analysis_timeout_s=analysis_timeout)
+    with _build_errors(verbose):
         summary = run_build(cfg, opts)
-    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, ValueError) as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        _fail("interrupted; the previous site (if any) is unchanged", code=130)
-    except OSError as e:
-        _fail(_write_failure(e))
     if not quiet:
         typer.echo(summary.line(), err=True)
 
@@ -176,15 +209,19 @@ def serve(
     port: int = typer.Option(8000, help="Port on 127.0.0.1."),
     random_init: bool = typer.Option(False, "--random-init", help="As for build."),
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
+    analysis_timeout: Optional[float] = TimeoutOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
     from .serve import ServeError, serve_forever
 
     cfg = _load(config, images)
-    try:
-        serve_forever(cfg, port=port, random_init=random_init, images=images)
-    except ServeError as e:
-        _fail(str(e))
+    with _build_errors(verbose):  # the first build's; a failed rebuild keeps serving the last good site
+        try:
+            serve_forever(cfg, port=port, random_init=random_init, images=images,
+                          analysis_timeout_s=analysis_timeout)
+        except ServeError as e:
+            _fail(str(e))
 
 
 @app.command()

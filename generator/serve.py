@@ -84,18 +84,25 @@ def make_server(site: Path, port: int = 8000) -> http.server.ThreadingHTTPServer
 
 
 def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = False,
-                  poll: float = 1.0, images: Path | None = None) -> None:
-    """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads)."""
+                  poll: float = 1.0, images: Path | None = None, analysis_timeout_s: float | None = None) -> None:
+    """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads),
+    ``analysis_timeout_s`` is ``--analysis-timeout``."""
     site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
     site = site_root / "site"
     templates = DEFAULT_THEME
-    opts = BuildOptions(out=site, random_init=random_init, quiet=False, force=True)  # needs the page to re-render
+    opts = BuildOptions(out=site, random_init=random_init, quiet=False, force=True,  # needs the page to re-render
+                        analysis_timeout_s=analysis_timeout_s)
     try:
         server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes
     except ServeError:
         shutil.rmtree(site_root, ignore_errors=True)
         raise
-    summary = build(cfg, opts)
+    try:
+        summary = build(cfg, opts)
+    except BaseException:  # a failed or interrupted first build: nothing to serve
+        server.server_close()
+        shutil.rmtree(site_root, ignore_errors=True)
+        raise
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"serving http://{HOST}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
     watched = [cfg.root, templates]
