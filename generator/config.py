@@ -156,7 +156,7 @@ class _Reader:
             return default
         value = self.table[name]
         # bool is an int in Python; a flag given as 1 is a mistake worth naming.
-        bad_bool = isinstance(value, bool) and typ in (int, float)
+        bad_bool = isinstance(value, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,))
         if bad_bool or not isinstance(value, typ):
             want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
             self.fail(self.dotted(name), f"must be {want}, got {type(value).__name__} {value!r}")
