@@ -202,14 +202,14 @@ def _here(text: str) -> int:
 def test_an_analysis_error_names_the_analysis_its_file_and_line(tmp_path, kind):
     from generator.config import load_config
     from generator.pipeline import BuildOptions, build
-    from generator.runner import AnalysisError
 
     body, error = FAILURES[kind]
     source = _failing(body)
     cfg = _project(tmp_path, {"failing.py": source})
-    with pytest.raises(AnalysisError) as e:
+    with pytest.raises(BaseException) as e:  # SystemExit too: it must come back as AnalysisError
         build(load_config(cfg), BuildOptions(out=tmp_path / "site", random_init=True, quiet=True,
                                              analyses=("zz_fail",)))
+    assert type(e.value).__name__ == "AnalysisError", repr(e.value)
     path = cfg.parent / "analyses" / "failing.py"
     msg = str(e.value)
     assert msg.startswith(f"analysis zz_fail failed at {path}, line {_here(source)}, in "), msg
@@ -285,3 +285,30 @@ def test_a_module_imported_again_replaces_its_own_registration(tmp_path):
     del sys.modules["dinoreport_site_analyses.a"]  # as after a failed import: the file runs again
     load_user_analyses(cfg.parent)
     assert get_analysis("zz_twice").run is not first
+
+
+def test_a_user_analysis_that_exits_while_imported_is_named(tmp_path):
+    cfg = _project(tmp_path, {"quits.py": "import sys\nsys.exit(3)\n"})
+    r = _invoke("analyses", "--config", str(cfg))
+    assert r.exit_code == 2, r.output
+    assert f"{cfg.parent / 'analyses' / 'quits.py'}: SystemExit: 3" in r.output
+
+
+def test_serve_reports_a_failed_first_build_and_removes_its_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    import generator.serve as serve
+    from generator.runner import AnalysisError
+
+    def failing_build(cfg, opts):
+        assert opts.analysis_timeout_s == 5  # --analysis-timeout reaches the build
+        raise AnalysisError("analysis zz_fail failed at x.py, line 1, in f: RuntimeError: planted", "zz_fail")
+
+    monkeypatch.setattr(serve, "build", failing_build)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cfg = _project(tmp_path / "p", {})
+    r = _invoke("serve", "--config", str(cfg), "--port", "0", "--analysis-timeout", "5")
+    assert r.exit_code == 1, r.output
+    assert "error: analysis zz_fail failed at x.py" in r.output and "Traceback" not in r.output
+    assert not list((tmp_path / "tmp").glob("dinoreport-serve-*"))  # the served site's temporary folder is gone

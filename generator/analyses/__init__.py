@@ -17,8 +17,8 @@ from . import (  # noqa: F401  (importing registers them)
     mask_agreement, norm_maps, random_channels, reference_masks, resolution_sweep, stage_pca, within_pca,
 )
 from .registry import (
-    DEFAULT_TIMEOUT_S, Analysis, AnalysisLoadError, FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, figure_kinds, get_analysis,
-    list_analyses, register_analysis, table_kinds,
+    DEFAULT_TIMEOUT_S, Analysis, AnalysisLoadError, FigureKind, ForegroundMasks, Needs, SectionOutput,
+    TableKind, figure_kinds, get_analysis, list_analyses, register_analysis, table_kinds,
 )
 
 __all__ = [
@@ -58,10 +58,7 @@ def load_user_analyses(site_src: Path | None) -> list[str]:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except AnalysisLoadError:
-            del sys.modules[name]
-            raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, AnalysisLoadError):  # the latter names the files already
             del sys.modules[name]
             raise
         except BaseException as e:  # noqa: BLE001 - sys.exit() at import too
