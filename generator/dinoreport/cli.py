@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -24,6 +26,12 @@ DEFAULT_CONFIG = (Path("report.toml") if Path("report.toml").is_file()
                   else PROJECT_ROOT / "site_src" / "report.toml")
 ConfigOpt = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="The report config (TOML).")
 SCAFFOLD = Path(__file__).with_name("scaffold")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="On an error, print its full traceback too "
+                          "(for an analysis that failed: the traceback inside it).")
+TimeoutOpt = typer.Option(None, "--analysis-timeout", min=0, metavar="SECONDS",
+                          help="Seconds any one analysis may run before the build stops with an error "
+                               "naming it; 0: no limit. Overrides analysis.timeout_s of report.toml and "
+                               "what each analysis declares (default 1800).")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -60,19 +68,44 @@ def _write_failure(e: OSError, previous: bool = True) -> str:
     return f"could not write the report ({why}: {where}); check free disk space and permissions{kept}"
 
 
-def _build_errors() -> tuple[type[BaseException], ...]:
-    """The errors a build reports as a message (they name the file or key and what to do)."""
+@contextmanager
+def _build_errors(verbose: bool, *, serving: bool = False) -> Iterator[None]:
+    """Map what a build raises to a one-line error and an exit code, as ``_fail`` does: 2 for
+    what the user can fix in the inputs, 1 for an analysis that failed, 130 for Ctrl-C.
+    ``serving``: the first build of ``serve`` failed, so there is nothing to serve (exit 1)."""
     from .analyses import AnalysisLoadError
     from .config import ConfigError
     from .images import ImageError
     from .outdir import OutDirError
     from .pipeline import BuildError
     from .render import RenderError
+    from .runner import AnalysisError, AnalysisTimeout
     from .weights import WeightsError
 
-    # ValueError last: the typed ones above are ValueErrors too; it covers a model's own checks.
-    return (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, RenderError,
-            ValueError)
+    after = "\nnothing to serve: fix it and run `dinoreport serve` again" if serving else ""
+
+    def show(e: BaseException) -> None:
+        if verbose:
+            shown = e.original if isinstance(e, AnalysisError) and e.original is not None else e
+            traceback.print_exception(shown, file=sys.stderr)
+
+    try:
+        yield
+    except AnalysisError as e:
+        show(e)
+        hint = "" if verbose or isinstance(e, AnalysisTimeout) else " (--verbose shows the traceback)"
+        _fail(f"{e}{hint}{after}", code=1)
+    # ValueError last: the typed ones are ValueErrors too; it covers a model's own checks.
+    except (ConfigError, ImageError, BuildError, OutDirError, WeightsError, AnalysisLoadError, RenderError,
+            ValueError) as e:
+        show(e)
+        _fail(f"{e}{after}", code=1 if serving else 2)
+    except KeyboardInterrupt:
+        # Daemon threads (an analysis still running) do not delay the exit: generator/dinoreport/runner.py.
+        _fail("interrupted; the previous site (if any) is unchanged", code=130)
+    except OSError as e:
+        show(e)
+        _fail(_write_failure(e, previous=not serving) + after, code=1 if serving else 2)
 
 
 @app.command()
@@ -103,6 +136,8 @@ def build(
                                   "instead of reusing the cache's entries (they are replaced by the new ones; "
                                   "the cache is kept). For changes no cache key can see, such as a module your "
                                   "analysis imports from outside site_src/analyses/."),
+    analysis_timeout: Optional[float] = TimeoutOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json."""
     from .pipeline import BuildOptions
@@ -111,15 +146,9 @@ def build(
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
-                        force=force, no_cache=no_cache)
-    try:
+                        force=force, no_cache=no_cache, analysis_timeout_s=analysis_timeout)
+    with _build_errors(verbose):
         summary = run_build(cfg, opts)
-    except _build_errors() as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        _fail("interrupted; the previous site (if any) is unchanged", code=130)
-    except OSError as e:
-        _fail(_write_failure(e))
     if not quiet:
         typer.echo(summary.line(), err=True)
 
@@ -198,19 +227,19 @@ def serve(
     port: int = typer.Option(8000, help="Port on 127.0.0.1."),
     random_init: bool = typer.Option(False, "--random-init", help="As for build."),
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
+    analysis_timeout: Optional[float] = TimeoutOpt,
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
     from .serve import ServeError, serve_forever
 
     cfg = _load(config, images)
     try:
-        serve_forever(cfg, port=port, random_init=random_init, images=images)
-    except ServeError as e:
+        with _build_errors(verbose, serving=True):  # the first build's; a failed rebuild keeps serving
+            serve_forever(cfg, port=port, random_init=random_init, images=images,
+                          analysis_timeout_s=analysis_timeout)
+    except ServeError as e:  # raised from inside: SystemExit from _fail passes through
         _fail(str(e))
-    except _build_errors() as e:  # the first build failed: nothing to serve (later failures keep serving)
-        _fail(f"{e}\nnothing to serve: fix it and run `dinoreport serve` again", code=1)
-    except OSError as e:
-        _fail(_write_failure(e, previous=False), code=1)
 
 
 @app.command()

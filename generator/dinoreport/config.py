@@ -40,6 +40,7 @@ MAX_MODELS = 32
 MAX_BATCH = 256
 MAX_SEED = 2**32 - 1
 DEFAULT_MAX_IMAGES = 1000
+MAX_TIMEOUT_S = 7 * 24 * 3600  # analysis.timeout_s: longer is a typo (0 turns the limit off)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class AnalysisConfig:
     sweep: tuple[int, ...] = (224, 448, 896)
     coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
     correspondence_pairs: int = 6  # image pairs per group drawn with their matches
+    # Seconds every analysis may run, over what each declares (dinoreport.runner.deadline);
+    # 0: no limit; None: each analysis's own (default 1800). Not part of any cache key.
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class _Reader:
             return default
         value = self.table[name]
         # bool is an int in Python; a flag given as 1 is a mistake worth naming.
-        bad_bool = isinstance(value, bool) and typ in (int, float)
+        bad_bool = isinstance(value, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,))
         if bad_bool or not isinstance(value, typ):
             want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
             self.fail(self.dotted(name), f"must be {want}, got {type(value).__name__} {value!r}")
@@ -282,7 +286,8 @@ def load_config(path: Path) -> ReportConfig:
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
     an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "explorer_kb", "highres",
-                   "explorer_images", "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs"})
+                   "explorer_images", "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs",
+                   "timeout_s"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
@@ -294,6 +299,10 @@ def load_config(path: Path) -> ReportConfig:
     for i, r in enumerate(sweep):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
             an.fail(f"analysis.sweep[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
+    timeout_s = an.get("timeout_s", (int, float), None)
+    if timeout_s is not None and not 0 <= timeout_s <= MAX_TIMEOUT_S:
+        an.fail("analysis.timeout_s", f"must be seconds from 0 (no limit) to {MAX_TIMEOUT_S} (a week), "
+                f"got {timeout_s!r}")
     analysis = AnalysisConfig(
         mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
         random_channels=an.get("random_channels", int, 5),
@@ -307,6 +316,7 @@ def load_config(path: Path) -> ReportConfig:
         sweep=sweep,
         coseg_k=an.get("coseg_k", int, 4),
         correspondence_pairs=an.get("correspondence_pairs", int, 6),
+        timeout_s=None if timeout_s is None else float(timeout_s),
     )
     # Named groups must exist when the config defines its groups; otherwise they come from the
     # manifest or folder, and a group the build lacks gives the part-sharing claim no images.

@@ -202,12 +202,14 @@ class FigureWriter:
         self.downscaled: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
         self.log: list[str] = []  # every file handed out, in order (a section's files = a slice)
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     def fork(self) -> "FigureWriter":
         """A writer into the same folder with an empty log, sharing the written set (thread-safe)."""
         child = object.__new__(FigureWriter)
         child.site, child.folder, child.written, child._lock = self.site, self.folder, self.written, self._lock
         child.downscaled = self.downscaled
+        child._closed = self._closed
         child.log = []
         return child
 
@@ -226,10 +228,22 @@ class FigureWriter:
                 self.downscaled[rel] = sizes
         return rel
 
+    def close(self) -> None:
+        """Refuse every later write of this writer and its forks (they raise ``RuntimeError``).
+
+        A build that stops while an analysis still runs in its thread (a timeout, Ctrl-C)
+        closes the writer before it removes the folder: a write under way finishes first (the
+        lock), and none starts after, so nothing reappears in the removed folder.
+        """
+        with self._lock:
+            self._closed.set()
+
     def _write(self, data: bytes, ext: str) -> str:
         name = content_name(data, ext)
         rel = f"assets/fig/{name}"
         with self._lock:
+            if self._closed.is_set():
+                raise RuntimeError("the build has stopped: this analysis's figures are no longer written")
             if rel not in self.written:
                 (self.folder / name).write_bytes(data)
                 self.written.add(rel)

@@ -31,6 +31,7 @@ NOT_OUTPUT = frozenset({
     "jobs",  # the schedule; outputs are merged in report order
     "force", "no_cache", "discard_edits",  # whether to rebuild / reuse / replace, not what is built
     "fetch",  # downloads images; their bytes are hashed below
+    "analysis_timeout_s",  # when to give up, not what is computed
     "site_src", "templates",  # folders: their files are hashed below
 })
 

@@ -30,6 +30,7 @@ from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, ca
                      load_image, load_manifest, load_mask, scan_folder)
 from .page import Credit, Figure, ReportPage, Table
 from .progress import Progress
+from .runner import AnalysisRunner, deadline
 from . import outdir
 from .cachedir import sweep_parts
 from .section_cache import SectionCache, section_key
@@ -64,6 +65,7 @@ class BuildOptions:
     force: bool = False  # rebuild even when nothing changed since the site was built
     no_cache: bool = False  # compute every feature and analysis again; the new entries replace the old
     discard_edits: bool = False  # replace files of the old site that the user edited
+    analysis_timeout_s: float | None = None  # --analysis-timeout: every analysis's (0: none); None: see runner.deadline
 
 
 @dataclass
@@ -321,7 +323,7 @@ def _damaged_entry(e: BaseException) -> DamagedEntry | None:
         if isinstance(e, DamagedEntry):
             return e
         seen.add(id(e))
-        e = e.__cause__ or e.__context__
+        e = getattr(e, "original", None) or e.__cause__ or e.__context__
     return None
 
 
@@ -519,7 +521,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     sections = SectionCache(cache_dir(), read=not opts.no_cache)
     seconds: dict[str, float] = {}
     done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs),
-                         seconds=seconds)
+                         seconds=seconds, timeout_s=opts.analysis_timeout_s)
     results: dict[str, Any] = {}
     figures: list[Figure] = []
     tables: list[Table] = []
@@ -570,7 +572,8 @@ def analysis_jobs(jobs: int) -> int:
 
 
 def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: SectionCache, site: Path,
-                  progress: Progress, *, jobs: int, seconds: dict[str, float]) -> dict[str, SectionOutput]:
+                  progress: Progress, *, jobs: int, seconds: dict[str, float],
+                  timeout_s: float | None = None) -> dict[str, SectionOutput]:
     """Every analysis's output, from the section cache or computed, ``jobs`` at a time.
 
     An analysis starts once the artifacts it declares in its needs have been provided by the
@@ -578,9 +581,13 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
     the artifacts present when it started), so outputs do not depend on the schedule. Dense
     linear algebra stays on one BLAS thread per analysis: the parallelism is across analyses.
     ``seconds`` receives each computed analysis's wall time.
-    """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+    Each runs in a daemon thread with a deadline (:mod:`dinoreport.runner`; ``timeout_s`` is
+    ``--analysis-timeout``). What an analysis raises stops the build as
+    :class:`~dinoreport.runner.AnalysisError`, a deadline passed as ``AnalysisTimeout``; then,
+    as on Ctrl-C, the figure writer is closed so that an analysis still running writes nothing
+    more, and its thread is abandoned.
+    """
     done: dict[str, SectionOutput] = {}
     keys = {}
     todo: list[Analysis] = []
@@ -603,41 +610,37 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
             done[a.name] = sec
             advance(1)
 
-        def run(a: Analysis) -> tuple[SectionOutput, list[str]]:
-            own = replace(ctx, writer=ctx.writer.fork(), artifacts=dict(ctx.artifacts))
+        def run(a: Analysis, own: BuildContext) -> tuple[SectionOutput, list[str]]:
             t = time.perf_counter()
             sec = a.run(own)
             seconds[a.name] = time.perf_counter() - t
             return sec, sorted(set(own.writer.log))
 
-        running: dict = {}
-        with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="analysis") as pool:
-            try:
-                while todo or running:
-                    ready = [a for a in todo if all(k in ctx.artifacts for k in a.needs(ctx.cfg).artifacts)]
-                    for a in ready:
-                        if len(running) >= jobs:
-                            break
-                        if not a.thread_safe and any(not r.thread_safe for r in running.values()):
-                            continue  # not declared thread-safe: one such analysis at a time
-                        todo.remove(a)
-                        running[pool.submit(run, a)] = a
-                    if not running:  # _plan_analyses checked the order, so this cannot happen
-                        raise BuildError("analyses wait for artifacts no analysis provides: "
-                                         + ", ".join(a.name for a in todo))
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in sorted(finished, key=lambda f: running[f].order):
-                        a = running.pop(fut)
-                        sec, files = fut.result()
-                        sections.put(keys[a.name], sec, files, site)
-                        provide(a, sec)
-                        done[a.name] = sec
-                        give_back_freed_memory()  # its maps are gone; the next one starts lean
-                        advance(1)
-            except BaseException:
-                for fut in running:
-                    fut.cancel()
-                raise
+        runner = AnalysisRunner()
+        try:
+            while todo or runner.running:
+                ready = [a for a in todo if all(k in ctx.artifacts for k in a.needs(ctx.cfg).artifacts)]
+                for a in ready:
+                    if len(runner.running) >= max(1, jobs):
+                        break
+                    if not a.thread_safe and any(not r.thread_safe for r in runner.running):
+                        continue  # not declared thread-safe: one such analysis at a time
+                    todo.remove(a)
+                    own = replace(ctx, writer=ctx.writer.fork(), artifacts=dict(ctx.artifacts))
+                    runner.start(a, lambda a=a, own=own: run(a, own),
+                                 deadline(a, ctx.cfg.analysis.timeout_s, timeout_s))
+                if not runner.running:  # _plan_analyses checked the order, so this cannot happen
+                    raise BuildError("analyses wait for artifacts no analysis provides: "
+                                     + ", ".join(a.name for a in todo))
+                a, (sec, files) = runner.next()
+                sections.put(keys[a.name], sec, files, site)
+                provide(a, sec)
+                done[a.name] = sec
+                give_back_freed_memory()  # its maps are gone; the next one starts lean
+                advance(1)
+        except BaseException:
+            ctx.writer.close()  # an analysis still running must not write into the folder removed next
+            raise
     return done
 
 

@@ -49,7 +49,8 @@ def section_key(name: str, ctx: BuildContext) -> str:
         "code": package_sha256(),
         "resolution": cfg.resolution,
         "seed": cfg.seed,
-        "analysis": dataclasses.asdict(cfg.analysis),
+        # How long an analysis may take does not change what it computes.
+        "analysis": {k: v for k, v in dataclasses.asdict(cfg.analysis).items() if k != "timeout_s"},
         "models": [dataclasses.asdict(m) | {"stages": [dataclasses.asdict(s) for s in m.stages]}
                    for m in ctx.models],
         "keys": ctx.keys,

@@ -17,21 +17,17 @@ from . import (  # noqa: F401  (importing registers them)
     mask_agreement, norm_maps, random_channels, reference_masks, resolution_sweep, stage_pca, within_pca,
 )
 from .registry import (
-    Analysis, FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, figure_kinds, get_analysis,
-    list_analyses, register_analysis, table_kinds,
+    DEFAULT_TIMEOUT_S, Analysis, AnalysisLoadError, FigureKind, ForegroundMasks, Needs, SectionOutput,
+    TableKind, figure_kinds, get_analysis, list_analyses, register_analysis, table_kinds,
 )
 
 __all__ = [
     "Analysis", "FigureKind", "ForegroundMasks", "Needs", "SectionOutput", "TableKind", "figure_kinds",
     "get_analysis", "list_analyses", "register_analysis", "table_kinds", "load_user_analyses",
-    "ENTRY_POINT_GROUP", "AnalysisLoadError",
+    "ENTRY_POINT_GROUP", "AnalysisLoadError", "DEFAULT_TIMEOUT_S",
 ]
 
 ENTRY_POINT_GROUP = "dinoreport.analyses"
-
-
-class AnalysisLoadError(RuntimeError):
-    """A user analysis that cannot be imported; the message names the file or entry point."""
 
 
 def _why(e: BaseException) -> str:
@@ -54,7 +50,9 @@ def load_user_analyses(site_src: Path | None) -> list[str]:
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             ep.load()
-        except Exception as e:  # noqa: BLE001 - any failure in a plugin is reported the same way
+        except (KeyboardInterrupt, AnalysisLoadError):  # the latter names the files already
+            raise
+        except BaseException as e:  # noqa: BLE001 - any failure in a plugin (sys.exit too) is reported the same way
             raise AnalysisLoadError(f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}): "
                                     f"{_why(e)}") from e
         loaded.append(ep.value)
@@ -70,7 +68,10 @@ def load_user_analyses(site_src: Path | None) -> list[str]:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001
+        except (KeyboardInterrupt, AnalysisLoadError):  # the latter names the files already
+            del sys.modules[name]
+            raise
+        except BaseException as e:  # noqa: BLE001 - sys.exit() at import too
             del sys.modules[name]
             raise AnalysisLoadError(f"{path}: {_why(e)}") from e
         loaded.append(str(path))

@@ -17,7 +17,6 @@ analysis by name.
 from __future__ import annotations
 
 import inspect
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Union
 
@@ -33,7 +32,18 @@ if TYPE_CHECKING:  # annotations only: the context imports features, figures and
 __all__ = [
     "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks",
     "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
+    "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in",
 ]
+
+# Seconds an analysis may take before the build stops it (see generator/dinoreport/runner.py): far above
+# what any built-in takes on the default set (under a minute on a 2-core CPU), yet a hung
+# analysis ends the build within the hour.
+DEFAULT_TIMEOUT_S = 1800.0
+
+
+class AnalysisLoadError(RuntimeError):
+    """A user analysis that cannot be imported or registered; the message names the file or
+    entry point."""
 
 
 @dataclass
@@ -120,6 +130,7 @@ class Analysis:
     figures: tuple[FigureKind, ...] = ()
     tables: tuple[TableKind, ...] = ()
     thread_safe: bool = False
+    timeout_s: float | None = None  # None: DEFAULT_TIMEOUT_S (the build's settings override both)
 
     def needs(self, cfg: "ReportConfig") -> Needs:
         """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions)."""
@@ -136,22 +147,58 @@ class Analysis:
 _REGISTRY: dict[str, Analysis] = {}
 
 
+def defined_in(fn: Callable) -> str:
+    """The source file of ``fn`` (a decorated function's own), or ``"?"`` when it has none."""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return code.co_filename
+    try:
+        return inspect.getsourcefile(fn) or "?"
+    except TypeError:  # a callable object, a builtin
+        return "?"
+
+
+def _where(fn: Callable) -> str:
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    return f"{defined_in(fn)}, line {code.co_firstlineno}" if code is not None else defined_in(fn)
+
+
 def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                       provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
-                      tables: tuple[TableKind, ...] = (), thread_safe: bool = False
-                      ) -> Callable[[Callable], Callable]:
+                      tables: tuple[TableKind, ...] = (), thread_safe: bool = False,
+                      timeout_s: float | None = None) -> Callable[[Callable], Callable]:
     """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations.
 
     ``thread_safe``: the analysis may run while other analyses run in other threads (it reads
     only ``ctx`` and touches no global state: no pyplot, no module-level caches it writes).
     Analyses that do not say so run one at a time among themselves.
+
+    ``timeout_s``: seconds the analysis may run before the build stops with an error naming it
+    (default :data:`DEFAULT_TIMEOUT_S`); ``analysis.timeout_s`` in report.toml and
+    ``--analysis-timeout`` override it for a whole build.
+
+    Names are unique across the built-in analyses, plugins and a report's ``analyses/`` folder:
+    a second registration of a name raises :class:`AnalysisLoadError` naming both files (one
+    from the same function of the same file, a module imported again, replaces the first).
     """
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or not timeout_s > 0):
+        raise AnalysisLoadError(f"analysis {name}: timeout_s must be a number of seconds > 0, got {timeout_s!r}")
 
     def wrap(fn: Callable) -> Callable:
-        if name in _REGISTRY:
-            warnings.warn(f"Overwriting analysis {name} in registry", stacklevel=2)
+        old = _REGISTRY.get(name)
+        if old is not None and (defined_in(old.run), getattr(old.run, "__qualname__", None)) != (
+                defined_in(fn), getattr(fn, "__qualname__", None)):
+            # Replacing it would drop what the first declares (e.g. within_pca's ForegroundMasks)
+            # and fail later with a message about that instead.
+            raise AnalysisLoadError(
+                f"analysis name {name!r} is registered twice: by {_where(old.run)} and by {_where(fn)}; "
+                "names are unique across the built-in analyses, plugins and the report's analyses/ "
+                "folder (`dinoreport analyses` lists them) — rename one of them")
         _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables),
-                                   bool(thread_safe))
+                                   bool(thread_safe), None if timeout_s is None else float(timeout_s))
         return fn
 
     return wrap
