@@ -8,23 +8,41 @@ analysis from outside the package, every module of the folder or package it was 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["package_sha256", "module_code_sha256"]
+__all__ = ["package_sha256", "module_code_sha256", "hash_tree"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _SUFFIXES = (".py", ".j2")
 
 
+def hash_tree(h: "hashlib._Hash", root: Path, tag: str, skip: tuple[Path, ...] = (),
+              suffixes: tuple[str, ...] | None = None) -> None:
+    """Every regular file below ``root`` by path and bytes (sorted; ``__pycache__``, hidden
+    folders and the folders in ``skip``, such as the output folder inside a report folder, left out);
+    with ``suffixes``, only files whose names end so."""
+    if not root.is_dir():
+        h.update(f"{tag}:absent".encode())
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith(".")
+                             and (here / d).resolve() not in skip)
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if p.suffix == ".pyc" or not p.is_file() or (suffixes is not None and p.suffix not in suffixes):
+                continue
+            h.update(f"{tag}:{p.relative_to(root).as_posix()}\0".encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+
+
 def _folder_sha256(root: Path) -> str:
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.suffix in _SUFFIXES and p.is_file()
-                    and "__pycache__" not in p.parts):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+    hash_tree(h, root, "code", suffixes=_SUFFIXES)
     return h.hexdigest()
 
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .codehash import hash_tree
 from .images import ImageError, available, image_bytes
 
 __all__ = ["inputs_fingerprint"]
@@ -36,37 +37,19 @@ NOT_OUTPUT = frozenset({
 })
 
 
-def _tree(h: "hashlib._Hash", root: Path, tag: str, skip: tuple[Path, ...] = ()) -> None:
-    """Every regular file below ``root`` by path and bytes (sorted; ``__pycache__``, hidden
-    folders and the folders in ``skip``, such as the output folder inside a report folder, left out)."""
-    if not root.is_dir():
-        h.update(f"{tag}:absent".encode())
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith(".")
-                             and (here / d).resolve() not in skip)
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if p.suffix == ".pyc" or not p.is_file():
-                continue
-            h.update(f"{tag}:{p.relative_to(root).as_posix()}\0".encode())
-            h.update(hashlib.sha256(p.read_bytes()).digest())
-
-
 def inputs_fingerprint(cfg: Any, opts: Any, plan: Any, versions: dict[str, str], skip: tuple[Path, ...] = ()) -> str:
     """sha256 (hex) of the inputs of a build of ``cfg`` with ``opts`` as resolved in ``plan``;
     ``skip``: resolved folders never read as inputs (the output folder, the cache)."""
     h = hashlib.sha256()
-    _tree(h, _PACKAGE, "package")
+    hash_tree(h, _PACKAGE, "package")
     h.update(repr(cfg).encode())
     for name in sorted(f.name for f in dataclasses.fields(opts)):
         if name not in NOT_OUTPUT:
             h.update(f"{name}={getattr(opts, name)!r}\0".encode())
     site_src = Path(opts.site_src or cfg.root)
-    _tree(h, site_src, "site_src", skip)
+    hash_tree(h, site_src, "site_src", skip)
     if opts.templates is not None:
-        _tree(h, Path(opts.templates), "templates")
+        hash_tree(h, Path(opts.templates), "templates")
     if cfg.images.manifest is not None and Path(cfg.images.manifest).is_file():
         h.update(b"manifest\0" + hashlib.sha256(Path(cfg.images.manifest).read_bytes()).digest())
     for e in sorted(plan.iset.entries, key=lambda e: e.id):
