@@ -154,3 +154,24 @@ def square_project(tmp_path: Path, models: str | None = None) -> Path:
     (photos / "manifest.toml").write_text("".join(entries))
     cfg_path.write_text(cfg_path.read_text().replace('dir = "../photos"', 'manifest = "../photos/manifest.toml"'))
     return cfg_path
+
+
+def rot_in_place(p: Path, offset: int = -3, flip: int = 0xFF) -> None:
+    """Flip bits of one byte of ``p`` keeping its size and modification time (bit rot, a
+    restored backup)."""
+    st = os.stat(p)
+    data = bytearray(p.read_bytes())
+    data[offset] ^= flip
+    p.write_bytes(bytes(data))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.fixture()
+def registry_restored():
+    """Analyses registered by a test (they register globally) are gone after it."""
+    from dinoreport.analyses import registry
+
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)

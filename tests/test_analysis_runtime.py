@@ -52,15 +52,7 @@ def fail(ctx):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _registry_restored():
-    """User analyses register themselves globally; other tests must not see them."""
-    from dinoreport.analyses import registry
-
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+pytestmark = pytest.mark.usefixtures("registry_restored")
 
 
 def _project(tmp_path: Path, files: dict[str, str], extra: str = "") -> Path:

@@ -11,6 +11,8 @@ import torch
 from dinoreport.features import FeatureCache, extract_all
 from dinoreport.images import ImageStore
 
+from conftest import rot_in_place
+
 
 class _Tiny:
     """A stand-in backbone: one strided conv, two 'stages'."""
@@ -140,15 +142,6 @@ def test_freed_heap_memory_goes_back_to_the_system():
     assert keep.sum() == 12_000
 
 
-def _rot_in_place(p, offset: int = -3) -> None:
-    """Flip one byte of ``p`` keeping its size and modification time (bit rot, a restored backup)."""
-    st = os.stat(p)
-    data = bytearray(p.read_bytes())
-    data[offset] ^= 0xFF
-    p.write_bytes(bytes(data))
-    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def test_bytes_changed_in_place_are_caught_when_a_stage_is_read(tmp_path):
     from dinoreport.features import DamagedEntry
 
@@ -156,7 +149,7 @@ def test_bytes_changed_in_place_are_caught_when_a_stage_is_read(tmp_path):
     images = {"im0": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
     key = extract_all({"m": 3}, images, FeatureCache(tmp_path), make_backbone=_Tiny, device="cpu")["im0"]
     p = FeatureCache(tmp_path).path(key)
-    _rot_in_place(p)
+    rot_in_place(p)
     cache = FeatureCache(tmp_path)  # a later build: the stamp still vouches for the file
     assert cache.has(key)
     # The last stage's bytes sit at the end of the file: reading S1 alone is still sound...
@@ -175,7 +168,7 @@ def test_a_channel_read_is_checked_too(tmp_path):
     cache = FeatureCache(tmp_path)
     x = np.arange(4 * 3 * 3, dtype=np.float32).reshape(4, 3, 3)
     cache.put("cd" * 32, {"C2": x})
-    _rot_in_place(cache.path("cd" * 32))
+    rot_in_place(cache.path("cd" * 32))
     with pytest.raises(DamagedEntry):
         FeatureCache(tmp_path).stage("cd" * 32, "C2", 1)
 
@@ -191,7 +184,7 @@ def test_entries_without_stage_digests_are_checked_whole(tmp_path):
     cache.path("ef" * 32).parent.mkdir(parents=True)
     save_file(x, str(cache.path("ef" * 32)), metadata={"format": FORMAT, "sha256": FeatureCache._digest(x)})
     assert np.array_equal(cache.stage("ef" * 32, "C3"), x["C3"])
-    _rot_in_place(cache.path("ef" * 32))
+    rot_in_place(cache.path("ef" * 32))
     with pytest.raises(DamagedEntry):
         FeatureCache(tmp_path).stage("ef" * 32, "C3")
 

@@ -51,16 +51,7 @@ register_analysis("zz_safe", order=103, thread_safe=True)(_timed("zz_safe", _res
 register_analysis("zz_masks", order=104, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)))(
     _timed("zz_masks", _masks))
 '''
-
-@pytest.fixture(autouse=True)
-def _registry_restored():
-    """The planted analyses register themselves globally; other tests must not see them."""
-    from dinoreport.analyses import registry
-
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+pytestmark = pytest.mark.usefixtures("registry_restored")
 
 
 NAMES = ("within_pca", "zz_plain_a", "zz_plain_b", "zz_safe", "zz_masks")

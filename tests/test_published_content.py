@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from dinoreport.config import load_config
 from dinoreport.pipeline import BuildOptions, build
 
-from conftest import planted_photo, write_project
+from conftest import planted_photo, rot_in_place, write_project
 
 ONE_MODEL = '[[models]]\nid = "in1k_convnext_tiny"\ntimm = "convnext_tiny.fb_in1k"\n'
 
@@ -58,14 +57,6 @@ def test_results_that_are_not_numbers_are_written_as_null_and_named(tmp_path):
     assert "2 results were not finite" in line and "odd_numbers: odd_numbers[0].inf" in line
 
 
-def _rot_in_place(p: Path) -> None:
-    st = os.stat(p)
-    data = bytearray(p.read_bytes())
-    data[-5] ^= 0x55
-    p.write_bytes(bytes(data))
-    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def test_feature_bytes_changed_in_place_never_reach_the_results(tmp_path, monkeypatch):
     """Item 1: an entry whose bytes changed while its size and mtime stayed is caught when an
     analysis reads it, computed again, and the results are those of sound features."""
@@ -76,7 +67,7 @@ def test_feature_bytes_changed_in_place_never_reach_the_results(tmp_path, monkey
     entries = sorted((tmp_path / "cache" / "features").rglob("*.safetensors"))
     assert len(entries) == 2
     for p in entries:
-        _rot_in_place(p)
+        rot_in_place(p, -5, 0x55)
     # --no-cache for the sections only would also do; a fresh section cache is what a shared
     # feature cache with another report's sections looks like.
     for p in (tmp_path / "cache" / "sections").iterdir():
