@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,25 @@ def registry_restored():
     yield
     registry._REGISTRY.clear()
     registry._REGISTRY.update(saved)
+
+
+def git(*args: str, cwd: Path) -> str:
+    """Run git (its output, stdout); a failure fails the test."""
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture()
+def bare(tmp_path) -> Path:
+    """An empty bare repository to publish to."""
+    repo = tmp_path / "pages.git"
+    git("init", "-q", "--bare", str(repo), cwd=tmp_path)
+    return repo
+
+
+def publish_cli(site: Path, remote: Path, *extra: str):
+    """``dinoreport publish --site SITE --remote REMOTE ...`` through typer's test runner."""
+    from typer.testing import CliRunner
+
+    from dinoreport.cli import app
+
+    return CliRunner().invoke(app, ["publish", "--site", str(site), "--remote", str(remote), *extra])

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dinoreport.cli import app
 from dinoreport.config import load_config
 from dinoreport.pipeline import BuildOptions, build
 from dinoreport.render import DEFAULT_THEME, render_site
 from dinoreport.serve import make_server
+
+from conftest import git, publish_cli
 
 
 # --------------------------------------------------------------------------- serve: HTTP
@@ -135,61 +134,45 @@ def test_narrative_change_rerenders_without_recomputing(tmp_path, demo_site):
 
 # --------------------------------------------------------------------------- publish
 
-def _git(*args: str, cwd: Path) -> str:
-    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return r.stdout
-
-
-@pytest.fixture
-def bare(tmp_path) -> Path:
-    repo = tmp_path / "pages.git"
-    _git("init", "-q", "--bare", str(repo), cwd=tmp_path)
-    return repo
-
-
-def _publish(site: Path, remote: Path, *extra: str):
-    return CliRunner().invoke(app, ["publish", "--site", str(site), "--remote", str(remote), *extra])
-
-
 def test_publish_to_a_local_bare_repository(tmp_path, demo_site, bare):
     site = tmp_path / "site"
     shutil.copytree(demo_site, site)
-    r = _publish(site, bare)
+    r = publish_cli(site, bare)
     assert r.exit_code == 0, r.output
     assert "published" in r.output and "gh-pages" in r.output
 
     clone = tmp_path / "clone"
-    _git("clone", "-q", "--branch", "gh-pages", str(bare), str(clone), cwd=tmp_path)
+    git("clone", "-q", "--branch", "gh-pages", str(bare), str(clone), cwd=tmp_path)
     for rel in ("index.html", ".nojekyll", "data/results.json", "data/build.json", "report.html"):
         assert (clone / rel).is_file(), rel
     assert (clone / "index.html").read_bytes() == (site / "index.html").read_bytes()
-    assert _git("rev-list", "--count", "HEAD", cwd=clone).strip() == "1"
+    assert git("rev-list", "--count", "HEAD", cwd=clone).strip() == "1"
 
     # a second publish after a change keeps the history and drops removed files
     (site / "index.html").write_text((site / "index.html").read_text().replace("</body>", "<!-- v2 --></body>"))
     (site / "report.html").unlink()
-    r = _publish(site, bare, "-m", "Second version")
+    r = publish_cli(site, bare, "-m", "Second version")
     assert r.exit_code == 0, r.output
-    _git("pull", "-q", "origin", "gh-pages", cwd=clone)
-    assert _git("rev-list", "--count", "HEAD", cwd=clone).strip() == "2"
+    git("pull", "-q", "origin", "gh-pages", cwd=clone)
+    assert git("rev-list", "--count", "HEAD", cwd=clone).strip() == "2"
     assert "<!-- v2 -->" in (clone / "index.html").read_text()
     assert not (clone / "report.html").exists()
-    assert _git("log", "-1", "--format=%s", cwd=clone).strip() == "Second version"
+    assert git("log", "-1", "--format=%s", cwd=clone).strip() == "Second version"
 
 
 def test_publish_refuses_a_folder_that_is_not_a_site(tmp_path, bare):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "index.html").write_text("<p>hand-written</p>")
-    r = _publish(folder, bare)
+    r = publish_cli(folder, bare)
     assert r.exit_code != 0
     assert "is not a built site (no index.html / data/build.json)" in r.output
     assert "dinoreport build" in r.output
-    assert _git("branch", "--list", cwd=bare).strip() == ""  # nothing pushed
+    assert git("branch", "--list", cwd=bare).strip() == ""  # nothing pushed
 
 
 def test_publish_to_an_unknown_remote_name(tmp_path, demo_site, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = _publish(demo_site, Path("nosuchremote"))
+    r = publish_cli(demo_site, Path("nosuchremote"))
     assert r.exit_code != 0
     assert "no git remote named 'nosuchremote'" in r.output and "--remote URL" in r.output
