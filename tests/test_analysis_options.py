@@ -180,3 +180,23 @@ def test_the_scaffold_analysis_declares_its_threshold(tmp_path, registry_restore
     (spec,) = get_analysis("feature_norms").option_specs
     assert (spec.name, spec.default) == ("high_norm_factor", 3.0)
     assert "high_norm_factor" in textwrap.dedent((scaffold / "report.toml").read_text())
+
+
+def test_a_table_of_an_undeclared_kind_stops_the_build_naming_the_analysis(tmp_path, registry_restored,
+                                                                         isolated_cache):
+    from dinoreport.analyses import TableKind
+    from dinoreport.page import Table
+    from dinoreport.runner import AnalysisError
+
+    def typo(ctx):
+        out = SectionOutput()
+        out.tables.append(Table(id="t", kind="zz_sahre", caption="c", columns=("a",), rows=(("x",),)))
+        return out
+
+    register_analysis("zz_typo", order=200, tables=(TableKind("zz_share", "a share"),))(typo)
+    cfg = load_config(write_project(tmp_path, {"a": planted_photo(64, 64)}, models=ONE_MODEL, highres=[224]))
+    with pytest.raises(AnalysisError, match=r"analysis zz_typo \(.*test_analysis_options\.py\) returned table 't' "
+                                            r"of kind 'zz_sahre', which it does not declare \(its table kinds: "
+                                            r"zz_share\); add TableKind\('zz_sahre', \"...\"\) to tables="):
+        build(cfg, BuildOptions(out=tmp_path / "site", random_init=True, quiet=True, analyses=("zz_typo",)))
+    assert not (tmp_path / "site").exists()

@@ -30,7 +30,7 @@ from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, ca
                      load_image, load_manifest, load_mask, scan_folder)
 from .page import Credit, Figure, ReportPage, Table
 from .progress import Progress
-from .runner import AnalysisRunner, deadline
+from .runner import AnalysisError, AnalysisRunner, deadline
 from . import outdir
 from .cachedir import sweep_parts
 from .section_cache import SectionCache, section_key
@@ -648,6 +648,9 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
                     raise BuildError("analyses wait for artifacts no analysis provides: "
                                      + ", ".join(a.name for a in todo))
                 a, (sec, files) = runner.next()
+                wrong = a.undeclared_kinds(sec)
+                if wrong:
+                    raise AnalysisError(wrong, a.name)
                 sections.put(keys[a.name], sec, files, site)
                 provide(a, sec)
                 done[a.name] = sec

@@ -153,6 +153,21 @@ class Analysis:
             return self.needs_spec(cfg)
         return self.needs_spec(cfg, self.options() if options is None else options)
 
+    def undeclared_kinds(self, sec: SectionOutput) -> str | None:
+        """What is wrong when ``sec`` holds a figure or table of a kind this analysis does not
+        declare (the narrative places figures by kind, so such a figure could never be shown);
+        None when every kind is declared."""
+        for what, items, declared, cls in (("figure", sec.figures, self.figures, "FigureKind"),
+                                           ("table", sec.tables, self.tables, "TableKind")):
+            names = {k.name for k in declared}
+            for item in items:
+                if item.kind not in names:
+                    listed = ", ".join(sorted(names)) or "none"
+                    return (f"analysis {self.name} ({defined_in(self.run)}) returned {what} {item.id!r} of kind "
+                            f"{item.kind!r}, which it does not declare (its {what} kinds: {listed}); add "
+                            f"{cls}({item.kind!r}, \"...\") to {what}s= of its register_analysis, or fix the kind")
+        return None
+
     def description(self) -> str:
         """One line: the first sentence of its function's docstring (else its first kind's)."""
         doc = (inspect.getdoc(inspect.unwrap(self.run)) or "").strip()
