@@ -22,7 +22,7 @@ from dinoreport.analysis.claims import REL_TOL
 from dinoreport.render import render_site
 from dinoreport.wording import compare, num, pct
 
-from conftest import PROJECT, SHARED_IMAGES
+from conftest import PROJECT
 from sample_page import make_sample_page
 
 THEME = PROJECT / "generator" / "dinoreport" / "theme"
@@ -182,8 +182,6 @@ def test_demo_prose_is_bound_to_results(demo_site):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_IMAGES / "dog_pug.jpg").is_file() and not (PROJECT / "images").is_dir(),
-                    reason="the default image set is not here")
 def test_default_demo_prose_is_bound_to_results(tmp_path):
     """The default demo (the project's own config, random init): the same checks, on the
     sentences the issue named among them (mask agreement against chance, matches against

@@ -6,7 +6,9 @@ page, self-contained: inline CSS/JS, every image as a data: URI), ``assets/style
 
 The narrative is ``site_src/*.md`` in file-name order. Each file is first rendered as a Jinja
 template (context: ``page``, ``models``, ``results``, ``random_init`` and the helpers in
-:func:`_helpers`), then read as Markdown with block directives on their own line::
+:func:`_helpers`; the data and wording helpers, whose numbers and words carry their source
+into the page, are :mod:`dinoreport.wording`), then read as Markdown with block directives on
+their own line::
 
     ::: figures kind=within_pca          every figure of that kind, in page order
     ::: figures kind=across_pca_masked group=dogs   (optional image=/group= filters;
