@@ -788,6 +788,7 @@ def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dic
         "seed": cfg.seed,
         "models": [{"id": m.id, "timm": m.timm, "weights_source": m.weights_source,
                     "weights_sha256": m.weights_sha256, "stages": [s.name for s in m.stages],
+                    "channels": [s.channels for s in m.stages],
                     "c5_norm": m.c5_norm} for m in facts],
         "featured": list(featured),
         "groups": {g: list(ids) for g, ids in groups.items()},

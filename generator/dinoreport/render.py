@@ -6,7 +6,9 @@ page, self-contained: inline CSS/JS, every image as a data: URI), ``assets/style
 
 The narrative is ``site_src/*.md`` in file-name order. Each file is first rendered as a Jinja
 template (context: ``page``, ``models``, ``results``, ``random_init`` and the helpers in
-:func:`_helpers`), then read as Markdown with block directives on their own line::
+:func:`_helpers`; the data and wording helpers, whose numbers and words carry their source
+into the page, are :mod:`dinoreport.wording`), then read as Markdown with block directives on
+their own line::
 
     ::: figures kind=within_pca          every figure of that kind, in page order
     ::: figures kind=across_pca_masked group=dogs   (optional image=/group= filters;
@@ -64,6 +66,7 @@ from .figures import is_figure_path
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
 from .textfile import NotUTF8, read_utf8
+from .wording import as_markup, compare, data_helpers, fact_helpers, format_num, join, num, pct
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
 
@@ -110,28 +113,7 @@ def narrative_sources(site_src: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- formatting
 
-def _sig(x: float, digits: int = 3) -> str:
-    """``x`` to ``digits`` significant digits, without exponent for ordinary magnitudes."""
-    if x is None:
-        return "n/a"
-    x = float(x)
-    if math.isnan(x):
-        return "—"
-    if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if x == 0:
-        return "0"
-    ax = abs(x)
-    if 1e-3 <= ax < 1e6:
-        exp = math.floor(math.log10(ax))
-        decimals = max(digits - 1 - exp, 0)
-        s = f"{round(x, digits - 1 - exp):,.{decimals}f}"
-        if s.lstrip("-").replace(",", "").replace(".", "").strip("0") == "":
-            s = f"{x:.{digits}g}"
-    else:
-        mant, _, e = f"{x:.{digits - 1}e}".partition("e")
-        s = f"{mant}e{int(e)}"
-    return s.replace("-", "−")
+_sig = format_num  # one number format for tables, labels and text (wording.format_num)
 
 
 def _pct(x: float | None, digits: int = 3) -> str:
@@ -217,55 +199,12 @@ class _HelperError(Exception):
     pass
 
 
-def _match(row: dict, filters: dict) -> bool:
-    for k, v in filters.items():
-        rv = row.get(k)
-        if isinstance(v, (list, tuple, set, frozenset)):
-            if rv not in v:
-                return False
-        elif rv != v:
-            return False
-    return True
-
-
 def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
     """The narrative's helper functions; ``ref``/``refs`` leave markers carrying ``token``
     (see :func:`_token`) that the page replaces once figures are numbered."""
     by_id = {m.id: m for m in page.models}
     fig_ids = {f.id for f in page.figures}
     tab_ids = {t.id for t in page.tables}
-
-    def rows(key: str, **filters: Any) -> list[dict]:
-        """Rows of results[key] matching every filter (a list value means 'one of')."""
-        return [r for r in page.results.get(key, []) if _match(r, filters)]
-
-    def values(key: str, field: str, index: int | None = None, **filters: Any) -> list[float]:
-        out = []
-        for r in rows(key, **filters):
-            v = r.get(field)
-            if index is not None and v is not None:
-                v = v[index] if index < len(v) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v):
-                out.append(float(v))
-        return out
-
-    def mean(key: str, field: str, index: int | None = None, **filters: Any) -> float | None:
-        """Mean of results[key][field] (element ``index`` of a list field) over matching rows."""
-        v = values(key, field, index, **filters)
-        return sum(v) / len(v) if v else None
-
-    def vmax(key: str, field: str, index: int | None = None, **filters: Any) -> float | None:
-        v = values(key, field, index, **filters)
-        return max(v) if v else None
-
-    def vmin(key: str, field: str, index: int | None = None, **filters: Any) -> float | None:
-        v = values(key, field, index, **filters)
-        return min(v) if v else None
-
-    def best(key: str, field: str, **filters: Any) -> dict | None:
-        """The matching row with the largest ``field`` (None when no row matches)."""
-        rs = [r for r in rows(key, **filters) if isinstance(r.get(field), (int, float))]
-        return max(rs, key=lambda r: r[field]) if rs else None
 
     def label(model_id: str) -> str:
         m = by_id.get(model_id)
@@ -351,21 +290,13 @@ def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
 
         return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
 
-    def join(items: list[str], last: str = "and") -> str:
-        items = [str(i) for i in items]
-        if len(items) <= 1:
-            return "".join(items)
-        if len(items) == 2:
-            return f"{items[0]} {last} {items[1]}"
-        return ", ".join(items[:-1]) + f", {last} {items[-1]}"
-
     return {
-        "rows": rows, "values": values, "mean": mean, "max": vmax, "min": vmin, "best": best,
+        **data_helpers(page.results), **fact_helpers(page.models),
         "label": label, "model": model, "has_model": has_model, "stages": stages,
         "first_stage": first_stage, "last_stage": last_stage, "figures": figures,
         "tables": tables, "has_figures": has_figures, "ref": ref, "refs": refs,
-        "pct": _pct, "num": _sig, "join": join, "claim": claim, "claim_row": claim_row,
-        "verdict": verdict, "tie": tie, "claim_ref": claim_ref,
+        "pct": pct, "num": num, "compare": compare, "join": join, "claim": claim,
+        "claim_row": claim_row, "verdict": verdict, "tie": tie, "claim_ref": claim_ref,
     }
 
 
@@ -633,13 +564,7 @@ def _env(templates: Path) -> jinja2.Environment:
     )
 
 
-def _narrative_value(value: Any) -> Markup:
-    """What ``{{ x }}`` in the narrative prints: Markup as it is (``ref``, ``refs``), anything
-    else escaped for HTML and with ``[ ]`` as entities, so that text from the config or manifest
-    (a label, a group name) can be neither HTML nor a Markdown link once Markdown runs."""
-    if isinstance(value, Markup):
-        return value
-    return Markup(str(markupsafe.escape(value)).replace("[", "&#91;").replace("]", "&#93;"))
+_narrative_value = as_markup  # what {{ x }} in the narrative prints (wording.as_markup)
 
 
 def _narrative_env() -> jinja2.Environment:

@@ -22,12 +22,16 @@ def mask_agreement(ctx: BuildContext) -> SectionOutput:
     masks = ctx.artifact(ForegroundMasks).by_model
     rows, gt_rows, tab = [], [], []
     for a, b in combinations(ctx.models, 2):
-        ious = []
+        ious, chances = [], []
         for i in ctx.image_ids():
             iou = A.mask_iou(masks[a.id][i], masks[b.id][i])
+            chance = A.chance_iou(masks[a.id][i], masks[b.id][i])
             ious.append(iou)
-            rows.append({"image": i, "model_a": a.id, "model_b": b.id, "iou": rnd(iou)})
-        tab.append((a.label, b.label, rnd(float(np.mean(ious))), rnd(float(np.min(ious))), len(ious)))
+            chances.append(chance)
+            rows.append({"image": i, "model_a": a.id, "model_b": b.id, "iou": rnd(iou),
+                         "chance_iou": rnd(chance)})
+        tab.append((a.label, b.label, rnd(float(np.mean(ious))), rnd(float(np.min(ious))),
+                    rnd(float(np.mean(chances))), len(ious)))
     for i, gt in sorted(ctx.reference_masks.items()):
         for m in ctx.models:
             gt_rows.append({"image": i, "model": m.id, "iou": rnd(A.mask_iou(masks[m.id][i], gt))})
@@ -36,6 +40,7 @@ def mask_agreement(ctx: BuildContext) -> SectionOutput:
     if tab:
         out.tables.append(Table(
             id="mask-iou", kind="mask_iou",
-            caption="Agreement (IoU) of the PC1 foreground masks between models: mean and worst image.",
-            columns=("model", "other model", "mean IoU", "min IoU", "images"), rows=tuple(tab)))
+            caption="Agreement (IoU) of the PC1 foreground masks between models: mean and worst image, "
+                    "and the mean IoU of independent masks with the same foreground shares (chance).",
+            columns=("model", "other model", "mean IoU", "min IoU", "chance IoU", "images"), rows=tuple(tab)))
     return out

@@ -7,7 +7,7 @@ from .claim_metrics import group_metrics, image_metrics
 from .correspond import colour_agreement, cycle_consistent_share, cycle_share_excess, mutual_nn
 from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, requantize, stage_dims
 from .instances import instance_labels, instance_separation
-from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
+from .masks import chance_iou, foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
 from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
@@ -16,6 +16,7 @@ from .sweep import SweepPoint, resolution_sweep
 from .stats import FeatureStats, feature_stats, histogram, histograms, shared_bin_edges
 
 __all__ = [
+    "chance_iou",
     "CovarianceAccumulator",
     "FeatureStats",
     "NormOutliers",

@@ -149,3 +149,35 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     if union == 0:
         return 1.0
     return int(np.count_nonzero(ma & mb)) / union
+
+
+def chance_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """The IoU two masks would have by chance: independent masks with their foreground shares.
+
+    Parameters
+    ----------
+    a, b : (H, W) and (h, w) bool arrays
+        Brought to one grid as in :func:`mask_iou`.
+
+    Returns
+    -------
+    float in [0, 1]
+        ``p q / (p + q - p q)`` for foreground shares p of `a` and q of `b`: the expected
+        intersection over the expected union when each cell is foreground in `a` with
+        probability p and, independently, in `b` with probability q. 1.0 when both are empty
+        (as :func:`mask_iou` scores two empty masks).
+    """
+    ma = _check_map2d(a, "a")
+    mb = _check_map2d(b, "b")
+    for name, m in (("a", ma), ("b", mb)):
+        if m.dtype != np.bool_:
+            raise ValueError(f"{name} must be a bool mask, got dtype {m.dtype}")
+    # Shares are taken on the grid mask_iou compares on, so the two numbers are comparable.
+    if ma.shape != mb.shape:
+        if ma.size >= mb.size:
+            mb = resize_nearest(mb, ma.shape)
+        else:
+            ma = resize_nearest(ma, mb.shape)
+    p, q = float(ma.mean()), float(mb.mean())
+    union = p + q - p * q
+    return 1.0 if union == 0 else p * q / union
