@@ -84,6 +84,19 @@ def demo_site(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def default_demo_site(tmp_path_factory) -> Path:
+    """The default demo: the project's own config and images, random init (built once per
+    session, a few minutes; every test of the shipped report shares it)."""
+    from dinoreport.config import load_config
+    from dinoreport.pipeline import BuildOptions, build
+
+    out = tmp_path_factory.mktemp("default-demo") / "site"
+    root = Path(__file__).resolve().parents[1]
+    build(load_config(root / "site_src" / "report.toml"), BuildOptions(out=out, random_init=True, quiet=True))
+    return out
+
+
 @pytest.fixture()
 def isolated_cache(tmp_path, monkeypatch):
     """A cache folder of this test's own."""

@@ -182,16 +182,11 @@ def test_demo_prose_is_bound_to_results(demo_site):
 
 
 @pytest.mark.slow
-def test_default_demo_prose_is_bound_to_results(tmp_path):
+def test_default_demo_prose_is_bound_to_results(default_demo_site):
     """The default demo (the project's own config, random init): the same checks, on the
     sentences the issue named among them (mask agreement against chance, matches against
     chance per model, channel counts)."""
-    from dinoreport.config import load_config
-    from dinoreport.pipeline import BuildOptions, build
-
-    out = tmp_path / "site"
-    build(load_config(PROJECT / "site_src" / "report.toml"), BuildOptions(out=out, random_init=True, quiet=True))
-    page, results, facts = _load(out)
+    page, results, facts = _load(default_demo_site)
     seen = check_bound(page, results, facts)
     assert seen["num"] >= 80, seen
     assert check_compared_apart(page, results, facts) >= 4
