@@ -34,6 +34,21 @@ TimeoutOpt = typer.Option(None, "--analysis-timeout", min=0, metavar="SECONDS",
                                "what each analysis declares (default 1800).")
 
 
+AnalysesOpt = typer.Option(None, "--analyses", metavar="NAME,...",
+                           help="Run only these analyses (comma-separated; `dinoreport analyses` lists them) and "
+                                "what they need, which is added with a note. Overrides `analyses` of report.toml.")
+SkipOpt = typer.Option(None, "--skip", metavar="NAME,...",
+                       help="Leave these analyses out (comma-separated), e.g. --skip resolution_sweep for the "
+                            "extractions at ½× and 2× the resolution; an analysis another one needs is refused, named.")
+
+
+def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    """``a,b , c`` -> ("a", "b", "c"); None stays None (the flag was not given)."""
+    if value is None:
+        return None
+    return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", err=True, fg="red")
     raise typer.Exit(code)
@@ -137,16 +152,23 @@ def build(
                                   "the cache is kept). For changes no cache key can see, such as a module your "
                                   "analysis imports from outside site_src/analyses/."),
     analysis_timeout: Optional[float] = TimeoutOpt,
+    analyses: Optional[str] = AnalysesOpt,
+    skip: Optional[str] = SkipOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    """Build the report: site/index.html, site/report.html and site/data/*.json."""
+    """Build the report: site/index.html, site/report.html and site/data/*.json.
+
+    The resolution sweep extracts the featured images again at ½× and 2× the resolution
+    (analysis.sweep in report.toml changes them); --skip resolution_sweep leaves it out.
+    """
     from .pipeline import BuildOptions
     from .pipeline import build as run_build
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
-                        force=force, no_cache=no_cache, analysis_timeout_s=analysis_timeout)
+                        force=force, no_cache=no_cache, analysis_timeout_s=analysis_timeout,
+                        analyses=_names(analyses), skip=_names(skip) or ())
     with _build_errors(verbose):
         summary = run_build(cfg, opts)
     if not quiet:
@@ -228,6 +250,8 @@ def serve(
     random_init: bool = typer.Option(False, "--random-init", help="As for build."),
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
     analysis_timeout: Optional[float] = TimeoutOpt,
+    analyses: Optional[str] = AnalysesOpt,
+    skip: Optional[str] = SkipOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
@@ -237,7 +261,7 @@ def serve(
     try:
         with _build_errors(verbose, serving=True):  # the first build's; a failed rebuild keeps serving
             serve_forever(cfg, port=port, random_init=random_init, images=images,
-                          analysis_timeout_s=analysis_timeout)
+                          analysis_timeout_s=analysis_timeout, analyses=_names(analyses), skip=_names(skip) or ())
     except ServeError as e:  # raised from inside: SystemExit from _fail passes through
         _fail(str(e))
 

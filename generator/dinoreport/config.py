@@ -88,7 +88,9 @@ class AnalysisConfig:
     # Groups of photos of one kind of subject, on which the part-sharing claim is measured
     # (dinoreport.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
     part_groups: tuple[str, ...] = ("dogs",)
-    sweep: tuple[int, ...] = (224, 448, 896)
+    # Short sides of the resolution sweep; None: ½×, 1× and 2× the report's resolution, snapped
+    # to the crop rule when the build starts (analyses.resolution_sweep.default_sweep).
+    sweep: tuple[int, ...] | None = None
     coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
     correspondence_pairs: int = 6  # image pairs per group drawn with their matches
     # Seconds every analysis may run, over what each declares (dinoreport.runner.deadline);
@@ -108,6 +110,9 @@ class ReportConfig:
     images: ImagesConfig
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # The analyses to run (and what they need); empty: every registered one. Names are checked
+    # when the build starts, once the report's own analyses are loaded.
+    analyses: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -251,7 +256,8 @@ def load_config(path: Path) -> ReportConfig:
     root = path.parent
     top = _Reader(path, raw, "")
     top.check_keys(
-        {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis"}
+        {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis",
+         "analyses"}
     )
     resolution = top.get("resolution", int, 448)
     # Whether it suits the models (a multiple of their patch/stride) is checked when the build
@@ -295,8 +301,8 @@ def load_config(path: Path) -> ReportConfig:
     explorer_kb = an.get("explorer_kb", int, 250)
     if isinstance(explorer_kb, bool) or not 16 <= explorer_kb <= 1500:
         an.fail("analysis.explorer_kb", f"must be an int from 16 to 1500 (kB per image and model), got {explorer_kb!r}")
-    sweep = tuple(an.get("sweep", list, [224, 448, 896]))
-    for i, r in enumerate(sweep):
+    sweep = tuple(an.get("sweep", list)) if "sweep" in an.table else None
+    for i, r in enumerate(sweep or ()):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
             an.fail(f"analysis.sweep[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
     timeout_s = an.get("timeout_s", (int, float), None)
@@ -348,4 +354,5 @@ def load_config(path: Path) -> ReportConfig:
         images=images,
         groups=groups,
         analysis=analysis,
+        analyses=top.str_list("analyses"),
     )

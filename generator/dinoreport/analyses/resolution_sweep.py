@@ -15,9 +15,23 @@ from ._common import rnd, slug
 from .registry import FigureKind, Needs, SectionOutput, TableKind, register_analysis
 
 
+SWEEP_FACTORS = (0.5, 1.0, 2.0)
+"""The default sweep, as multiples of the report's own resolution."""
+
+
+def default_sweep(resolution: int, multiple: int) -> tuple[int, ...]:
+    """The sweep's short sides when the config names none: :data:`SWEEP_FACTORS` × ``resolution``,
+    each snapped to the nearest multiple of the build's crop ``multiple`` (px, at least one).
+
+    448 px with a crop of 32 (or 224) gives (224, 448, 896); 224 px with 32 gives (128, 224, 448).
+    """
+    snapped = {max(multiple, int(resolution * f + multiple / 2) // multiple * multiple) for f in SWEEP_FACTORS}
+    return tuple(sorted(snapped))
+
+
 def _needs(cfg: ReportConfig) -> Needs:
     """Features of the featured images, every model, at each swept short side but the build's."""
-    return Needs(extra_resolutions=tuple(sorted(set(cfg.analysis.sweep) - {cfg.resolution})))
+    return Needs(extra_resolutions=tuple(sorted(set(cfg.analysis.sweep or ()) - {cfg.resolution})))
 
 
 @register_analysis(
@@ -32,7 +46,7 @@ def resolution_sweep(ctx: BuildContext) -> SectionOutput:
     build's own resolution (mask IoU on a common grid, PC1 explained variance)."""
     out = SectionOutput()
     base = ctx.cfg.resolution
-    resolutions = sorted(set(ctx.cfg.analysis.sweep) | {base})
+    resolutions = sorted(set(ctx.cfg.analysis.sweep or ()) | {base})
     if len(resolutions) < 2:
         return out
     thr = ctx.cfg.analysis.mask_threshold
