@@ -132,4 +132,5 @@ def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
 
 def test_sweep_and_explorer_budget_defaults(tmp_path):
     an = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n')).analysis
-    assert an.sweep == (224, 448, 896) and an.explorer_kb == 250 and an.explorer_images == 16
+    # No sweep in the file: the build fills in ½×, 1×, 2× the resolution (pipeline.with_default_sweep).
+    assert an.sweep is None and an.explorer_kb == 250 and an.explorer_images == 16

@@ -175,6 +175,59 @@ def build(
         typer.echo(summary.line(), err=True)
 
 
+@app.command()
+def compare(
+    models: list[str] = typer.Argument(..., metavar="TIMM_NAME...", help="2 to 8 timm model names."),
+    images: Optional[Path] = typer.Option(None, "--images", help="A folder of photos (file names are ids); "
+                                          "default: the three scikit-image photos of `dinoreport new`."),
+    out: Path = typer.Option(Path("site"), "--out", "-o", help="Output folder; replaced atomically."),
+    weights: list[str] = typer.Option([], "--weights", metavar="NAME=FILE",
+                                      help="A local weights file for the model NAME (its timm name); repeat per model."),
+    random_init: bool = typer.Option(False, "--random-init", help="As for build: seeded random weights, offline."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", min=14, help="Short side in px; default 448 "
+                                             "snapped to the models' crop rule."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 or bf16, as for build."),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="As for build."),
+    force: bool = typer.Option(False, "--force", help="As for build."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    analysis_timeout: Optional[float] = TimeoutOpt,
+    analyses: Optional[str] = AnalysesOpt,
+    skip: Optional[str] = SkipOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """A report comparing any timm models on any photos, without writing a config.
+
+    Labels are the timm names, stages each model's own (the family default), and the narrative
+    a generic one shipped with dinoreport (dinoreport/compare/); every analysis but the DINOv3
+    study's claims runs. Example: dinoreport compare convnext_tiny.fb_in1k resnet50.a1_in1k --images photos/
+    """
+    from .api import compare_config
+    from .config import ConfigError
+    from .pipeline import BuildOptions
+    from .pipeline import build as run_build
+
+    files = {}
+    for item in weights:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            _fail(f"--weights {item}: write NAME=FILE (the model's timm name, then the weights file)")
+        files[name] = file
+    if images is not None and not images.is_dir():
+        _fail(f"--images {images}: not a folder")
+    try:
+        cfg = compare_config(models, images=images, weights=files, resolution=resolution)
+    except ConfigError as e:
+        _fail(str(e))
+    opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet, jobs=jobs,
+                        force=force, analysis_timeout_s=analysis_timeout, analyses=_names(analyses),
+                        skip=_names(skip) or ())
+    with _build_errors(verbose):
+        summary = run_build(cfg, opts)
+    if not quiet:
+        typer.echo(summary.line(), err=True)
+
+
 @images_app.command("list")
 def images_list(config: Path = ConfigOpt,
                 images: Optional[Path] = typer.Option(None, "--images", help="A folder instead of the manifest.")) -> None:

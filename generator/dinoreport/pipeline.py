@@ -88,6 +88,26 @@ class BuildSummary:
     not_finite: list[str] = field(default_factory=list)  # "analysis: key path" written as null
     page: ReportPage | None = None  # what was rendered (serve re-renders it when prose changes)
 
+    @property
+    def index(self) -> Path:
+        """The multi-file report, ``<out>/index.html``."""
+        return self.out / "index.html"
+
+    @property
+    def report(self) -> Path:
+        """The self-contained report, ``<out>/report.html``."""
+        return self.out / "report.html"
+
+    @property
+    def results_path(self) -> Path:
+        """``<out>/data/results.json``: every number the report shows."""
+        return self.out / "data" / "results.json"
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """``data/results.json`` loaded (read on each access: the site is the record)."""
+        return json.loads(self.results_path.read_text(encoding="utf-8"))
+
     def line(self) -> str:
         if self.up_to_date:
             return (f"{self.out} is up to date: nothing it was built from has changed, so nothing was "
