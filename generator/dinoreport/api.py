@@ -244,8 +244,9 @@ def compare_config(models: Sequence[str], *, images: str | Path | None = None,
 def build(config: str | Path | ReportConfig | None = None, *, out: str | Path = "site",
           images: str | Path | None = None, models: Sequence[str] | None = None,
           analyses: Sequence[str] | None = None, skip: Sequence[str] = (), random_init: bool = False,
-          weights: Mapping[str, str | Path] | None = None, device: str = "auto", dtype: str = "fp32",
-          force: bool = False, quiet: bool = True, jobs: int = 0) -> Any:
+          weights: Mapping[str, str | Path] | None = None, resolution: int | None = None,
+          device: str = "auto", dtype: str = "fp32", force: bool = False, quiet: bool = True,
+          jobs: int = 0) -> Any:
     """Build a report, as ``dinoreport build`` (or ``dinoreport compare`` given ``models``).
 
     Parameters
@@ -265,6 +266,8 @@ def build(config: str | Path | ReportConfig | None = None, *, out: str | Path = 
         Seeded random weights.
     weights : mapping of timm name (or id) to file, optional
         With ``models``: local weights files.
+    resolution : int, optional
+        Short side in px instead of the config's (with ``models``: default 448 on the crop rule).
     device, dtype, force, quiet, jobs
         As the command's flags.
 
@@ -281,11 +284,16 @@ def build(config: str | Path | ReportConfig | None = None, *, out: str | Path = 
     if models is not None:
         if config is not None:
             raise ValueError("build(): give config or models, not both")
-        cfg = compare_config(models, images=images, weights=weights, where="build(models=...)")
+        cfg = compare_config(models, images=images, weights=weights, resolution=resolution,
+                             where="build(models=...)")
     else:
+        from dataclasses import replace
+
         cfg = config if isinstance(config, ReportConfig) else load_config(Path(config or DEFAULT_CONFIG))
         if images is not None:
             cfg = cfg.with_images_dir(Path(images))
+        if resolution is not None:
+            cfg = replace(cfg, resolution=int(resolution))
     opts = BuildOptions(out=Path(out), random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         force=force, jobs=jobs, analyses=tuple(analyses) if analyses is not None else None,
                         skip=tuple(skip))
