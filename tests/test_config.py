@@ -138,5 +138,5 @@ def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
 
 def test_sweep_and_explorer_budget_defaults(tmp_path):
     an = options(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n'))
-    assert an["resolution_sweep"].sweep == (224, 448, 896)
+    assert an["resolution_sweep"].sweep == ()  # the analysis fills in ½×, 1×, 2× the resolution (resolution_sweep.sweep_sides)
     assert an["explorer"].explorer_kb == 250 and an["explorer"].explorer_images == 16

@@ -142,7 +142,8 @@ def test_every_build_option_is_in_the_fingerprint_or_declared_not_to_change_the_
     ref = inputs_fingerprint(cfg, base, plan, {})
     for name in sorted(set(fields) - NOT_OUTPUT - {"analyses"}):
         value = getattr(base, name)
-        other = {bool: not value, str: "cpu" if value != "cpu" else "auto"}.get(type(value))
+        other = {bool: not value, str: "cpu" if value != "cpu" else "auto",
+                 tuple: ("resolution_sweep",)}.get(type(value))
         assert other is not None, f"pick a changed value for BuildOptions.{name} in this test"
         changed = inputs_fingerprint(cfg, dataclasses.replace(base, **{name: other}), plan, {})
         assert changed != ref, name

@@ -36,7 +36,7 @@ import zlib
 import torch
 
 from .config import ModelSpec
-from .modelmeta import BackboneError, StageInfo, create_model, model_facts, select_stages
+from .modelmeta import BackboneError, StageInfo, create_model, model_facts, model_meta, select_stages
 from .weights import ResolvedWeights, WeightsError, mismatch_message, mismatched_keys, read_state_dict
 
 __all__ = ["Backbone", "BackboneError", "create_backbone", "exercise_every_block"]
@@ -55,7 +55,9 @@ class Backbone:
         self.is_vit = facts["is_vit"]
         available = tuple(StageInfo(**s) for s in facts["available"])
         self.stages = select_stages(spec.timm, available, tuple(facts["default"]), spec.stages)
-        self._multiple = int(facts["multiple"])
+        # What running the model showed it needs (MaxViT: window × stride), checked once per
+        # timm version and kept in the cache (modelmeta.probe_multiple).
+        self._multiple = model_meta(spec.timm, spec.stages).multiple
         names = [s.name for s in available]
         # forward_intermediates indices: block index for ViTs, feature_info index otherwise.
         self._indices = [names.index(s.name) for s in self.stages]

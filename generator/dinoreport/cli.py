@@ -34,6 +34,21 @@ TimeoutOpt = typer.Option(None, "--analysis-timeout", min=0, metavar="SECONDS",
                                "what each analysis declares (default 1800).")
 
 
+AnalysesOpt = typer.Option(None, "--analyses", metavar="NAME,...",
+                           help="Run only these analyses (comma-separated; `dinoreport analyses` lists them) and "
+                                "what they need, which is added with a note. Overrides `analyses` of report.toml.")
+SkipOpt = typer.Option(None, "--skip", metavar="NAME,...",
+                       help="Leave these analyses out (comma-separated), e.g. --skip resolution_sweep for the "
+                            "extractions at ½× and 2× the resolution; an analysis another one needs is refused, named.")
+
+
+def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    """``a,b , c`` -> ("a", "b", "c"); None stays None (the flag was not given)."""
+    if value is None:
+        return None
+    return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", err=True, fg="red")
     raise typer.Exit(code)
@@ -137,16 +152,76 @@ def build(
                                   "the cache is kept). For changes no cache key can see, such as a module your "
                                   "analysis imports from outside site_src/analyses/."),
     analysis_timeout: Optional[float] = TimeoutOpt,
+    analyses: Optional[str] = AnalysesOpt,
+    skip: Optional[str] = SkipOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
-    """Build the report: site/index.html, site/report.html and site/data/*.json."""
+    """Build the report: site/index.html, site/report.html and site/data/*.json.
+
+    The resolution sweep extracts the featured images again at ½× and 2× the resolution
+    (analysis.sweep in report.toml changes them); --skip resolution_sweep leaves it out.
+    """
     from .pipeline import BuildOptions
     from .pipeline import build as run_build
 
     cfg = _load(config, images)
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
-                        force=force, no_cache=no_cache, analysis_timeout_s=analysis_timeout)
+                        force=force, no_cache=no_cache, analysis_timeout_s=analysis_timeout,
+                        analyses=_names(analyses), skip=_names(skip) or ())
+    with _build_errors(verbose):
+        summary = run_build(cfg, opts)
+    if not quiet:
+        typer.echo(summary.line(), err=True)
+
+
+@app.command()
+def compare(
+    models: list[str] = typer.Argument(..., metavar="TIMM_NAME...", help="2 to 8 timm model names."),
+    images: Optional[Path] = typer.Option(None, "--images", help="A folder of photos (file names are ids); "
+                                          "default: the three scikit-image photos of `dinoreport new`."),
+    out: Path = typer.Option(Path("site"), "--out", "-o", help="Output folder; replaced atomically."),
+    weights: list[str] = typer.Option([], "--weights", metavar="NAME=FILE",
+                                      help="A local weights file for the model NAME (its timm name); repeat per model."),
+    random_init: bool = typer.Option(False, "--random-init", help="As for build: seeded random weights, offline."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", min=14, help="Short side in px; default 448 "
+                                             "snapped to the models' crop rule."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32 or bf16, as for build."),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="As for build."),
+    force: bool = typer.Option(False, "--force", help="As for build."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    analysis_timeout: Optional[float] = TimeoutOpt,
+    analyses: Optional[str] = AnalysesOpt,
+    skip: Optional[str] = SkipOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """A report comparing any timm models on any photos, without writing a config.
+
+    Labels are the timm names, stages each model's own (the family default), and the narrative
+    a generic one shipped with dinoreport (dinoreport/compare/); every analysis but the DINOv3
+    study's claims runs. Example: dinoreport compare convnext_tiny.fb_in1k resnet50.a1_in1k --images photos/
+    """
+    from .api import compare_config
+    from .config import ConfigError
+    from .pipeline import BuildOptions
+    from .pipeline import build as run_build
+
+    files = {}
+    for item in weights:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            _fail(f"--weights {item}: write NAME=FILE (the model's timm name, then the weights file)")
+        files[name] = file
+    if images is not None and not images.is_dir():
+        _fail(f"--images {images}: not a folder")
+    try:
+        cfg = compare_config(models, images=images, weights=files, resolution=resolution)
+    except ConfigError as e:
+        _fail(str(e))
+    opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet, jobs=jobs,
+                        force=force, analysis_timeout_s=analysis_timeout, analyses=_names(analyses),
+                        skip=_names(skip) or ())
     with _build_errors(verbose):
         summary = run_build(cfg, opts)
     if not quiet:
@@ -228,6 +303,8 @@ def serve(
     random_init: bool = typer.Option(False, "--random-init", help="As for build."),
     images: Optional[Path] = typer.Option(None, "--images", help="As for build."),
     analysis_timeout: Optional[float] = TimeoutOpt,
+    analyses: Optional[str] = AnalysesOpt,
+    skip: Optional[str] = SkipOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
@@ -237,7 +314,7 @@ def serve(
     try:
         with _build_errors(verbose, serving=True):  # the first build's; a failed rebuild keeps serving
             serve_forever(cfg, port=port, random_init=random_init, images=images,
-                          analysis_timeout_s=analysis_timeout)
+                          analysis_timeout_s=analysis_timeout, analyses=_names(analyses), skip=_names(skip) or ())
     except ServeError as e:  # raised from inside: SystemExit from _fail passes through
         _fail(str(e))
 

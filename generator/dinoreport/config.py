@@ -104,6 +104,9 @@ class ReportConfig:
     images: ImagesConfig
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    # The analyses to run (and what they need); empty: every registered one. Names are checked
+    # when the build starts, once the report's own analyses are loaded.
+    analyses: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -237,7 +240,8 @@ def load_config(path: Path) -> ReportConfig:
     root = path.parent
     top = _Reader(path, raw, "")
     top.check_keys(
-        {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis"}
+        {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis",
+         "analyses"}
     )
     resolution = top.get("resolution", int, 448)
     # Whether it suits the models (a multiple of their patch/stride) is checked when the build
@@ -289,4 +293,5 @@ def load_config(path: Path) -> ReportConfig:
         images=images,
         groups=groups,
         analysis=analysis,
+        analyses=top.str_list("analyses"),
     )

@@ -19,13 +19,13 @@ from .atomic import atomic_write
 from .suggest import closest
 
 __all__ = ["StageInfo", "ModelMeta", "ModelFacts", "BackboneError", "model_meta", "select_stages",
-           "crop_multiple", "create_model", "model_facts", "is_vit", "vit_blocks", "timm_names",
+           "crop_multiple", "create_model", "model_facts", "probe_multiple", "is_vit", "vit_blocks", "timm_names",
            "library_versions", "RANDOM_INIT"]
 
 RANDOM_INIT = "random-init"  # the weights source of a model built with seeded random weights
 
 # Bump when the facts stored per model change shape or meaning.
-_FORMAT = "2"
+_FORMAT = "3"  # 3: ``multiple`` is probed (window x stride for MaxViT), fixed-size models refused
 
 
 class BackboneError(ValueError):
@@ -51,7 +51,8 @@ class ModelMeta:
 
     stages : the stages the report shows (the family default or ``[[models]] stages``).
     available : every stage the model offers (all blocks of a ViT, all feature_info entries).
-    multiple : input sides must be a multiple of this many pixels (patch size or last stride).
+    multiple : input sides must be a multiple of this many pixels: patch size or last stride,
+        or more when running the model says so (MaxViT: window × stride, :func:`probe_multiple`).
     """
 
     timm: str
@@ -220,9 +221,11 @@ def model_meta(name: str, stages: tuple[str, ...] = ()) -> ModelMeta:
         with torch.device("meta"):
             model = create_model(name)
         cfg = model.pretrained_cfg
+        facts = model_facts(model, name)
+        facts["multiple"] = probe_multiple(model, name, facts)
         data = {
             "timm": name,
-            **model_facts(model, name),
+            **facts,
             "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
             "std": list(cfg.get("std", (0.229, 0.224, 0.225))),
             "license": cfg.get("license"),
@@ -327,6 +330,65 @@ def model_facts(model: Any, name: str) -> dict[str, Any]:
     default = [s.name for s in available if s.stride >= 4 and last[s.stride] == s.name] or [available[-1].name]
     return {"is_vit": False, "available": [asdict(s) for s in available], "default": default,
             "multiple": max(strides)}
+
+
+#: Multiples of the structural multiple (patch or largest stride) tried by :func:`probe_multiple`:
+#: MaxViT needs its 7-cell windows at stride 32 (7 × 32 = 224), a window of 8 would need 256.
+PROBE_FACTORS = (1, 2, 3, 4, 5, 6, 7, 8)
+
+
+def probe_multiple(model: Any, name: str, facts: dict[str, Any]) -> int:
+    """What the input sides of ``model`` must be a multiple of, found by running it.
+
+    The structure gives a first answer (``facts["multiple"]``: patch size or largest stride),
+    but some models need more: MaxViT partitions every stage into 7 × 7 windows and grids, so
+    its sides must be multiples of 7 × 32 = 224. Each candidate ``facts["multiple"] × k``
+    (:data:`PROBE_FACTORS`) is tried as a non-square ``M × 2M`` input on torch's meta device
+    (shapes only, no arithmetic: milliseconds to a second per model), and the first whose every
+    stage gives a map of ``input / stride`` cells is the answer. ``model`` must live on the
+    meta device.
+
+    Returns
+    -------
+    int
+        The input multiple in pixels; the structural one when the probe cannot run on the meta
+        device (an operation without a meta kernel), so nothing is refused for that.
+
+    Raises
+    ------
+    BackboneError
+        No candidate works: the model takes only the input size it was built for (Hiera, ...).
+    """
+    import torch
+
+    base = int(facts["multiple"])
+    available = [StageInfo(**s) for s in facts["available"]]
+    last = ""
+    for k in PROBE_FACTORS:
+        m = base * k
+        try:
+            with torch.device("meta"), torch.inference_mode():
+                maps = model.forward_intermediates(torch.empty(1, 3, m, 2 * m), indices=len(available),
+                                                   intermediates_only=True)
+        except NotImplementedError:  # no meta kernel for some operation: cannot tell here
+            return base
+        except Exception as e:  # noqa: BLE001 - any failure means "not this size"
+            text = str(e).strip()
+            last = text.splitlines()[-1] if text else type(e).__name__
+            continue
+        want = [(m // s.stride, 2 * m // s.stride) for s in available]
+        got = [tuple(t.shape[-2:]) if t.shape[1] == s.channels else tuple(t.shape[1:3])
+               for s, t in zip(available, maps)]
+        if got == want:
+            return m
+        last = f"at {2 * m}×{m} px its maps were {got}, not input / stride {want}"
+    native = getattr(model, "pretrained_cfg", {}).get("input_size")
+    size = f" ({native[2]}×{native[1]} px)" if native and len(native) == 3 else ""
+    raise BackboneError(
+        f"Model '{name}' ({type(model).__name__}) takes only the input size it was built for{size}: "
+        f"it failed on every non-square input whose sides are multiples of {base} up to {base * PROBE_FACTORS[-1]} px "
+        f"({last}), while the report keeps each photo's aspect ratio. Try a family that accepts "
+        "any size (ViT, Swin, ConvNeXt, ResNet, EfficientNet, MaxViT).")
 
 
 def _isotropic(available: list[StageInfo], vit: bool) -> dict[str, Any]:

@@ -96,3 +96,4 @@ class ReportPage:
     notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
     featured: tuple[str, ...] = ()  # image ids the narrative shows in full (``image=featured``)
     multiple: int = 32  # image sides are multiples of this (dinoreport.modelmeta.crop_multiple)
+    analyses: tuple[str, ...] | None = None  # the analyses the build ran; None: every registered one

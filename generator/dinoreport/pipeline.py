@@ -38,7 +38,8 @@ from .weights import resolve_all
 from .fingerprint import inputs_fingerprint
 from .suggest import closest
 
-__all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT"]
+__all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT",
+           "choose_analyses"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: generator/dinoreport/pipeline.py
 
@@ -61,7 +62,8 @@ class BuildOptions:
     fetch: bool = False  # download URL images that are not cached yet (after the weights check)
     site_src: Path | None = None  # default: the config file's folder
     templates: Path | None = None  # default: the theme inside the package (generator/dinoreport/theme)
-    analyses: tuple[str, ...] | None = None  # default: all registered
+    analyses: tuple[str, ...] | None = None  # default: report.toml's `analyses`, else all registered
+    skip: tuple[str, ...] = ()  # analyses left out (--skip); what another needs is refused, named
     jobs: int = 0  # analyses at once; 0: one per core (at most 4), see analysis_jobs
     force: bool = False  # rebuild even when nothing changed since the site was built
     no_cache: bool = False  # compute every feature and analysis again; the new entries replace the old
@@ -86,6 +88,26 @@ class BuildSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     not_finite: list[str] = field(default_factory=list)  # "analysis: key path" written as null
     page: ReportPage | None = None  # what was rendered (serve re-renders it when prose changes)
+
+    @property
+    def index(self) -> Path:
+        """The multi-file report, ``<out>/index.html``."""
+        return self.out / "index.html"
+
+    @property
+    def report(self) -> Path:
+        """The self-contained report, ``<out>/report.html``."""
+        return self.out / "report.html"
+
+    @property
+    def results_path(self) -> Path:
+        """``<out>/data/results.json``: every number the report shows."""
+        return self.out / "data" / "results.json"
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """``data/results.json`` loaded (read on each access: the site is the record)."""
+        return json.loads(self.results_path.read_text(encoding="utf-8"))
 
     def line(self) -> str:
         if self.up_to_date:
@@ -201,6 +223,7 @@ class Plan:
     multiple: int  # image sides are multiples of this (crop_multiple over the models)
     options: dict[str, Any] = field(default_factory=dict)  # analysis name -> its options (ctx.options)
     fetch_failed: dict[str, str] = field(default_factory=dict)  # image id -> why --fetch could not get it
+    notes: tuple[str, ...] = ()  # analyses added because a chosen one needs them (choose_analyses)
 
 
 @dataclass(frozen=True)
@@ -256,6 +279,9 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     timings = summary.seconds
     with _timed(timings, "resolve"):
         plan = resolve(cfg, opts)
+        if not opts.quiet:
+            for line in plan.notes:
+                print(line, file=sys.stderr)
         fingerprint = inputs_fingerprint(cfg, opts, plan, library_versions(),
                                          skip=(out, cache_dir().resolve()))
     if not (opts.force or opts.no_cache) and _up_to_date(out, fingerprint):
@@ -365,7 +391,8 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
     check_device(opts.device)
     load_user_analyses(opts.site_src or cfg.root)
     options = resolve_options(cfg)
-    analyses = _plan_analyses(opts.analyses or tuple(list_analyses()), cfg, options)
+    names, notes = choose_analyses(cfg, opts.analyses, opts.skip, options)
+    analyses = _plan_analyses(names, cfg, options)
     extra: dict[int, set[str]] = {}
     all_models = tuple(m.id for m in cfg.models)
     for a in analyses:
@@ -391,7 +418,59 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
     return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
                 reference_masks=any(a.needs(cfg, options[a.name]).reference_masks for a in analyses),
                 iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple,
-                options=options, fetch_failed=fetch_failed)
+                options=options, fetch_failed=fetch_failed, notes=notes)
+
+
+def choose_analyses(cfg: ReportConfig, only: tuple[str, ...] | None = None,
+                    skip: tuple[str, ...] = (), options: dict[str, Any] | None = None,
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The analyses a build runs and a note for each one added because another needs it.
+
+    Parameters
+    ----------
+    cfg : the config; its ``analyses`` apply when ``only`` is None (empty: every registered one).
+    only : ``--analyses``: run these (and what they need).
+    skip : ``--skip``: leave these out. An analysis left out this way is never added back: a
+        chosen analysis that needs its artifact is refused, naming both.
+
+    Returns
+    -------
+    (names in report order, notes such as "added within_pca: across_pca needs its ForegroundMasks")
+
+    Raises
+    ------
+    BuildError
+        An unknown name (with the closest known one), or a dependency that ``skip`` removes.
+    """
+    known = list_analyses()
+    only = tuple(only) if only is not None else (cfg.analyses or None)
+    where = "--analyses" if only is not None and only != cfg.analyses else f"analyses of {cfg.path}"
+    for source, names in ((where, only or ()), ("--skip", skip)):
+        for n in names:
+            if n not in known:
+                hint = closest(n, known, n=1)
+                raise BuildError(f"{source}: unknown analysis {n!r}"
+                                 + (f" — did you mean {hint[0]!r}?" if hint else "")
+                                 + f" (`dinoreport analyses` lists them: {', '.join(known)})")
+    chosen = set(only or known) - set(skip)
+    notes: list[str] = []
+    changed = True
+    while changed:  # a dependency may have dependencies of its own
+        changed = False
+        for n in [k for k in known if k in chosen]:
+            for kind in get_analysis(n).needs(cfg, (options or {}).get(n)).artifacts:
+                if any(kind in get_analysis(c).provides for c in chosen):
+                    continue
+                makers = [m for m in known if kind in get_analysis(m).provides]
+                usable = [m for m in makers if m not in skip]
+                if not usable:
+                    raise BuildError(
+                        f"analysis {n} needs the {kind.__name__} of {' or '.join(makers) or 'no analysis'}, "
+                        f"which --skip leaves out: skip {n} too, or keep {makers[0] if makers else 'it'}")
+                chosen.add(usable[0])
+                notes.append(f"added analysis {usable[0]}: {n} needs its {kind.__name__}")
+                changed = True
+    return tuple(k for k in known if k in chosen), tuple(notes)
 
 
 def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig,
@@ -676,6 +755,7 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
                              e.share_alike, e.modified, e.original_url)
                       for e in plan.iset.entries if e.id in decoded.images),
         skipped=tuple(skipped), explorer=analysed.explorer, featured=decoded.featured,
+        analyses=tuple(a.name for a in plan.analyses),
         notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                     for m in facts if any(s.name == "C5" for s in m.stages)),
     )

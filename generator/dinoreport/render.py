@@ -59,7 +59,7 @@ import markdown as md_lib
 import markupsafe
 from markupsafe import Markup
 
-from .analyses import figure_kinds, table_kinds
+from .analyses import figure_kinds, get_analysis, list_analyses, table_kinds
 from .analysis.explorer import requantize
 from .claimhtml import claim_anchor, claim_html
 from .figures import is_figure_path
@@ -375,13 +375,27 @@ def _directive(name: str, args: str, page: ReportPage, where: str) -> _Block:
             else:
                 items = [o for o in items if getattr(o, k, None) == v]
         what = "figures" if name == "figures" else "tables"
-        note = f"No {what} of this kind in this build ({kinds[kind]})."
+        owner = kind_owner(kind)
+        if page.analyses is not None and owner is not None and owner not in page.analyses:
+            note = (f"Not in this build: the {owner} analysis, which makes these {what} ({kinds[kind]}), "
+                    "was not run (left out by --analyses, --skip or `analyses` in report.toml).")
+        else:
+            note = f"No {what} of this kind in this build ({kinds[kind]})."
         return _Block(name, items, note)
     if name == "explorer":
         if pos or kw:
             raise RenderError(f"{where}: '::: explorer' takes no arguments")
         return _Block("explorer", [], "The similarity explorer was not built for this report.")
     raise RenderError(f"{where}: unknown directive '::: {name}'")
+
+
+def kind_owner(kind: str) -> str | None:
+    """The registered analysis that declares figure or table kind ``kind``, or None."""
+    for n in list_analyses():
+        a = get_analysis(n)
+        if any(k.name == kind for k in (*a.figures, *a.tables)):
+            return n
+    return None
 
 
 def _source_line(src_lines: list[str], line_text: str, fallback: int) -> int:

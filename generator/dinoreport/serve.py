@@ -84,9 +84,11 @@ def make_server(site: Path, port: int = 8000) -> http.server.ThreadingHTTPServer
 
 
 def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = False,
-                  poll: float = 1.0, images: Path | None = None, analysis_timeout_s: float | None = None) -> None:
+                  poll: float = 1.0, images: Path | None = None, analysis_timeout_s: float | None = None,
+                  analyses: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> None:
     """Build, serve on 127.0.0.1:``port`` and watch; ``images`` is ``--images`` (kept on reloads),
-    ``analysis_timeout_s`` is ``--analysis-timeout``.
+    ``analysis_timeout_s`` is ``--analysis-timeout``; ``analyses`` and ``skip`` are ``--analyses``
+    and ``--skip`` (see :func:`dinoreport.pipeline.choose_analyses`).
 
     A failing first build raises its error (there is no site to serve yet); a failing rebuild
     is printed and the last good site stays up. The temporary folder is removed whatever the end.
@@ -94,16 +96,17 @@ def serve_forever(cfg: ReportConfig, *, port: int = 8000, random_init: bool = Fa
     site_root = Path(tempfile.mkdtemp(prefix="dinoreport-serve-"))
     try:
         _serve(cfg, site_root / "site", port=port, random_init=random_init, poll=poll, images=images,
-               analysis_timeout_s=analysis_timeout_s)
+               analysis_timeout_s=analysis_timeout_s, analyses=analyses, skip=skip)
     finally:
         shutil.rmtree(site_root, ignore_errors=True)
 
 
 def _serve(cfg: ReportConfig, site: Path, *, port: int, random_init: bool, poll: float,
-           images: Path | None, analysis_timeout_s: float | None) -> None:
+           images: Path | None, analysis_timeout_s: float | None,
+           analyses: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> None:
     templates = DEFAULT_THEME
     opts = BuildOptions(out=site, random_init=random_init, quiet=False, force=True,  # needs the page to re-render
-                        analysis_timeout_s=analysis_timeout_s)
+                        analysis_timeout_s=analysis_timeout_s, analyses=analyses, skip=tuple(skip))
     server = make_server(site, port)  # before the build: a taken port fails in a second, not minutes
     serving = False
     try:

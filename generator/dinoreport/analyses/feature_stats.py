@@ -23,15 +23,26 @@ def _stats_row(s: A.FeatureStats) -> dict[str, float]:
 
 def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks, stats, what: str) -> Panel:
     """Linear, log-y and 1st-99th percentile histograms, models overlaid on shared edges."""
-    nb = ctx.options.hist_bins
-    full = A.shared_bin_edges(min(stats[m.id].min for m in models), max(stats[m.id].max for m in models), nb)
-    crop = A.shared_bin_edges(min(stats[m.id].p1 for m in models), max(stats[m.id].p99 for m in models), nb)
-    both = {m.label: A.histograms(chunks[m.id], (full, crop)) for m in models}  # one walk per model
+    svg = hist_svg({m.label: (chunks[m.id], stats[m.id]) for m in models}, ctx.options.hist_bins, stage)
+    names = " vs ".join(m.label for m in models)
+    return Panel(ctx.writer.plot(svg, tight=False),
+                 f"Histograms of {what} at stage {stage} (linear, log y, 1st-99th percentile): {names}", "")
+
+
+def hist_svg(series: dict[str, tuple], nbins: int, title: str):
+    """The report's histogram picture: linear, log-y and 1st-99th percentile views of each
+    series on shared bin edges (:func:`dinoreport.figures.hist_figure`).
+
+    series : ``{legend label: (chunks, FeatureStats)}``; ``chunks`` as for
+        :func:`dinoreport.analysis.feature_stats` (a callable returning an iterable of arrays).
+    nbins : bins per view.
+    """
+    full = A.shared_bin_edges(min(s.min for _, s in series.values()), max(s.max for _, s in series.values()), nbins)
+    crop = A.shared_bin_edges(min(s.p1 for _, s in series.values()), max(s.p99 for _, s in series.values()), nbins)
+    both = {label: A.histograms(chunks, (full, crop)) for label, (chunks, _) in series.items()}  # one walk each
     cf = {label: h[0] for label, h in both.items()}
     cc = {label: h[1] for label, h in both.items()}
-    names = " vs ".join(m.label for m in models)
-    return Panel(ctx.writer.plot(hist_figure(full, cf, crop, cc, title=stage), tight=False),
-                 f"Histograms of {what} at stage {stage} (linear, log y, 1st-99th percentile): {names}", "")
+    return hist_figure(full, cf, crop, cc, title=title)
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,44 @@ from ..config import ReportConfig
 from ..context import BuildContext
 from ..figures import overlay, rgb_map
 from ..page import Figure, Panel, Row, Table
+from ..modelmeta import crop_multiple, model_meta
 from ..options import option
 from ._common import mask_threshold_option, rnd, slug
 from .registry import FigureKind, Needs, SectionOutput, TableKind, register_analysis
 
 
+SWEEP_FACTORS = (0.5, 1.0, 2.0)
+"""The default sweep, as multiples of the report's own resolution."""
+
+
+def default_sweep(resolution: int, multiple: int) -> tuple[int, ...]:
+    """The sweep's short sides when the config names none: :data:`SWEEP_FACTORS` × ``resolution``,
+    each snapped to the nearest multiple of the build's crop ``multiple`` (px, at least one).
+
+    448 px with a crop of 32 (or 224) gives (224, 448, 896); 224 px with 32 gives (128, 224, 448).
+    """
+    snapped = {max(multiple, int(resolution * f + multiple / 2) // multiple * multiple) for f in SWEEP_FACTORS}
+    return tuple(sorted(snapped))
+
+
 @dataclass(frozen=True)
 class Options:
-    sweep: tuple[int, ...] = option((224, 448, 896), "short sides (px) of the featured images compared",
-                                    min=14, max=2048)
+    sweep: tuple[int, ...] = option((), "short sides (px) of the featured images compared; empty: ½×, 1× "
+                                    "and 2× the report's resolution on the crop rule", min=14, max=2048)
     mask_threshold: float = mask_threshold_option()
+
+
+def sweep_sides(cfg: ReportConfig, opts: Options) -> tuple[int, ...]:
+    """The short sides swept: ``opts.sweep``, or :func:`default_sweep` on the models' crop rule."""
+    if opts.sweep:
+        return tuple(opts.sweep)
+    multiple = crop_multiple({spec.timm: model_meta(spec.timm, spec.stages).multiple for spec in cfg.models})
+    return default_sweep(cfg.resolution, multiple)
 
 
 def _needs(cfg: ReportConfig, opts: Options) -> Needs:
     """Features of the featured images, every model, at each swept short side but the build's."""
-    return Needs(extra_resolutions=tuple(sorted(set(opts.sweep) - {cfg.resolution})))
+    return Needs(extra_resolutions=tuple(sorted(set(sweep_sides(cfg, opts)) - {cfg.resolution})))
 
 
 @register_analysis(
@@ -41,7 +64,7 @@ def resolution_sweep(ctx: BuildContext) -> SectionOutput:
     build's own resolution (mask IoU on a common grid, PC1 explained variance)."""
     out = SectionOutput()
     base = ctx.cfg.resolution
-    resolutions = sorted(set(ctx.options.sweep) | {base})
+    resolutions = sorted(set(sweep_sides(ctx.cfg, ctx.options)) | {base})
     if len(resolutions) < 2:
         return out
     thr = ctx.options.mask_threshold

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .. import analysis as A
 from ..context import BuildContext, ModelFacts
@@ -14,17 +15,28 @@ from ._common import mask_threshold_option, rnd, rnd_all, slug
 from .registry import FigureKind, ForegroundMasks, SectionOutput, TableKind, register_analysis
 
 
+def pc_pictures(res: A.PCAResult, k: int = 3) -> list[tuple[Image.Image, str, float | None]]:
+    """The pictures of a within-image PCA, as the report draws them: the first three components
+    as RGB, then PC1..PCk each signed (blue negative, red positive, symmetric scale), one pixel
+    per cell. Returns ``(picture, label, scale)`` per panel (scale: the ±vmax of a component,
+    None for RGB); :mod:`dinoreport.show` draws the same."""
+    out: list[tuple[Image.Image, str, float | None]] = [(rgb_map(A.to_rgb(res.proj)), "RGB", None)]
+    for j in range(min(k, res.proj.shape[0])):
+        pc = res.proj[j]
+        vmax = float(np.abs(pc).max())
+        out.append((signed_map(pc, vmax), f"PC{j + 1} ({res.explained_variance_ratio[j]:.0%})", vmax))
+    return out
+
+
 def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -> tuple[Panel, ...]:
     where = f"{m.label}, {m.last}, image {image}"
-    panels = [Panel(ctx.writer.png(rgb_map(A.to_rgb(res.proj))), f"PCA of {where} as RGB", "RGB")]
-    for k in range(3):
-        pc = res.proj[k]
-        vmax = float(np.abs(pc).max())
-        panels.append(Panel(
-            ctx.writer.png(signed_map(pc, vmax)),
-            f"PC{k + 1} of {where}, blue negative, red positive, scale ±{vmax:.3g}",
-            f"PC{k + 1} ({res.explained_variance_ratio[k]:.0%})",
-        ))
+    panels = []
+    for j, (pic, label, vmax) in enumerate(pc_pictures(res)):
+        if vmax is None:
+            panels.append(Panel(ctx.writer.png(pic), f"PCA of {where} as RGB", "RGB"))
+        else:
+            panels.append(Panel(ctx.writer.png(pic),
+                                f"PC{j} of {where}, blue negative, red positive, scale ±{vmax:.3g}", label))
     return tuple(panels)
 
 
