@@ -138,7 +138,7 @@ def test_analyses_in_registry_order():
     assert block.startswith("k-means with coseg_k parts")
     assert "  option coseg_k = 4 (int from 2 to 9): parts per group" in block
     assert "  figure cosegmentation: " in block and "  table cosegmentation: " in block
-    assert "  option sweep = [224, 448, 896] (list of int, each from 14 to 2048): " in r.output
+    assert "  option sweep = [] (list of int, each from 14 to 2048): short sides (px) of the featured images compared; empty: ½×, 1× and 2×" in r.output
 
 
 def test_clean_yes_removes_the_cache(tmp_path):

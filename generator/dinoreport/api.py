@@ -237,7 +237,7 @@ def compare_config(models: Sequence[str], *, images: str | Path | None = None,
     m = crop_multiple(need)
     res = resolution or max(m, round(base.resolution / m) * m)
     cfg = replace(base, models=tuple(specs), resolution=res,
-                  analysis=replace(base.analysis, highres=(res, 2 * res)))
+                  analysis=base.analysis.with_values(highres=[res, 2 * res]))
     return cfg.with_images_dir(Path(images)) if images is not None else cfg
 
 
