@@ -22,11 +22,11 @@ __all__ = ["PositionBias", "PositionAccumulator", "common_grid", "l2_normalise"]
 
 
 def l2_normalise(fmap: np.ndarray) -> np.ndarray:
-    """(C, H, W) map -> the same with every position's feature vector of unit length
-    (float64; a zero vector stays zero)."""
-    fm = check_fmap(fmap).astype(np.float64)
-    n = np.sqrt(np.einsum("chw,chw->hw", fm, fm))
-    return fm / np.where(n > 0, n, 1.0)[None]
+    """(C, H, W) map -> float32, every position's feature vector of unit length (a zero vector
+    stays zero). The norms are taken in float64, so large features do not overflow."""
+    fm = check_fmap(fmap)
+    n = np.sqrt(np.einsum("chw,chw->hw", fm, fm, dtype=np.float64))
+    return fm * np.where(n > 0, 1.0 / np.where(n > 0, n, 1.0), 0.0).astype(np.float32)[None]
 
 
 def common_grid(grids: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -105,7 +105,8 @@ class PositionAccumulator:
         if x.shape != self._shape:
             raise ValueError(f"map must be {self._shape} (channels, grid), got {x.shape}")
         self._sum += x
-        self._sq += float(np.einsum("chw,chw->", x, x))
+        # Every normalised vector has length 1 (zero vectors 0): the sum of squares is a count.
+        self._sq += float(np.count_nonzero(np.any(x != 0, axis=0)))
         self._n += 1
 
     def result(self) -> PositionBias:

@@ -13,10 +13,15 @@ import numpy as np
 
 from ._threads import on_one_blas_thread
 
-__all__ = ["ProbeResult", "image_folds", "train_probe", "probe_images"]
+__all__ = ["ProbeResult", "image_folds", "stack_training", "train_probe", "probe_images"]
 
-# Inverse regularisation strengths tried inside each training fold (on standardised features).
-DEFAULT_CS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
+# Inverse regularisation strengths tried inside each training fold (on standardised features),
+# two inner folds and the lbfgs tolerance: on the default report (27 outlined photos, 12 model
+# stages, random init) four values of C, three inner folds, tolerance 1e-4, 64 cells per image
+# and float64 took 14.2 s, these settings with 32 cells and float32 2.1 s (4 outer folds), for
+# average precisions within 0.03 of each other.
+DEFAULT_CS: tuple[float, ...] = (1e-2, 1e-1, 1.0)
+TOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -80,25 +85,30 @@ def _sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(pick)
 
 
-def _stack(feats: Sequence[np.ndarray], labels: Sequence[np.ndarray], images: np.ndarray,
-           cells_per_image: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stack_training(feats: Sequence[np.ndarray], labels: Sequence[np.ndarray], images: np.ndarray,
+                   cells_per_image: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training rows of ``images``: at most ``cells_per_image`` cells of each (stratified,
+    drawn with ``rng``) as float64 ``x`` (N, D), bool ``y`` (N,) and image index ``groups`` (N,),
+    as :func:`train_probe` takes them."""
     xs, ys, gs = [], [], []
     for i in images:
         pick = _sample(labels[i], cells_per_image, rng)
         xs.append(feats[i][pick])
         ys.append(labels[i][pick])
         gs.append(np.full(pick.size, i))
-    return np.concatenate(xs).astype(np.float64), np.concatenate(ys), np.concatenate(gs)
+    x = np.concatenate(xs)
+    return x.astype(np.float32 if x.dtype == np.float32 else np.float64), np.concatenate(ys), np.concatenate(gs)
 
 
 @on_one_blas_thread
 def train_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, cs: Sequence[float] = DEFAULT_CS,
-                inner_folds: int = 3):
+                inner_folds: int = 2):
     """Fit a standardised logistic regression, choosing C by grouped inner cross-validation.
 
     Parameters
     ----------
-    x : (N, D) float array; y : (N,) bool; groups : (N,) int image index of each row
+    x : (N, D) float32 or float64 array (float32 is fitted in float32, twice as fast);
+    y : (N,) bool; groups : (N,) int image index of each row
         The inner folds split by image (round robin over the distinct groups), so the
         chosen C is the one that generalises to unseen images.
     cs : inverse regularisation strengths to try; inner_folds : int >= 2
@@ -129,24 +139,25 @@ def train_probe(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, cs: Sequenc
             raise ValueError("the probe's training cells hold one class only: every training image "
                              "is all subject or all background")
         if splits:
-            lr = LogisticRegressionCV(Cs=list(cs), cv=splits, scoring="neg_log_loss", max_iter=300,
+            lr = LogisticRegressionCV(Cs=list(cs), cv=splits, scoring="neg_log_loss", max_iter=300, tol=TOL,
                                       l1_ratios=(0.0,), use_legacy_attributes=False)
         else:
-            lr = LogisticRegression(C=float(cs[len(cs) // 2]), max_iter=300)
+            lr = LogisticRegression(C=float(cs[len(cs) // 2]), max_iter=300, tol=TOL)
         model = make_pipeline(StandardScaler(), lr).fit(x, y)
     c = float(np.ravel(lr.C_)[0]) if splits else float(cs[len(cs) // 2])
     return model, c
 
 
 def probe_images(features: Sequence[np.ndarray], labels: Sequence[np.ndarray], *, folds: int = 0,
-                 cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 3, cells_per_image: int = 64,
+                 cs: Sequence[float] = DEFAULT_CS, inner_folds: int = 2, cells_per_image: int = 32,
                  seed: int = 0) -> ProbeResult:
     """Held-out linear probe of the subject over a set of images.
 
     Parameters
     ----------
     features : sequence of (N_i, D) float arrays
-        Cells of image i as rows (e.g. :func:`~dinoreport.analysis.across.pixels`).
+        Cells of image i as rows (e.g. :func:`~dinoreport.analysis.across.pixels`); float32
+        features are fitted in float32.
     labels : sequence of (N_i,) bool arrays
         True where the cell is subject (e.g. reference mask share >= 0.5).
     folds : int
@@ -182,11 +193,11 @@ def probe_images(features: Sequence[np.ndarray], labels: Sequence[np.ndarray], *
     n = len(feats)
     for held in image_folds(n, folds):
         train = np.setdiff1d(np.arange(n), held)
-        x, y, g = _stack(feats, labs, train, cells_per_image, rng)
+        x, y, g = stack_training(feats, labs, train, cells_per_image, rng)
         model, c = train_probe(x, y, g, cs=cs, inner_folds=inner_folds)
         chosen.append(c)
         for i in held:
-            proba[i] = model.predict_proba(feats[i].astype(np.float64))[:, 1]
+            proba[i] = model.predict_proba(feats[i])[:, 1].astype(np.float64)
     all_p = np.concatenate(proba)  # type: ignore[arg-type]
     all_y = np.concatenate(labs)
     ap = float(average_precision_score(all_y, all_p)) if 0 < all_y.sum() < all_y.size else float("nan")
