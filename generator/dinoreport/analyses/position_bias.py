@@ -81,7 +81,7 @@ def position_bias(ctx: BuildContext) -> SectionOutput:
     if not rows:
         return out
     out.figures.append(Figure(
-        id="position-bias", kind="position_bias",
+        id="position-bias-maps", kind="position_bias",
         caption=(f"What the images share at each grid position: their features, "
                  f"each position's vector scaled to length 1, averaged position by position ("
                  f"{'images of another crop brought to' if opt.position_resize else 'only images already on'} "

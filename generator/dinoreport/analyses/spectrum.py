@@ -60,7 +60,7 @@ def spectrum(ctx: BuildContext) -> SectionOutput:
     if not rows:
         return out
     out.figures.append(Figure(
-        id="spectrum", kind="spectrum",
+        id="spectrum-curves", kind="spectrum",
         caption=(f"Share of the variance carried by each of the first {SHOWN} principal components, per "
                  f"model (colour) and stage (dash; the last stage solid), on a log scale: a PCA of each "
                  f"stage's covariance over up to {opt.spectrum_cells} cells of each of the {len(ids)} "

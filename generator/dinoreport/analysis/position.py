@@ -52,9 +52,12 @@ class PositionBias:
         squares; mu the grand mean). Even without any positional effect it is about
         ``(h*w - 1) / (n*h*w - 1)`` from sampling noise alone.
     share_adjusted : float
-        The same corrected for that chance level (omega squared of a one-way ANOVA):
-        ``(SS_b - (P - 1) MS_w) / (SS_t + MS_w)``; about 0 without a positional effect, can be
-        slightly negative.
+        The same corrected for that chance level (omega squared of a two-way layout, images x
+        positions, one map per cell): ``(SS_b - (P - 1) MS_r) / (SS_t + MS_r)`` with ``MS_r``
+        the residual mean square after the position and the image means are removed. Every
+        position sees every image, so an image's own offset (one photo darker than another)
+        moves no position mean; it is taken out of the noise level too, else the correction
+        would overshoot below 0. About 0 without a positional effect, can be slightly negative.
     offset_norm : (h, w) ndarray of float64
         ``|m_p - mu|``: how far each position's mean lies from the grand mean.
     mean_norm : (h, w) ndarray of float64
@@ -93,6 +96,7 @@ class PositionAccumulator:
         self._shape = (int(channels), int(grid[0]), int(grid[1]))
         self._sum = np.zeros(self._shape, dtype=np.float64)
         self._sq = 0.0
+        self._img_sq = 0.0  # sum over images of |image mean vector|^2
         self._n = 0
 
     @property
@@ -107,6 +111,8 @@ class PositionAccumulator:
         self._sum += x
         # Every normalised vector has length 1 (zero vectors 0): the sum of squares is a count.
         self._sq += float(np.count_nonzero(np.any(x != 0, axis=0)))
+        im = x.reshape(x.shape[0], -1).mean(axis=1, dtype=np.float64)
+        self._img_sq += float(im @ im)
         self._n += 1
 
     def result(self) -> PositionBias:
@@ -122,10 +128,12 @@ class PositionAccumulator:
         off2 = np.einsum("chw,chw->hw", dev, dev)
         ss_b = n * float(off2.sum())
         ss_t = self._sq - n * p * float(mu @ mu)
-        ss_w = max(ss_t - ss_b, 0.0)
+        ss_img = p * self._img_sq - n * p * float(mu @ mu)
         share = ss_b / ss_t if ss_t > 0 else 0.0
-        ms_w = ss_w / (p * (n - 1))
-        adj = (ss_b - (p - 1) * ms_w) / (ss_t + ms_w) if ss_t > 0 else 0.0
+        adj = 0.0
+        if ss_t > 0 and p > 1:
+            ms_r = max(ss_t - ss_b - ss_img, 0.0) / ((p - 1) * (n - 1))
+            adj = (ss_b - (p - 1) * ms_r) / (ss_t + ms_r)
         ring = np.zeros((h, w), dtype=bool)
         ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
         # Measured from the interior's own mean, not the grand mean: a border offset moves the
