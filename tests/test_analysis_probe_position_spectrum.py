@@ -218,3 +218,11 @@ def test_image_offsets_do_not_push_the_corrected_share_below_zero():
     for _ in range(30):
         acc.update(rng.normal(size=(16, 6, 8)) + 2.0 * rng.normal(size=16)[:, None, None])
     assert abs(acc.result().share_adjusted) < 0.01
+
+
+@pytest.mark.parametrize("grid", [(6, 9), (4, 5), (12, 18)])
+def test_to_grid_is_resize_map_in_float32(grid):
+    from dinoreport.analysis import resize_map, to_grid
+
+    fm = np.random.default_rng(9).normal(size=(5, 12, 18)).astype(np.float32)
+    np.testing.assert_allclose(to_grid(fm, grid), resize_map(fm, grid), rtol=1e-5, atol=1e-5)
