@@ -220,9 +220,9 @@ def test_image_offsets_do_not_push_the_corrected_share_below_zero():
     assert abs(acc.result().share_adjusted) < 0.01
 
 
-@pytest.mark.parametrize("grid", [(6, 9), (4, 5), (12, 18)])
-def test_to_grid_is_resize_map_in_float32(grid):
-    from dinoreport.analysis import resize_map, to_grid
+@pytest.mark.parametrize("grid", [(6, 9), (4, 5), (12, 18), (12, 11), (7, 18)])
+def test_resize_map_in_float32_agrees_with_float64(grid):
+    from dinoreport.analysis import resize_map
 
     fm = np.random.default_rng(9).normal(size=(5, 12, 18)).astype(np.float32)
-    np.testing.assert_allclose(to_grid(fm, grid), resize_map(fm, grid), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(resize_map(fm, grid, dtype=np.float32), resize_map(fm, grid), rtol=1e-5, atol=1e-5)

@@ -20,7 +20,7 @@ from .registry import FigureKind, SectionOutput, TableKind, register_analysis
 class PositionBiasOptions:
     """The analysis' ``[analysis]`` keys."""
 
-    # True: images of another crop are resized (bilinear, as for CKA: A.to_grid) to the stage's most
+    # True: images of another crop are resized (bilinear, as for CKA, in float32) to the stage's most
     # frequent grid; False: only the images already on that grid are used (no resampling).
     position_resize: bool = True
 
@@ -55,7 +55,7 @@ def position_bias(ctx: BuildContext) -> SectionOutput:
                 if g != grid and not opt.position_resize:
                     continue
                 fmap = ctx.fmap(m.id, i, st.name)
-                acc.update(fmap if g == grid else A.to_grid(fmap, grid))
+                acc.update(fmap if g == grid else A.resize_map(fmap, grid, dtype=np.float32))
             if acc.n < 2:
                 continue  # fewer than two images on the grid: no spread to compare with
             res = acc.result()

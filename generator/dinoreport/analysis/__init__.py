@@ -10,7 +10,7 @@ from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
 from .pca import PCAResult, check_fmap, minmax, pca_within, sigmoid_rgb, to_rgb, whiten_scale
-from .position import PositionAccumulator, PositionBias, common_grid, l2_normalise, to_grid
+from .position import PositionAccumulator, PositionBias, common_grid, l2_normalise
 from .probe import ProbeResult, image_folds, probe_images, stack_training, train_probe
 from .spectrum import Spectrum, effective_rank, participation_ratio, spectrum, subsample_cells
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
@@ -77,7 +77,6 @@ __all__ = [
     "PositionBias",
     "common_grid",
     "l2_normalise",
-    "to_grid",
     "ProbeResult",
     "image_folds",
     "probe_images",

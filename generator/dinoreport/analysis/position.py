@@ -18,7 +18,7 @@ import numpy as np
 
 from .pca import check_fmap
 
-__all__ = ["PositionBias", "PositionAccumulator", "common_grid", "l2_normalise", "to_grid"]
+__all__ = ["PositionBias", "PositionAccumulator", "common_grid", "l2_normalise"]
 
 
 def l2_normalise(fmap: np.ndarray) -> np.ndarray:
@@ -27,31 +27,6 @@ def l2_normalise(fmap: np.ndarray) -> np.ndarray:
     fm = check_fmap(fmap)
     n = np.sqrt(np.einsum("chw,chw->hw", fm, fm, dtype=np.float64))
     return fm * np.where(n > 0, 1.0 / np.where(n > 0, n, 1.0), 0.0).astype(np.float32)[None]
-
-
-def to_grid(fmap: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """:func:`~dinoreport.analysis.cka.resize_map` in float32 through torch.
-
-    Same rule: the mean over blocks when the grid divides the map, else bilinear with
-    half-pixel centres, edge clamping and no antialias; equal to ``resize_map`` up to float32
-    rounding (``resize_map`` works in float64) and about 15 times faster on a stride-4 map,
-    which positional bias resizes for most images of every model.
-
-    Returns (C, h, w) float32.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    fm = check_fmap(fmap)
-    h, w = int(grid[0]), int(grid[1])
-    if fm.shape[1:] == (h, w):
-        return fm.copy()
-    t = torch.from_numpy(np.ascontiguousarray(fm))[None]
-    if fm.shape[1] % h == 0 and fm.shape[2] % w == 0:
-        out = F.avg_pool2d(t, (fm.shape[1] // h, fm.shape[2] // w))
-    else:
-        out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
-    return out[0].numpy()
 
 
 def common_grid(grids: Sequence[tuple[int, int]]) -> tuple[int, int]:
