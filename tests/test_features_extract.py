@@ -198,3 +198,28 @@ def _stored_order(p) -> list[str]:
     header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
     header.pop("__metadata__", None)
     return sorted(header, key=lambda k: header[k]["data_offsets"][0])
+
+
+def test_heap_is_trimmed_only_when_resident_memory_has_grown(monkeypatch):
+    """A trim after every pass cost 30-70 ms each; passes that reuse freed blocks skip it."""
+    from dinoreport import features
+
+    rss = iter([1000.0, 1050.0, 1100.0, 1200.0, 900.0, 950.0, 1040.0, 910.0])
+    monkeypatch.setattr(features, "resident_mib", lambda: next(rss))
+    calls = []
+    monkeypatch.setattr(features, "give_back_freed_memory", lambda: calls.append(1))
+    trim = features.HeapTrimmer(slack_mib=128)          # floor 1000
+    assert [trim(), trim()] == [False, False]            # 1050, 1100: within the slack
+    assert trim() is True and len(calls) == 1            # 1200: grown; after it 900
+    assert [trim(), trim()] == [False, True]             # 950 kept, 1040 > 900 + 128
+    assert trim.trims == 2
+
+
+def test_heap_trimmer_trims_every_time_without_proc(monkeypatch):
+    from dinoreport import features
+
+    monkeypatch.setattr(features, "resident_mib", lambda: None)
+    calls = []
+    monkeypatch.setattr(features, "give_back_freed_memory", lambda: calls.append(1))
+    trim = features.HeapTrimmer()
+    assert trim() and trim() and len(calls) == 2

@@ -127,3 +127,18 @@ def test_single_file_codes_are_the_measured_requantization():
     want = requantize(a.reshape(-1, 6), 4).T.ravel()
     np.testing.assert_array_equal(np.frombuffer(zlib.decompress(single), np.int8), want)
     assert len(single) < len(site)
+
+
+def test_single_file_encodes_each_picture_once(demo_site):
+    """The explorer's photos are the figures' photos: report.html names them, not a second copy."""
+    import json
+
+    text = (demo_site / "report.html").read_text(encoding="utf-8")
+    uris = re.findall(r"data:image/[\w+.-]+;base64,[A-Za-z0-9+/=]+", text)
+    assert uris and len(uris) == len(set(uris)), len(uris) - len(set(uris))
+    data = json.loads(re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', text, re.S)
+                      .group(1))
+    pics = [im["pic"] for im in data["images"] if "pic" in im]
+    assert pics, "no explorer photo named a picture of the page"
+    for k in pics:
+        assert f'data-pic="{k}"' in text

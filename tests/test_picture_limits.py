@@ -49,7 +49,7 @@ def test_writer_shrinks_oversized_pictures_and_says_which(tmp_path):
     wide = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (40, 24))[..., None].repeat(3, axis=2))
     assert wide.size == (6144, 40)
     png = child.png(wide)
-    jpg = child.jpeg(wide)
+    jpg = child.photographic(wide)
     pal = child.png(wide.convert("P"))
     for rel in (png, jpg, pal):
         assert _size(tmp_path / rel) == (4096, 26)

@@ -95,7 +95,7 @@ RESERVED_IDS = frozenset({
 })
 
 _DIRECTIVE = re.compile(r"^\s*:::\s*(\S+)\s*(.*?)\s*$")
-_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".avif": "image/avif",
          ".webp": "image/webp", ".gif": "image/gif", ".svg": "image/svg+xml"}
 
 
@@ -755,34 +755,38 @@ def _number(page: ReportPage, token: str, body: str, toc: list[dict], blocks: li
 EAGER_IMAGES = 12
 
 
-def _img_attrs(out: Path, assets: _Assets, sizes: dict[str, tuple[int, int] | None]) -> Callable[[str], Markup]:
+class _ImgAttrs:
     """The template helper ``img_attrs(rel)``: src, width/height, ``class="px"`` for maps,
     and ``loading``: eager for the page's first :data:`EAGER_IMAGES` pictures, lazy after.
 
     In report.html (``assets.inline``) a picture is encoded once: its first ``<img>`` carries
     the data: URI and ``data-pic="k"``, every later one only ``data-same="k"``, which
-    report.js points at the first one's picture (a photo is shown in several figures)."""
-    shown = [0]
-    first_use: dict[str, int] = {}
+    report.js points at the first one's picture (a photo is shown in several figures).
+    ``first_use[rel]`` is that ``k``; the explorer's photos name it too (its data comes after
+    the article)."""
 
-    def img_attrs(rel: str) -> Markup:
+    def __init__(self, assets: _Assets, sizes: dict[str, tuple[int, int] | None]) -> None:
+        self.assets, self.sizes = assets, sizes
+        self.shown = 0
+        self.first_use: dict[str, int] = {}
+
+    def __call__(self, rel: str) -> Markup:
+        assets, sizes = self.assets, self.sizes
         if rel not in sizes:
             sizes[rel] = _image_size(assets.path(rel))
         size = sizes[rel]
         wh = f' width="{size[0]}" height="{size[1]}"' if size else ""
         # Feature maps are stored one pixel per cell; the browser enlarges them crisply.
         px = ' class="px"' if size and max(size) < PIXELATED_BELOW and not rel.endswith(".svg") else ""
-        shown[0] += 1
-        loading = "eager" if shown[0] <= EAGER_IMAGES else "lazy"
+        self.shown += 1
+        loading = "eager" if self.shown <= EAGER_IMAGES else "lazy"
         if not assets.inline:
             return Markup(f'src="{html.escape(assets.url(rel), quote=True)}"{wh}{px} loading="{loading}"')
-        if rel in first_use:
-            return Markup(f'data-same="{first_use[rel]}"{wh}{px} loading="{loading}"')
-        first_use[rel] = len(first_use)
-        return Markup(f'src="{html.escape(assets.url(rel), quote=True)}" data-pic="{first_use[rel]}"{wh}{px} '
+        if rel in self.first_use:
+            return Markup(f'data-same="{self.first_use[rel]}"{wh}{px} loading="{loading}"')
+        k = self.first_use[rel] = len(self.first_use)
+        return Markup(f'src="{html.escape(assets.url(rel), quote=True)}" data-pic="{k}"{wh}{px} '
                       f'loading="{loading}"')
-
-    return img_attrs
 
 
 def _render_item(env: jinja2.Environment, common: dict, kind: str, obj: Any, num: int, first: bool) -> str:
@@ -870,9 +874,10 @@ def explorer_blobs(explorer: dict, single_file: bool = False) -> Iterator[tuple[
     ----------
     explorer : ``page.explorer`` (see the module docstring); ``features[m][st][g][img]["q"]``
         is base64 of an (h, w, d) int8 array.
-    single_file : the lighter codes of report.html: each group's codes rounded to
-        ``single_file[m][st][g]["bits"]`` by :func:`~dinoreport.analysis.requantize`, exactly
-        what the explorer analysis measured the error of (8 bits where it has no entry).
+    single_file : the lighter codes of report.html: each group's codes cut to
+        ``single_file[m][st][g]["dims"]`` dimensions and rounded to its ``"bits"`` by
+        :func:`~dinoreport.analysis.requantize`, exactly what the explorer analysis measured the
+        error of (all dimensions at 8 bits where it has no entry).
 
     Yields
     ------
@@ -886,10 +891,10 @@ def explorer_blobs(explorer: dict, single_file: bool = False) -> Iterator[tuple[
         for st in sorted(explorer["features"][mid]):
             for g in sorted(explorer["features"][mid][st]):
                 per = explorer["features"][mid][st][g]
-                bits = 8
+                bits, dims = 8, None
                 if single_file:
-                    bits = int(((explorer.get("single_file") or {}).get(mid, {}).get(st, {}).get(g) or {})
-                               .get("bits", 8))
+                    lite = (explorer.get("single_file") or {}).get(mid, {}).get(st, {}).get(g) or {}
+                    bits, dims = int(lite.get("bits", 8)), lite.get("dims")
                 planes = []
                 for img in groups.get(g, sorted(per)):
                     f = per[img]
@@ -898,15 +903,17 @@ def explorer_blobs(explorer: dict, single_file: bool = False) -> Iterator[tuple[
                         raise RenderError(f"explorer codes of {mid}/{st}/{g}/{img}: {len(raw)} bytes, "
                                           f"expected {f['h']}x{f['w']}x{f['d']}; rebuild with --force")
                     d = f["d"]
-                    if bits < 8:
-                        raw = requantize(np.frombuffer(raw, np.int8).reshape(-1, d), bits).tobytes()
+                    if bits < 8 or (dims is not None and dims < d):
+                        raw = requantize(np.frombuffer(raw, np.int8).reshape(-1, d), bits, dims).tobytes()
+                        d = min(d, dims) if dims is not None else d
                     # (h*w, d) -> (d, h*w): plane j is every d-th byte from j
                     planes.append(b"".join(raw[j::d] for j in range(d)) if d > 1 else raw)
                 yield mid, st, g, zlib.compress(b"".join(planes), 9)
 
 
 def _explorer_payload(page: ReportPage, layout: _Layout, assets: _Assets,
-                      blob_url: Callable[[str, str, str, bytes], str] | None) -> Markup | None:
+                      blob_url: Callable[[str, str, str, bytes], str] | None,
+                      shown: dict[str, int] | None = None) -> Markup | None:
     """The explorer's data for the page, photos as URLs of this output; None when not shown.
 
     The codes leave the JSON: ``features[m][st][g]`` becomes ``{"d": code length, "hw": [h, w
@@ -914,23 +921,32 @@ def _explorer_payload(page: ReportPage, layout: _Layout, assets: _Assets,
     the group's codes are (:func:`explorer_blobs`): ``url`` of
     a file that report.js fetches when the explorer is first used (``blob_url`` writes it; the
     multi-file site), or ``b64`` inline (report.html, ``blob_url`` None); ``bytes`` is the
-    compressed size, ``raw`` the decompressed one.
+    compressed size, ``raw`` the decompressed one. In report.html a photo that the page
+    already carries (``shown[rel]`` is its ``data-pic`` number) is named by ``"pic": k``
+    instead of a second copy; the multi-file site gives every photo's URL.
     """
     if not _explorer_shown(page, layout):
         return None
     ex = json.loads(json.dumps(page.explorer))
     for im in ex.get("images", []):
-        if im.get("photo"):
+        if im.get("photo") and assets.inline and im["photo"] in (shown or {}):
+            im["pic"] = str(shown[im.pop("photo")])
+        elif im.get("photo"):
             im["photo"] = assets.url(im["photo"])
     groups = {g["id"]: g["images"] for g in ex.get("groups", [])}
     blobs: dict[str, Any] = {}
-    if blob_url is None and ex.get("single_file"):
-        # the status line of report.html gives the error of the codes it carries
-        ex["error"] = ex["single_file"]
+    lite = ex.pop("single_file", None) if blob_url is None else None
+    if lite:
+        # the status line of report.html gives the length and error of the codes it carries
+        ex["error"] = lite
     ex.pop("single_file", None)
     for mid, st, g, blob in explorer_blobs(page.explorer, single_file=blob_url is None):
         per = ex["features"][mid][st][g]
         raw = sum(f["h"] * f["w"] * f["d"] for f in per.values())
+        d = per[next(iter(per))]["d"] if per else 0
+        if lite and "dims" in lite.get(mid, {}).get(st, {}).get(g, {}):
+            d = min(d, int(lite[mid][st][g]["dims"]))
+            raw = sum(f["h"] * f["w"] * d for f in per.values())
         entry: dict[str, Any] = {"bytes": len(blob), "raw": raw}
         if blob_url is None:
             entry["b64"] = base64.b64encode(blob).decode("ascii")
@@ -939,7 +955,7 @@ def _explorer_payload(page: ReportPage, layout: _Layout, assets: _Assets,
         blobs.setdefault(mid, {}).setdefault(st, {})[g] = entry
         # index.html keeps this JSON inline: per image only its grid, the length once per group
         order = groups.get(g, sorted(per))
-        ex["features"][mid][st][g] = {"d": per[order[0]]["d"] if order else 0,
+        ex["features"][mid][st][g] = {"d": d if order else 0,
                                       "hw": [v for i in order for v in (per[i]["h"], per[i]["w"])]}
     ex["blobs"] = blobs
     return _json_for_script(ex)
@@ -981,7 +997,8 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
     article's blocks and of the appendix as it is rendered, so memory holds one figure, not the
     whole page."""
     assets = _Assets(out, inline)
-    common = {"page": page, "img_attrs": _img_attrs(out, assets, sizes), "fmt": format_cell,
+    img_attrs = _ImgAttrs(assets, sizes)
+    common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
               "table_columns": _table_columns, "inline": inline}
 
     tok = layout.token
@@ -992,6 +1009,9 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
         return refs_re.sub(lambda m: link(_refs_html(page, layout.numbering, m)), text)
 
     article, appendix = f"\x00{tok}-article\x00", f"\x00{tok}-appendix\x00"
+    # The explorer's data follows the article: made when the tail is written, it names the
+    # pictures the article already carries instead of a second copy (report.html).
+    explorer_at = f"\x00{tok}-explorer\x00"
 
     dinov3 = [m for m in page.models
               if m.license and "dinov3" in m.license.lower() and not m.random_init]
@@ -1001,7 +1021,7 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
         csp=_csp_single(script) if inline else CSP_SITE,
         css=Markup(css.replace("</style", "<\\/style")) if inline else None,
         js=Markup(script) if inline else None,
-        explorer_json=_explorer_payload(page, layout, assets, blob_url), dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
+        explorer_json=Markup(explorer_at) if _explorer_shown(page, layout) else None, dinov3=dinov3, dinov3_url=DINOV3_LICENSE_URL,
         share_alike=[c for c in page.credits if c.share_alike],
         has_data=(not inline) and (out / "data" / "results.json").is_file(), **common,
     )
@@ -1010,6 +1030,12 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
     head, rest = frame.split(article, 1)
     middle, tail = rest.split(appendix, 1) if layout.extra else (rest, "")
     block = _block_html(page, layout, env, common)
+
+    def with_explorer(text: str) -> str:
+        if explorer_at not in text:
+            return text
+        return text.replace(explorer_at, _explorer_payload(page, layout, assets, blob_url, img_attrs.first_use))
+
     with path.open("w", encoding="utf-8") as f:
         f.write(head)
         # The narrative with its directive markers; each marker is replaced by its block.
@@ -1019,7 +1045,7 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
             else:
                 for html_piece in block(int(piece)):
                     f.write(refs(html_piece))
-        f.write(middle)
+        f.write(with_explorer(middle))
         for html_piece in _items_html(env, common, layout.extra):
             f.write(html_piece)
-        f.write(tail)
+        f.write(with_explorer(tail))

@@ -52,7 +52,7 @@ def correspondences(ctx: BuildContext) -> SectionOutput:
                     # Keep the column for this model: the photos without lines, and why.
                     none = np.zeros((0, 2), dtype=np.int64)
                     canvas = match_canvas(ctx.images[a], ctx.images[b], fa.shape[1:], fb.shape[1:], none, none)
-                    panels.append(Panel(ctx.writer.jpeg(canvas),
+                    panels.append(Panel(ctx.writer.photographic(canvas),
                                         f"No matches of {m.label}: image {a if not ma.any() else b} has no "
                                         f"foreground cells", "no foreground"))
                     continue
@@ -66,7 +66,7 @@ def correspondences(ctx: BuildContext) -> SectionOutput:
                 canvas = match_canvas(ctx.images[a], ctx.images[b], fa.shape[1:], fb.shape[1:],
                                       found.pos_a[pick], found.pos_b[pick])
                 panels.append(Panel(
-                    ctx.writer.jpeg(canvas),
+                    ctx.writer.photographic(canvas),
                     f"{len(pick)} of {found.n_mutual} mutual nearest-neighbour matches of {m.label} {m.last} "
                     f"between image {a} (left) and image {b} (right)",
                     f"{found.n_mutual} match{'' if found.n_mutual == 1 else 'es'} · "

@@ -21,17 +21,25 @@ ERROR_PAIRS = 4000
 SINGLE_FILE_ERROR_FACTOR = 1.05
 SINGLE_FILE_BITS = (3, 4, 5, 6, 7)
 
+#: report.html's codes keep this share of each stage's dimensions (at least one), so that they
+#: take about that share of the web page's bytes and the pictures and codes stay mailable; every
+#: stage keeps its leading directions (cutting the finest grids first, as the web page's budget
+#: does, left whole stages at one dimension)
+SINGLE_FILE_DIMS_SHARE = 0.25
 
-def _single_file_bits(maps: list, codes: list, max8: float, mean8: float, seed: int) -> tuple[int, float, float]:
+
+def _single_file_codes(maps: list, codes: list, dims: int, seed: int) -> tuple[int, float, float]:
     """(bits, max_abs, mean_abs) of the lightest :func:`~dinoreport.analysis.requantize` of
-    ``codes`` within :data:`SINGLE_FILE_ERROR_FACTOR` of the 8-bit codes' errors,
-    measured against the exact ``maps`` on the same pairs; 8 bits when none is."""
+    ``codes`` cut to ``dims`` dimensions whose errors are within
+    :data:`SINGLE_FILE_ERROR_FACTOR` of the 8-bit codes of the same length, measured against the
+    exact ``maps`` on the same pairs; 8 bits (and their errors) when no fewer bits are."""
+    max8, mean8 = A.cosine_error(maps, [A.requantize(c, 8, dims) for c in codes], pairs=ERROR_PAIRS, seed=seed)
     for bits in SINGLE_FILE_BITS:
-        q = [A.requantize(c, bits) for c in codes]
+        q = [A.requantize(c, bits, dims) for c in codes]
         mx, mean = A.cosine_error(maps, q, pairs=ERROR_PAIRS, seed=seed)
         if mean <= SINGLE_FILE_ERROR_FACTOR * mean8 and mx <= SINGLE_FILE_ERROR_FACTOR * max8:
             return bits, mx, mean
-    return 8, float("nan"), float("nan")
+    return 8, max8, mean8
 
 
 def _groups(ctx: BuildContext) -> list[tuple[str, list[str]]]:
@@ -62,16 +70,17 @@ def explorer(ctx: BuildContext) -> SectionOutput:
         feats[m.id], errors[m.id], single[m.id] = {}, {}, {}
         for g, ids in groups:
             # Grid sizes from the images (every model's stage s has a stride), maps one stage at a time.
-            dims = A.stage_dims([max(math.prod(ctx.grid(i, st.stride)) for i in ids) for st in m.stages],
-                                [st.channels for st in m.stages], ctx.cfg.analysis.explorer_dims, budget)
+            positions = [max(math.prod(ctx.grid(i, st.stride)) for i in ids) for st in m.stages]
+            channels = [st.channels for st in m.stages]
+            dims = A.stage_dims(positions, channels, ctx.cfg.analysis.explorer_dims, budget)
+            single_dims = [max(1, math.ceil(d * SINGLE_FILE_DIMS_SHARE)) for d in dims]
             per_image = {i: 0 for i in ids}
-            for st, d in zip(m.stages, dims):
+            for st, d, sd in zip(m.stages, dims, single_dims):
                 maps = [ctx.fmap(m.id, i, st.name) for i in ids]
                 codes = A.explorer_int8(maps, dims=d)
                 mx, mean = A.cosine_error(maps, codes, pairs=ERROR_PAIRS, seed=ctx.cfg.seed)
-                bits, smx, smean = _single_file_bits(maps, codes, mx, mean, ctx.cfg.seed)
-                if bits == 8:
-                    smx, smean = mx, mean
+                sd = min(sd, codes[0].shape[2])
+                bits, smx, smean = _single_file_codes(maps, codes, sd, ctx.cfg.seed)
                 del maps
                 stage_feats = feats[m.id].setdefault(st.name, {}).setdefault(g, {})
                 for i, c in zip(ids, codes):
@@ -80,7 +89,7 @@ def explorer(ctx: BuildContext) -> SectionOutput:
                     stage_feats[i] = {"h": c.shape[0], "w": c.shape[1], "d": c.shape[2], "q": b64}
                 errors[m.id].setdefault(st.name, {})[g] = {"dims": codes[0].shape[2], "max_abs": rnd(mx),
                                                            "mean_abs": rnd(mean)}
-                single[m.id].setdefault(st.name, {})[g] = {"dims": codes[0].shape[2], "bits": bits,
+                single[m.id].setdefault(st.name, {})[g] = {"dims": sd, "bits": bits,
                                                            "max_abs": rnd(smx), "mean_abs": rnd(smean)}
                 rows.append({"model": m.id, "stage": st.name, "group": g, "dims": int(codes[0].shape[2]),
                              "pairs": ERROR_PAIRS, "max_abs_error": rnd(mx), "mean_abs_error": rnd(mean)})
@@ -97,7 +106,7 @@ def explorer(ctx: BuildContext) -> SectionOutput:
         "models": [{"id": m.id, "label": m.label, "stages": [st.name for st in m.stages]} for m in ctx.models],
         "images": images, "groups": [{"id": g, "images": ids} for g, ids in groups],
         "features": feats, "error": errors, "single_file": single,
-        "single_file_factor": SINGLE_FILE_ERROR_FACTOR, "stage": {m.id: m.last for m in ctx.models},
+        "single_file_factor": SINGLE_FILE_ERROR_FACTOR, "single_file_share": SINGLE_FILE_DIMS_SHARE, "stage": {m.id: m.last for m in ctx.models},
         "budget_bytes": budget,
     }
     return out

@@ -31,7 +31,7 @@ def reference_masks(ctx: BuildContext) -> SectionOutput:
         else:
             img = overlay(ctx.images[i], ctx.reference_masks[i])
             how = "its mask file, on the photo as cropped for the models"
-        panels.append(Panel(ctx.writer.jpeg(img), f"Photo {i} with {how} filled in orange", i))
+        panels.append(Panel(ctx.writer.photographic(img), f"Photo {i} with {how} filled in orange", i))
     if panels:
         rows = tuple(Row("", tuple(panels[k:k + PER_ROW])) for k in range(0, len(panels), PER_ROW))
         out.figures.append(Figure(

@@ -55,7 +55,7 @@ def resolution_sweep(ctx: BuildContext) -> SectionOutput:
                                     f"Within-image PCA as RGB of {m.label} {m.last}, image {image}, "
                                     f"short side {p.resolution} px ({h}×{w} cells)",
                                     f"{h}×{w} · PC1 {p.pc1_explained:.0%}"))
-                panels.append(Panel(ctx.writer.jpeg(overlay(photo, p.mask)),
+                panels.append(Panel(ctx.writer.photographic(overlay(photo, p.mask)),
                                     f"PC1 foreground of {m.label} {m.last}, image {image}, short side "
                                     f"{p.resolution} px (tinted); IoU {p.mask_iou_vs_base:.2f} with "
                                     f"the mask at {base} px",

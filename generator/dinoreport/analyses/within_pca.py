@@ -78,7 +78,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
     mask_rows = []
     for image in ctx.image_ids():
         panels = tuple(
-            Panel(ctx.writer.jpeg(overlay(_shrink(ctx, image), masks[m.id][image])),
+            Panel(ctx.writer.photographic(overlay(_shrink(ctx, image), masks[m.id][image])),
                   f"Foreground of image {image} from PC1 of {m.label} {m.last} (tinted)",
                   f"{masks[m.id][image].mean():.0%}")
             for m in ctx.models)

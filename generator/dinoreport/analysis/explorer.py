@@ -105,8 +105,9 @@ def explorer_int8(fmaps: Sequence[np.ndarray], dims: int) -> list[np.ndarray]:
     return out
 
 
-def requantize(codes: np.ndarray, bits: int) -> np.ndarray:
-    """int8 codes rounded to fewer levels, for a lighter copy of the explorer's data.
+def requantize(codes: np.ndarray, bits: int, dims: int | None = None) -> np.ndarray:
+    """int8 codes rounded to fewer levels (and cut to fewer dimensions), for a lighter copy of
+    the explorer's data.
 
     Parameters
     ----------
@@ -114,21 +115,29 @@ def requantize(codes: np.ndarray, bits: int) -> np.ndarray:
         Codes of :func:`explorer_int8` (each vector's largest entry is +-127, or all zero).
     bits : int in [2, 8]
         Each vector is rescaled so its largest entry is +-(2**(bits-1) - 1) and rounded; 8
-        returns the codes unchanged.
+        with no cut returns the codes unchanged.
+    dims : int >= 1, optional
+        Keep only the first ``dims`` entries (the group's leading principal directions come
+        first) before rescaling; None or ``dims >= d`` keeps them all.
 
     Returns
     -------
-    (..., d) int8 array with entries in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
+    (..., min(d, dims)) int8 array with entries in [-(2**(bits-1) - 1), 2**(bits-1) - 1]
         Directions only matter (the reader normalises), so no scale is kept. Zero vectors stay
         zero. Deterministic: the page renderer recomputes exactly what the analysis measured.
     """
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
         raise ValueError(f"bits must be an integer in [2, 8], got {bits!r}")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1):
+        raise ValueError(f"dims must be an integer >= 1 or None, got {dims!r}")
     q = np.asarray(codes)
     if q.dtype != np.int8:
         raise ValueError(f"codes must be int8, got {q.dtype}")
-    if bits == 8:
+    cut = dims is not None and dims < q.shape[-1]
+    if bits == 8 and not cut:
         return q
+    if cut:
+        q = q[..., :dims]
     top = 2 ** (bits - 1) - 1
     x = q.astype(np.float64)
     peak = np.abs(x).max(axis=-1, keepdims=True)

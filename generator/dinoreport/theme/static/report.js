@@ -229,7 +229,7 @@
         if (im.height) photo.height = im.height;
         photo.loading = "lazy";
         photo.decoding = "async";
-        photo.src = im.photo || "data:,";
+        photo.src = im.photo || picture(im.pic) || "data:,";
         photo.draggable = false;
         var canvas = document.createElement("canvas");
         canvas.setAttribute("data-image", id);
@@ -442,7 +442,12 @@
     };
   }
 
-  /* report.html encodes each picture once: later copies name the first (data-same) */
+  /* report.html encodes each picture once: later copies, and the explorer's photos, name the
+     first (data-same, "pic") */
+  function picture(k) {
+    var im = k != null ? document.querySelector('img[data-pic="' + k + '"]') : null;
+    return im ? im.getAttribute("src") : null;
+  }
   function sharePictures() {
     var first = {};
     document.querySelectorAll("img[data-pic]").forEach(function (im) { first[im.getAttribute("data-pic")] = im; });
