@@ -109,7 +109,7 @@ def fg_probe(ctx: BuildContext) -> SectionOutput:
         size = ctx.panel_size(i, 448)
         photo = np.asarray(Image.fromarray(ctx.images[i]).resize(size, Image.BICUBIC))
         ref = np.asarray(Image.fromarray(ctx.reference_masks[i]).resize(size, Image.NEAREST))
-        head = Panel(ctx.writer.jpeg(overlay(photo, ref)), f"Photo {i} with its reference mask tinted", "")
+        head = Panel(ctx.writer.photographic(overlay(photo, ref)), f"Photo {i} with its reference mask tinted", "")
         out.figures.append(Figure(
             id=slug("fg-probe", i), kind="fg_probe", image=i,
             caption=(f"The linear foreground probe on image {i}: per stage, the probability that a cell "
