@@ -6,6 +6,8 @@ are planted, checking what they write to results.json.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +17,12 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from dinoreport.analyses import ForegroundMasks, get_analysis
+from dinoreport.analyses import ForegroundMasks, get_analysis, resolve_options
 from dinoreport.analyses.correspondences import MAX_LINES, pair_order
 from dinoreport.analysis import norm_outliers
 from dinoreport.analysis.matches import chance_cycle_share, match_cells, spread_pick
 from dinoreport.analysis.parts import cosegment, image_purity, kmeans
-from dinoreport.config import AnalysisConfig, ConfigError, ImagesConfig, ModelSpec, ReportConfig, load_config
+from dinoreport.config import AnalysisSettings, ConfigError, ImagesConfig, ModelSpec, ReportConfig, load_config
 from dinoreport.context import BuildContext
 from dinoreport.drawing import PART_COLOURS, match_canvas, part_rgb
 from dinoreport.figures import FigureWriter
@@ -233,12 +235,17 @@ def planted_context(tmp_path: Path, maps: dict, masks: dict, images: dict, group
                        weights_sha256=None, license=None, is_vit=False, c5_norm=False)
     cfg = ReportConfig(path=tmp_path / "report.toml", title="t", author="", resolution=224, seed=0,
                        batch_size=1, models=(spec,), images=ImagesConfig(None, None, featured),
-                       groups=groups, analysis=AnalysisConfig(**analysis))
+                       groups=groups, analysis=AnalysisSettings(values=analysis))
     ctx = PlantedContext(cfg=cfg, images=images, entries={}, models=(facts,), keys={}, cache=None,
                          writer=FigureWriter(tmp_path / "site"), groups=groups, featured=featured,
                          random_init=True, dtype="fp32", maps=maps)
     ctx.artifacts[ForegroundMasks] = ForegroundMasks({"m": masks})
     return ctx
+
+
+def run(name: str, ctx: PlantedContext):
+    """Analysis ``name`` on ``ctx`` with its options from ``ctx.cfg``, as a build runs it."""
+    return get_analysis(name).run(dataclasses.replace(ctx, options=resolve_options(ctx.cfg)[name]))
 
 
 def test_analyses_report_planted_parts_matches_and_outliers(tmp_path):
@@ -261,7 +268,7 @@ def test_analyses_report_planted_parts_matches_and_outliers(tmp_path):
     ctx = planted_context(tmp_path, maps, masks, images, {"g": ids}, ("i2",), coseg_k=k,
                           correspondence_pairs=2)
 
-    coseg = get_analysis("cosegmentation").run(ctx)
+    coseg = run("cosegmentation", ctx)
     (row,) = coseg.results["cosegmentation"]
     assert (row["model"], row["stage"], row["group"], row["k"]) == ("m", "C5", "g", k)
     want = np.sort(np.bincount(np.concatenate([truth[i].ravel() for i in ids]), minlength=k))[::-1] / 147
@@ -269,7 +276,7 @@ def test_analyses_report_planted_parts_matches_and_outliers(tmp_path):
     assert row["inertia"] >= 0 and row["n_cells"] == 147
     assert [f.kind for f in coseg.figures] == ["cosegmentation"] and len(coseg.figures[0].rows) == 2
 
-    corr = get_analysis("correspondences").run(ctx)
+    corr = run("correspondences", ctx)
     rows = {(r["image_a"], r["image_b"]): r for r in corr.results["correspondences"]}
     assert list(rows) == [("i0", "i1"), ("i1", "i2")]
     assert rows[("i0", "i1")]["n_mutual"] == 49 and rows[("i0", "i1")]["cycle_consistent_share"] == 1.0
@@ -280,7 +287,7 @@ def test_analyses_report_planted_parts_matches_and_outliers(tmp_path):
     assert panel.alt.startswith(f"{min(MAX_LINES, 49)} of 49 mutual")
     assert Image.open(tmp_path / "site" / panel.file).size[1] == 240
 
-    norms = get_analysis("norm_maps").run(ctx)
+    norms = run("norm_maps", ctx)
     by = {(r["image"], r["stage"]): r for r in norms.results["norm_outliers"]}
     assert set(by) == {(i, s) for i in ids for s in ("C4", "C5")}
     assert by[("i2", "C4")]["n_outliers"] == 1 and by[("i2", "C4")]["share"] == pytest.approx(1 / 196, rel=1e-4)
@@ -295,14 +302,15 @@ def test_config_names_the_new_keys(tmp_path):
     (tmp_path / "imgs").mkdir()
     cfg = tmp_path / "report.toml"
     cfg.write_text(base + "coseg_k = 12\n")
-    with pytest.raises(ConfigError, match=r"analysis\.coseg_k: must be from 2 to 9 .*got 12"):
-        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"analysis\.coseg_k: must be an int from 2 to 9 .*got 12"
+                                          r".* an option of analysis cosegmentation"):
+        resolve_options(load_config(cfg))
     cfg.write_text(base + "correspondence_pairs = -1\n")
-    with pytest.raises(ConfigError, match=r"analysis\.correspondence_pairs: must be from 0"):
-        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"analysis\.correspondence_pairs: must be an int from 0"):
+        resolve_options(load_config(cfg))
     cfg.write_text(base + "coseg_k = 3\ncorrespondence_pairs = 2\n")
-    a = load_config(cfg).analysis
-    assert (a.coseg_k, a.correspondence_pairs) == (3, 2)
+    a = resolve_options(load_config(cfg))
+    assert (a["cosegmentation"].coseg_k, a["correspondences"].correspondence_pairs) == (3, 2)
 
 
 def test_demo_build_shows_parts_matches_and_norms(demo_site):
@@ -335,7 +343,7 @@ def test_an_image_without_foreground_gets_no_match_row_but_keeps_its_panel(tmp_p
     masks = {"a": np.ones((4, 4), bool), "b": np.zeros((4, 4), bool)}
     ctx = planted_context(tmp_path, maps, masks, {i: np.full((64, 64, 3), 90, np.uint8) for i in "ab"},
                           {"g": ("a", "b")}, ())
-    out = get_analysis("correspondences").run(ctx)
+    out = run("correspondences", ctx)
     assert out.results["correspondences"] == [] and not out.tables
     (row,) = out.figures[0].rows
     assert [p.label for p in row.panels] == ["no foreground"] and "image b has no foreground" in row.panels[0].alt

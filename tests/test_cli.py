@@ -126,9 +126,15 @@ def test_images_list_of_a_folder(tmp_path):
 def test_analyses_in_registry_order():
     r = run("analyses")
     assert r.exit_code == 0
-    names = r.output.split()
+    names = [line.split(":")[0] for line in r.output.splitlines() if not line.startswith(" ")]
     assert names == list_analyses()
     assert names[0] == "within_pca" and "explorer" in names and "highres" in names
+    # Each with its description, its options (default, limits, help) and its kinds.
+    block = r.output.split("\ncosegmentation: ", 1)[1].split("\ncorrespondences", 1)[0]
+    assert block.startswith("k-means with coseg_k parts")
+    assert "  option coseg_k = 4 (int from 2 to 9): parts per group" in block
+    assert "  figure cosegmentation: " in block and "  table cosegmentation: " in block
+    assert "  option sweep = [224, 448, 896] (list of int, each from 14 to 2048): " in r.output
 
 
 def test_clean_yes_removes_the_cache(tmp_path):

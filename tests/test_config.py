@@ -3,11 +3,17 @@ from pathlib import Path
 
 import pytest
 
+from dinoreport.analyses import resolve_options
 from dinoreport.config import ConfigError, load_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 MODEL = '[[models]]\nid = "m1"\ntimm = "convnext_tiny.fb_in1k"\n'
+
+
+def options(path: Path) -> dict:
+    """The analyses' options of the config at ``path``, as a build checks them."""
+    return resolve_options(load_config(path))
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -105,31 +111,32 @@ def test_missing_file_and_bad_toml(tmp_path):
 
 def test_highres_models_must_exist(tmp_path):
     text = MODEL + '[images]\ndir = "imgs"\n[analysis]\nhighres_models = ["m2"]\n'
-    with pytest.raises(ConfigError, match=r"analysis\.highres_models\[0\]: unknown model id 'm2'"):
-        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"analysis\.highres_models\[0\]: unknown model id 'm2'.* "
+                                          r"an option of analysis highres"):
+        options(write(tmp_path, text))
 
 
 def test_part_groups_default_and_unknown_group_is_named(tmp_path):
-    cfg = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n'))
-    assert cfg.analysis.part_groups == ("dogs",)
+    assert options(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n'))["claims"].part_groups == ("dogs",)
     text = MODEL + '[images]\ndir = "imgs"\n[groups]\ndogs = []\ncats = []\n[analysis]\npart_groups = ["dgos"]\n'
     with pytest.raises(ConfigError, match=r"analysis\.part_groups\[0\]: unknown group 'dgos' — did you mean 'dogs'\?"):
-        load_config(write(tmp_path, text))
+        options(write(tmp_path, text))
     ok = MODEL + '[images]\ndir = "imgs"\n[groups]\ncats = []\n[analysis]\npart_groups = ["cats"]\n'
-    assert load_config(write(tmp_path, ok)).analysis.part_groups == ("cats",)
+    assert options(write(tmp_path, ok))["claims"].part_groups == ("cats",)
 
 
 @pytest.mark.parametrize("text, key", [
     ('sweep = [224, "x"]', r"analysis\.sweep\[1\]: must be an int"),
     ("sweep = [4]", r"analysis\.sweep\[0\]: must be an int"),
     ("explorer_kb = 4000", r"analysis\.explorer_kb: must be an int from 16 to 1500"),
-    ("explorer_images = 0", r"analysis\.explorer_images: must be from 1 to 200"),
+    ("explorer_images = 0", r"analysis\.explorer_images: must be an int from 1 to 200"),
 ])
 def test_sweep_and_explorer_budget_are_checked(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key):
-        load_config(write(tmp_path, MODEL + f'[images]\ndir = "imgs"\n[analysis]\n{text}\n'))
+        options(write(tmp_path, MODEL + f'[images]\ndir = "imgs"\n[analysis]\n{text}\n'))
 
 
 def test_sweep_and_explorer_budget_defaults(tmp_path):
-    an = load_config(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n')).analysis
-    assert an.sweep == (224, 448, 896) and an.explorer_kb == 250 and an.explorer_images == 16
+    an = options(write(tmp_path, MODEL + '[images]\ndir = "imgs"\n'))
+    assert an["resolution_sweep"].sweep == (224, 448, 896)
+    assert an["explorer"].explorer_kb == 250 and an["explorer"].explorer_images == 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from dinoreport.analyses import resolve_options
 from dinoreport.config import load_config
 from dinoreport.pipeline import PROJECT_ROOT, BuildOptions, build
 
@@ -16,7 +17,7 @@ def test_example_config_is_the_three_models_at_a_common_crop():
     cfg = load_config(EXAMPLE)
     assert [m.timm for m in cfg.models] == ["convnext_tiny.dinov3_lvd1689m", "vit_small_patch16_dinov3.lvd1689m",
                                             "vit_small_patch14_reg4_dinov2.lvd142m"]
-    assert cfg.resolution % 224 == 0 and all(r % 224 == 0 for r in cfg.analysis.highres)
+    assert cfg.resolution % 224 == 0 and all(r % 224 == 0 for r in resolve_options(cfg)["highres"].highres)
 
 
 def test_example_builds_offline(tmp_path):
@@ -28,7 +29,7 @@ def test_example_builds_offline(tmp_path):
     Image.fromarray(planted_photo(224, 300)).save(photos / "a.png")
     Image.fromarray(planted_photo(300, 224, "br", 1)).save(photos / "b.png")
     cfg = load_config(EXAMPLE).with_images_dir(photos)
-    cfg = replace(cfg, resolution=224, analysis=replace(cfg.analysis, highres=(224,)))
+    cfg = replace(cfg, resolution=224, analysis=cfg.analysis.with_values(highres=[224]))
     out = tmp_path / "site"
     build(cfg, BuildOptions(out=out, random_init=True, quiet=True))
     info = json.loads((out / "data" / "build.json").read_text())

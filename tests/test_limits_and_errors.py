@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dinoreport.cli import app
+from dinoreport.analyses import resolve_options
 from dinoreport.config import ConfigError, load_config
 from dinoreport.images import ImageError, load_manifest, preprocess
 from dinoreport.progress import Progress
@@ -49,7 +50,7 @@ def test_absurd_numbers_name_their_key(tmp_path, line, key, what):
 def test_highres_has_an_upper_bound(tmp_path):
     cfg = write_project(tmp_path, {"a": planted_photo(224, 224)}, models=ONE_MODEL, highres=[224, 65536])
     with pytest.raises(ConfigError, match=r"analysis\.highres\[1\]: must be an int from 14 to 2048"):
-        load_config(cfg)
+        resolve_options(load_config(cfg))
 
 
 def test_ten_thousand_models_are_refused_at_once(tmp_path):

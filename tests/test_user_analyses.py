@@ -50,7 +50,8 @@ def test_analysis_dropped_into_site_src_appears_in_the_report(tmp_path):
     (cfg.parent / "99-red.md").write_text("## Red\n\n::: tables kind=red_share\n")
     r = cli("analyses", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[:2] == ["red_share", "within_pca"]  # order 5 comes first
+    names = [line.split(":")[0] for line in r.stdout.splitlines() if not line.startswith(" ")]
+    assert names[:2] == ["red_share", "within_pca"]  # order 5 comes first
     r = cli("build", "--config", str(cfg), "--out", str(tmp_path / "site"), "--random-init", "--quiet")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "site" / "data" / "results.json").read_text())

@@ -386,16 +386,33 @@ def _copy_scaffold(folder: Path) -> None:
 
 @app.command("analyses")
 def analyses(config: Path = ConfigOpt) -> None:
-    """The registered analyses in report order: built-in, plugins and the report's analyses/ folder."""
-    from .analyses import AnalysisLoadError, list_analyses, load_user_analyses
+    """The registered analyses in report order (built-in, plugins and the report's analyses/
+    folder): each with its description, its options ([analysis] keys of report.toml) with their
+    defaults and limits, and the figure and table kinds it makes."""
+    from .analyses import AnalysisLoadError, get_analysis, list_analyses, load_user_analyses, resolve_options
+    from .config import ConfigError
 
     cfg = _load(config)
     try:
         load_user_analyses(cfg.root)
-    except AnalysisLoadError as e:
+        resolve_options(cfg)
+    except (AnalysisLoadError, ConfigError) as e:
         _fail(str(e))
     for name in list_analyses():
-        typer.echo(name)
+        typer.echo("\n".join(analysis_lines(get_analysis(name))))
+
+
+def analysis_lines(a) -> list[str]:
+    """What ``dinoreport analyses`` says about analysis ``a``."""
+    import json
+
+    lines = [f"{a.name}: {a.description()}" if a.description() else a.name]
+    for s in a.option_specs:
+        default = json.dumps(list(s.default) if s.is_tuple else s.default)
+        lines.append(f"  option {s.name} = {default} ({s.limits()}): {s.help}")
+    lines += [f"  figure {k.name}: {k.description}" for k in a.figures]
+    lines += [f"  table {k.name}: {k.description}" for k in a.tables]
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,23 +5,22 @@ is reported with its dotted key, e.g. ``models.dinov3_vits16.timm``.
 """
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from .suggest import closest, did_you_mean
 from .textfile import NotUTF8, read_utf8
 
 __all__ = [
     "ConfigError",
     "ModelSpec",
     "ImagesConfig",
-    "AnalysisConfig",
+    "AnalysisSettings",
     "ReportConfig",
     "load_config",
-    "closest",
 ]
 
 
@@ -35,7 +34,6 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 # resolution (and attention with the square of the tokens), and linearly with models and
 # images: past these a build does not finish on any machine this tool is meant for.
 MAX_RESOLUTION = 1024
-MAX_HIGHRES = 2048
 MAX_MODELS = 32
 MAX_BATCH = 256
 MAX_SEED = 2**32 - 1
@@ -74,26 +72,24 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
-class AnalysisConfig:
-    """Knobs of the analyses (defaults follow docs/DESIGN.md)."""
+class AnalysisSettings:
+    """The ``[analysis]`` table.
 
-    mask_threshold: float = 0.0
-    random_channels: int = 5
-    hist_bins: int = 100
-    explorer_dims: int = 64
-    explorer_kb: int = 250  # explorer data per image and model, all stages (kB of base64 text; at most 1500)
-    explorer_images: int = 16  # images per group in the explorer (the first by id): bounds page size and memory
-    highres: tuple[int, ...] = (448, 896)
-    highres_models: tuple[str, ...] = ()
-    # Groups of photos of one kind of subject, on which the part-sharing claim is measured
-    # (dinoreport.analyses.claims). Not every group qualifies: "everyday" holds unrelated photos.
-    part_groups: tuple[str, ...] = ("dogs",)
-    sweep: tuple[int, ...] = (224, 448, 896)
-    coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
-    correspondence_pairs: int = 6  # image pairs per group drawn with their matches
-    # Seconds every analysis may run, over what each declares (dinoreport.runner.deadline);
-    # 0: no limit; None: each analysis's own (default 1800). Not part of any cache key.
+    timeout_s : seconds every analysis may run, over what each declares
+        (:func:`dinoreport.runner.deadline`); 0: no limit; None: each analysis's own. The
+        build's own key, part of no cache key.
+    values : every other key as written, ``{key: TOML value}`` sorted by key: the options of the
+        analyses, checked against what the registered analyses declare once they are loaded
+        (:func:`dinoreport.analyses.resolve_options`; each analysis reads its own as
+        ``ctx.options``).
+    """
+
     timeout_s: float | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_values(self, **values: Any) -> "AnalysisSettings":
+        """The same table with ``values`` set (as report.toml would give them)."""
+        return replace(self, values=dict(sorted({**self.values, **values}.items())))
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class ReportConfig:
     models: tuple[ModelSpec, ...]
     images: ImagesConfig
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
 
     @property
     def root(self) -> Path:
@@ -119,16 +115,6 @@ class ReportConfig:
             self, images=replace(self.images, manifest=None, dir=folder.resolve(), featured=()),
             groups={},
         )
-
-
-def closest(name: str, candidates: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
-    """Names from ``candidates`` that look like ``name`` (best first)."""
-    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
-
-
-def _did_you_mean(name: str, candidates) -> str:
-    hits = closest(name, sorted(candidates), n=1)
-    return f" — did you mean '{hits[0]}'?" if hits else f" (valid keys: {', '.join(sorted(candidates))})"
 
 
 class _Reader:
@@ -149,7 +135,7 @@ class _Reader:
     def check_keys(self, allowed: set[str]) -> None:
         for name in sorted(self.table):
             if name not in allowed:
-                self.fail(self.dotted(name), "unknown key" + _did_you_mean(name, allowed))
+                self.fail(self.dotted(name), "unknown key" + did_you_mean(name, allowed))
 
     def get(self, name: str, typ: type | tuple, default: Any = ..., *, required: bool = False):
         if name not in self.table:
@@ -285,58 +271,13 @@ def load_config(path: Path) -> ReportConfig:
     groups = {name: gr.str_list(name) for name in sorted(gr.table)}
 
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
-    an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "explorer_kb", "highres",
-                   "explorer_images", "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs",
-                   "timeout_s"})
-    highres = tuple(an.get("highres", list, [448, 896]))
-    for i, r in enumerate(highres):
-        if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
-            an.fail(f"analysis.highres[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
-    explorer_kb = an.get("explorer_kb", int, 250)
-    if isinstance(explorer_kb, bool) or not 16 <= explorer_kb <= 1500:
-        an.fail("analysis.explorer_kb", f"must be an int from 16 to 1500 (kB per image and model), got {explorer_kb!r}")
-    sweep = tuple(an.get("sweep", list, [224, 448, 896]))
-    for i, r in enumerate(sweep):
-        if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
-            an.fail(f"analysis.sweep[{i}]", f"must be an int from 14 to {MAX_HIGHRES}, got {r!r}")
     timeout_s = an.get("timeout_s", (int, float), None)
     if timeout_s is not None and not 0 <= timeout_s <= MAX_TIMEOUT_S:
         an.fail("analysis.timeout_s", f"must be seconds from 0 (no limit) to {MAX_TIMEOUT_S} (a week), "
                 f"got {timeout_s!r}")
-    analysis = AnalysisConfig(
-        mask_threshold=float(an.get("mask_threshold", (int, float), 0.0)),
-        random_channels=an.get("random_channels", int, 5),
-        hist_bins=an.get("hist_bins", int, 100),
-        explorer_dims=an.get("explorer_dims", int, 64),
-        explorer_kb=explorer_kb,
-        explorer_images=an.get("explorer_images", int, 16),
-        highres=highres,
-        highres_models=an.str_list("highres_models"),
-        part_groups=an.str_list("part_groups", ("dogs",)),
-        sweep=sweep,
-        coseg_k=an.get("coseg_k", int, 4),
-        correspondence_pairs=an.get("correspondence_pairs", int, 6),
-        timeout_s=None if timeout_s is None else float(timeout_s),
-    )
-    # Named groups must exist when the config defines its groups; otherwise they come from the
-    # manifest or folder, and a group the build lacks gives the part-sharing claim no images.
-    if "part_groups" in an.table and groups:
-        for i, g in enumerate(analysis.part_groups):
-            if g not in groups:
-                an.fail(f"analysis.part_groups[{i}]", f"unknown group '{g}'" + _did_you_mean(g, groups))
-    if isinstance(analysis.explorer_images, bool) or not 1 <= analysis.explorer_images <= 200:
-        an.fail("analysis.explorer_images", "must be from 1 to 200 (images per group embedded in the page), "
-                f"got {analysis.explorer_images}")
-    if not 2 <= analysis.coseg_k <= 9:
-        an.fail("analysis.coseg_k", f"must be from 2 to 9 (one distinct colour per part), got {analysis.coseg_k}")
-    if not 0 <= analysis.correspondence_pairs <= 100:
-        an.fail("analysis.correspondence_pairs", "must be from 0 (no correspondence figures) to 100, "
-                f"got {analysis.correspondence_pairs}")
+    analysis = AnalysisSettings(timeout_s=None if timeout_s is None else float(timeout_s),
+                                values={k: v for k, v in sorted(an.table.items()) if k != "timeout_s"})
     models = _models(path, raw.get("models"), root)
-    ids = {m.id for m in models}
-    for i, mid in enumerate(analysis.highres_models):
-        if mid not in ids:
-            an.fail(f"analysis.highres_models[{i}]", f"unknown model id '{mid}'" + _did_you_mean(mid, ids))
     return ReportConfig(
         path=path,
         title=top.get("title", str, "Feature maps"),

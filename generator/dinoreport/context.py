@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -48,7 +48,9 @@ class BuildContext:
     extra_keys ``{short side: {model id: {image id: cache key}}}`` for the extra resolutions
     the analyses declared; reference_masks ``{image id: (H, W) bool}`` at the build's
     resolution (loaded when an analysis needs them); artifacts ``{type: value}`` that earlier
-    analyses provided."""
+    analyses provided; options: the running analysis's own options (an instance of the
+    dataclass it registered with ``options=``, filled from ``[analysis]`` of report.toml; None
+    for an analysis without)."""
 
     cfg: ReportConfig
     images: Mapping[str, np.ndarray]
@@ -66,6 +68,7 @@ class BuildContext:
     artifacts: dict[type, object] = field(default_factory=dict)
     # (crop multiple, {timm name: what it needs}): see dinoreport.modelmeta.crop_multiple.
     crop: tuple[int, dict[str, int]] = (32, {})
+    options: Any = None
 
     def fmap(self, model: str, image: str, stage: str, resolution: int | None = None,
              channel: int | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write
+from .suggest import closest
 
 __all__ = ["StageInfo", "ModelMeta", "ModelFacts", "BackboneError", "model_meta", "select_stages",
            "crop_multiple", "create_model", "model_facts", "is_vit", "vit_blocks", "timm_names",
@@ -352,8 +353,6 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
 
     arch = name.split(".", 1)[0]
     if not timm.is_model(arch):
-        from .config import closest
-
         hint = closest(arch, timm.list_models())
         raise BackboneError(
             f"Model '{name}' is unknown to the installed timm {timm.__version__}: there is no "

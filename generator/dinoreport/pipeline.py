@@ -19,8 +19,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .config import ConfigError, ReportConfig, closest
-from .analyses import Analysis, SectionOutput, get_analysis, list_analyses, load_user_analyses
+from .config import ConfigError, ReportConfig
+from .analyses import Analysis, SectionOutput, get_analysis, list_analyses, load_user_analyses, resolve_options
 from .analysis._threads import one_blas_thread
 from .context import BuildContext
 from .features import DamagedEntry, FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
@@ -30,12 +30,13 @@ from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, ca
                      load_image, load_manifest, load_mask, scan_folder)
 from .page import Credit, Figure, ReportPage, Table
 from .progress import Progress
-from .runner import AnalysisRunner, deadline
+from .runner import AnalysisError, AnalysisRunner, deadline
 from . import outdir
 from .cachedir import sweep_parts
 from .section_cache import SectionCache, section_key
 from .weights import resolve_all
 from .fingerprint import inputs_fingerprint
+from .suggest import closest
 
 __all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT"]
 
@@ -198,6 +199,7 @@ class Plan:
     weights: dict[str, Any]
     metas: dict[str, ModelMeta]  # model id -> timm facts with the stages the config asks for
     multiple: int  # image sides are multiples of this (crop_multiple over the models)
+    options: dict[str, Any] = field(default_factory=dict)  # analysis name -> its options (ctx.options)
     fetch_failed: dict[str, str] = field(default_factory=dict)  # image id -> why --fetch could not get it
 
 
@@ -362,16 +364,17 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
         raise BuildError(f"--dtype must be fp32 or bf16, got {opts.dtype!r}")
     check_device(opts.device)
     load_user_analyses(opts.site_src or cfg.root)
-    analyses = _plan_analyses(opts.analyses or tuple(list_analyses()), cfg)
+    options = resolve_options(cfg)
+    analyses = _plan_analyses(opts.analyses or tuple(list_analyses()), cfg, options)
     extra: dict[int, set[str]] = {}
     all_models = tuple(m.id for m in cfg.models)
     for a in analyses:
-        needs = a.needs(cfg)
+        needs = a.needs(cfg, options[a.name])
         for res in needs.extra_resolutions:
             if res != cfg.resolution:
                 extra.setdefault(res, set()).update(needs.extra_models or all_models)
     metas = _model_metas(cfg)
-    multiple = _check_crop(cfg, metas, sorted(extra))
+    multiple = _check_crop(cfg, metas, _resolution_keys(cfg, analyses, options, extra))
     iset = load_image_set(cfg)
     groups = _groups(cfg, iset)
     # Weights first: a build that cannot get them stops before any work.
@@ -386,21 +389,23 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
                     if not opts.quiet:
                         print(f"could not fetch image {iid}: {status}", file=sys.stderr)
     return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
-                reference_masks=any(a.needs(cfg).reference_masks for a in analyses),
+                reference_masks=any(a.needs(cfg, options[a.name]).reference_masks for a in analyses),
                 iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple,
-                fetch_failed=fetch_failed)
+                options=options, fetch_failed=fetch_failed)
 
 
-def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig) -> tuple[Analysis, ...]:
-    """The named analyses in report order; each artifact an analysis needs must come from an
-    earlier one."""
+def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig,
+                   options: dict[str, Any] | None = None) -> tuple[Analysis, ...]:
+    """The named analyses in report order; each artifact an analysis needs (under ``options``,
+    ``{name: its options}``; default: the defaults) must come from an earlier one."""
+    options = options or {}
     try:
         chosen = sorted((get_analysis(n) for n in names), key=lambda a: (a.order, a.name))
     except KeyError as e:
         raise BuildError(e.args[0]) from e
     provided: set[type] = set()
     for a in chosen:
-        for kind in a.needs(cfg).artifacts:
+        for kind in a.needs(cfg, options.get(a.name)).artifacts:
             if kind not in provided:
                 makers = [n for n in list_analyses() if kind in get_analysis(n).provides]
                 raise BuildError(f"analysis {a.name} needs {kind.__name__}, which "
@@ -521,7 +526,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     sections = SectionCache(cache_dir(), read=not opts.no_cache)
     seconds: dict[str, float] = {}
     done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs),
-                         seconds=seconds, timeout_s=opts.analysis_timeout_s)
+                         seconds=seconds, timeout_s=opts.analysis_timeout_s, options=plan.options)
     results: dict[str, Any] = {}
     figures: list[Figure] = []
     tables: list[Table] = []
@@ -573,8 +578,12 @@ def analysis_jobs(jobs: int) -> int:
 
 def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: SectionCache, site: Path,
                   progress: Progress, *, jobs: int, seconds: dict[str, float],
-                  timeout_s: float | None = None) -> dict[str, SectionOutput]:
+                  timeout_s: float | None = None, options: dict[str, Any] | None = None) -> dict[str, SectionOutput]:
     """Every analysis's output, from the section cache or computed, ``jobs`` at a time.
+
+    ``options``: ``{analysis name: its options}`` (:func:`resolve_options`; default: the
+    defaults), each analysis's ``ctx.options`` and part of its key, with the keys of the
+    analyses whose artifacts it reads (an option of within_pca changes what cosegmentation sees).
 
     An analysis starts once the artifacts it declares in its needs have been provided by the
     analyses that make them; it works on its own copy of the context (its own figure writer,
@@ -591,6 +600,9 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
     done: dict[str, SectionOutput] = {}
     keys = {}
     todo: list[Analysis] = []
+    options = {a.name: a.options() if a.options is not None else None for a in analyses} | (options or {})
+    needs = {a.name: a.needs(ctx.cfg, options[a.name]) for a in analyses}
+    provider: dict[type, str] = {}  # artifact type -> the latest analysis (in report order) providing it
 
     def provide(a: Analysis, sec: SectionOutput) -> None:
         for kind in a.provides:
@@ -599,7 +611,9 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
     with progress.phase("analyses and figures", len(analyses)) as advance, one_blas_thread():
         for a in analyses:
             # The module's source is in the key: an edited user analysis is computed again.
-            keys[a.name] = section_key(f"{a.name}:{a.source_sha256}", ctx)
+            keys[a.name] = section_key(f"{a.name}:{a.source_sha256}", ctx, options[a.name],
+                                       sorted(keys[provider[k]] for k in needs[a.name].artifacts if k in provider))
+            provider.update(dict.fromkeys(a.provides, a.name))
             hit = sections.get(keys[a.name], site)
             if hit is None:
                 todo.append(a)
@@ -619,20 +633,24 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
         runner = AnalysisRunner()
         try:
             while todo or runner.running:
-                ready = [a for a in todo if all(k in ctx.artifacts for k in a.needs(ctx.cfg).artifacts)]
+                ready = [a for a in todo if all(k in ctx.artifacts for k in needs[a.name].artifacts)]
                 for a in ready:
                     if len(runner.running) >= max(1, jobs):
                         break
                     if not a.thread_safe and any(not r.thread_safe for r in runner.running):
                         continue  # not declared thread-safe: one such analysis at a time
                     todo.remove(a)
-                    own = replace(ctx, writer=ctx.writer.fork(), artifacts=dict(ctx.artifacts))
+                    own = replace(ctx, writer=ctx.writer.fork(), artifacts=dict(ctx.artifacts),
+                                  options=options[a.name])
                     runner.start(a, lambda a=a, own=own: run(a, own),
                                  deadline(a, ctx.cfg.analysis.timeout_s, timeout_s))
                 if not runner.running:  # _plan_analyses checked the order, so this cannot happen
                     raise BuildError("analyses wait for artifacts no analysis provides: "
                                      + ", ".join(a.name for a in todo))
                 a, (sec, files) = runner.next()
+                wrong = a.undeclared_kinds(sec)
+                if wrong:
+                    raise AnalysisError(wrong, a.name)
                 sections.put(keys[a.name], sec, files, site)
                 provide(a, sec)
                 done[a.name] = sec
@@ -697,17 +715,35 @@ def _model_metas(cfg: ReportConfig) -> dict[str, ModelMeta]:
     return metas
 
 
-def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], extra: list[int]) -> int:
+def _resolution_keys(cfg: ReportConfig, analyses: tuple[Analysis, ...], options: dict[str, Any],
+                     extra: dict[int, set[str]]) -> list[tuple[str, int]]:
+    """``[(key to name in a message, short side px)]``: the build's resolution, then each extra
+    resolution as the first option (in report order) of an analysis needing it that holds it
+    (``analysis.sweep[1]``), else as an analysis's."""
+    res = [("resolution", cfg.resolution)]
+    for r in sorted(extra):
+        key = f"an extra resolution of analysis " + ", ".join(
+            a.name for a in analyses if r in a.needs(cfg, options[a.name]).extra_resolutions)
+        for a in analyses:
+            if r not in a.needs(cfg, options[a.name]).extra_resolutions:
+                continue
+            held = [(f"analysis.{s.name}" + (f"[{i}]" if s.is_tuple else ""), v)
+                    for s in a.option_specs if s.item_type is int
+                    for i, v in enumerate(getattr(options[a.name], s.name) if s.is_tuple
+                                          else (getattr(options[a.name], s.name),))]
+            hit = next((k for k, v in held if v == r), None)
+            if hit is not None:
+                key = hit
+                break
+        res.append((key, r))
+    return res
+
+
+def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], res: list[tuple[str, int]]) -> int:
     """The build's crop multiple (:func:`crop_multiple`); the build's resolution and every extra
-    resolution an analysis asks for must be multiples of it."""
+    resolution an analysis asks for (``res``: see :func:`_resolution_keys`) must be multiples of it."""
     need = {spec.timm: metas[spec.id].multiple for spec in cfg.models}
     multiple = crop_multiple(need)
-    res = [("resolution", cfg.resolution)]
-    res += [(f"analysis.highres[{i}]", r) for i, r in enumerate(cfg.analysis.highres) if r in extra]
-    res += [(f"analysis.sweep[{i}]", r) for i, r in enumerate(cfg.analysis.sweep)
-            if r in extra and r not in cfg.analysis.highres]
-    named = set(cfg.analysis.highres) | set(cfg.analysis.sweep)
-    res += [("an extra resolution of an analysis", r) for r in extra if r not in named]
     for key, r in res:
         if r % multiple:
             why = ", ".join(f"{n} needs {m}" for n, m in sorted(need.items()))

@@ -2,8 +2,8 @@
 
 A section's key is the sha256 of: its name, the code it can use (every module of this
 package, and for an analysis from outside it every module of its folder or package:
-:mod:`dinoreport.codehash`), the feature cache keys it reads, and every config value it can
-see. A hit restores the :class:`SectionOutput` and copies its picture files (stored
+:mod:`dinoreport.codehash`), the feature cache keys it reads, its own options, the keys of the
+sections whose artifacts it reads, and the other config values it can see. A hit restores the :class:`SectionOutput` and copies its picture files (stored
 content-addressed under the cache) into the new site.
 
 Entries are data, never pickles: ``sections/<key>.json`` holds the output as a JSON tree
@@ -42,15 +42,19 @@ def _file_sha(path: Path | None) -> str | None:
     return None if path is None or not path.is_file() else hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def section_key(name: str, ctx: BuildContext) -> str:
+def section_key(name: str, ctx: BuildContext, options: Any = None, upstream: list[str] | tuple[str, ...] = ()) -> str:
+    """The key of section ``name`` (with its code digest) under ``ctx``; ``options``: the
+    analysis's own options (a dataclass, or None); ``upstream``: the keys of the sections whose
+    artifacts it reads, so that what changes them changes it too. The other analyses' options
+    and ``analysis.timeout_s`` (how long it may take, not what it computes) are not in it."""
     cfg = ctx.cfg
     blob = {
         "name": name,
         "code": package_sha256(),
         "resolution": cfg.resolution,
         "seed": cfg.seed,
-        # How long an analysis may take does not change what it computes.
-        "analysis": {k: v for k, v in dataclasses.asdict(cfg.analysis).items() if k != "timeout_s"},
+        "options": None if options is None else dataclasses.asdict(options),
+        "upstream": list(upstream),
         "models": [dataclasses.asdict(m) | {"stages": [dataclasses.asdict(s) for s in m.stages]}
                    for m in ctx.models],
         "keys": ctx.keys,

@@ -19,13 +19,14 @@ from . import (  # noqa: F401  (importing registers them)
 )
 from .registry import (
     DEFAULT_TIMEOUT_S, Analysis, AnalysisLoadError, FigureKind, ForegroundMasks, Needs, ProbeMasks, SectionOutput,
-    TableKind, figure_kinds, get_analysis, list_analyses, register_analysis, table_kinds,
+    TableKind, figure_kinds, get_analysis, list_analyses, register_analysis, resolve_options, table_kinds,
 )
+from ..options import option
 
 __all__ = [
     "Analysis", "FigureKind", "ForegroundMasks", "Needs", "ProbeMasks", "SectionOutput", "TableKind", "figure_kinds",
     "get_analysis", "list_analyses", "register_analysis", "table_kinds", "load_user_analyses",
-    "ENTRY_POINT_GROUP", "AnalysisLoadError", "DEFAULT_TIMEOUT_S",
+    "ENTRY_POINT_GROUP", "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "option", "resolve_options",
 ]
 
 ENTRY_POINT_GROUP = "dinoreport.analyses"

@@ -1,9 +1,17 @@
 """Small helpers the built-in analyses share: rounding for JSON, figure-id slugs, the photo row."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
+
+from ..options import option
+
+
+def mask_threshold_option() -> Any:
+    """The ``mask_threshold`` option, declared alike (one [analysis] key) by every analysis
+    that cuts PC1 into a foreground mask: within_pca, resolution_sweep and claims."""
+    return option(0.0, "PC1 score above which a cell is foreground (the PC1 masks' cut)")
 
 
 def rnd(x: float) -> float:

@@ -21,6 +21,7 @@ from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKi
                       percent=("PC1", "PC2", "PC3")),),
 )
 def across_pca(ctx: BuildContext) -> SectionOutput:
+    """PCA over all the images of a group together: on all cells, on the PC1 foreground, single components."""
     out = SectionOutput()
     masks = ctx.artifact(ForegroundMasks).by_model
     rows: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ a named group the build lacks contributes no images). Results:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,26 @@ from ..analysis import claims as C
 from ..analysis.claim_metrics import GROUP_METRICS, IMAGE_METRICS, group_metrics, image_metrics
 from ..context import BuildContext
 from ..page import Table
-from ._common import rnd
+from ..options import option
+from ..suggest import did_you_mean
+from ._common import mask_threshold_option, rnd
+
+
+def _known_groups(groups: tuple[str, ...], cfg) -> tuple[int, str] | None:
+    """The first of ``groups`` that the config's own [groups] lack (when it defines groups;
+    otherwise they come from the manifest or folder, known only once it is read)."""
+    for i, g in enumerate(groups):
+        if cfg.groups and g not in cfg.groups:
+            return i, f"unknown group '{g}'" + did_you_mean(g, cfg.groups)
+    return None
+
+
+@dataclass(frozen=True)
+class Options:
+    # Not every group qualifies: "everyday" holds unrelated photos.
+    part_groups: tuple[str, ...] = option(("dogs",), "groups of photos of one kind of subject, on which "
+                                          "the part-sharing claim is measured", check=_known_groups)
+    mask_threshold: float = mask_threshold_option()
 from .registry import ForegroundMasks, Needs, SectionOutput, TableKind, register_analysis
 
 
@@ -46,7 +66,7 @@ def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[
     detail: list[dict[str, Any]] = []
     images = ctx.image_ids()
     unit_groups: dict[str, list[str]] = {k: [] for k in GROUP_METRICS}
-    for group in ctx.cfg.analysis.part_groups:
+    for group in ctx.options.part_groups:
         ids = ctx.groups.get(group, ())
         if len(ids) >= 2:
             for k in GROUP_METRICS:
@@ -56,12 +76,12 @@ def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[
         for i in images:
             stages = [(st.name, ctx.fmap(m.id, i, st.name)) for st in m.stages]
             vals = image_metrics(stages, photo=ctx.images[i], reference=ctx.reference_masks.get(i),
-                                 threshold=ctx.cfg.analysis.mask_threshold)
+                                 threshold=ctx.options.mask_threshold)
             for k in IMAGE_METRICS:
                 per[k].append(vals[k])
                 if math.isfinite(vals[k]):
                     detail.append({"model": m.id, "unit": i, "metric": k, "value": rnd(vals[k])})
-        for group in ctx.cfg.analysis.part_groups:
+        for group in ctx.options.part_groups:
             ids = ctx.groups.get(group, ())
             if len(ids) < 2:
                 continue
@@ -79,6 +99,7 @@ def measure(ctx: BuildContext) -> tuple[dict[str, dict[str, list[float]]], list[
 
 @register_analysis(
     "claims", order=90, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,), reference_masks=True),
+    options=Options,
     tables=(TableKind("claims", "each observation of the study with its per-model numbers, rule and "
                                 "verdict (needs the within_pca analysis)"),),
 )

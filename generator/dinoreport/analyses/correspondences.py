@@ -1,6 +1,7 @@
 """Dense correspondences within a group: mutual nearest neighbours of foreground cells."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from ..analysis.matches import chance_cycle_share, match_cells, spread_pick
 from ..context import BuildContext
 from ..drawing import match_canvas
 from ..page import Figure, Panel, Row, Table
+from ..options import option
 from ._common import rnd, slug
 from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, register_analysis
 
@@ -24,18 +26,24 @@ def pair_order(ids: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(ids[i], ids[i + d]) for d in range(1, n) for i in range(n - d)]
 
 
+@dataclass(frozen=True)
+class Options:
+    correspondence_pairs: int = option(6, "image pairs per group drawn with their matches (0: no figures)",
+                                       min=0, max=100)
+
+
 @register_analysis(
-    "correspondences", order=47, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)),
+    "correspondences", order=47, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)), options=Options,
     figures=(FigureKind("correspondences", "mutual nearest-neighbour matches between pairs of images of a group"),),
     tables=(TableKind("correspondences", "cycle-consistent share of matches per group and model",
                       percent=("cycle-consistent share", "chance level")),),
 )
 def correspondences(ctx: BuildContext) -> SectionOutput:
-    """For the first ``analysis.correspondence_pairs`` pairs of each group (see :func:`pair_order`),
+    """For the first ``correspondence_pairs`` pairs of each group (see :func:`pair_order`),
     the mutual nearest neighbours between the two images' last-stage PC1 foreground cells."""
     out = SectionOutput()
     masks = ctx.artifact(ForegroundMasks).by_model
-    n_pairs = ctx.cfg.analysis.correspondence_pairs
+    n_pairs = ctx.options.correspondence_pairs
     rows: list[dict[str, Any]] = []
     for group, ids in sorted(ctx.groups.items()):
         pairs = pair_order(ids)[:n_pairs]

@@ -1,6 +1,7 @@
 """Part co-segmentation per group: one k-means over the foreground cells of all its images."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import analysis as A
@@ -9,21 +10,27 @@ from ..context import BuildContext
 from ..drawing import PART_COLOUR_NAMES, part_rgb
 from ..figures import rgb_map
 from ..page import Figure, Panel, Row, Table
+from ..options import option
 from ._common import photo_row, rnd, rnd_all, slug
 from .registry import FigureKind, ForegroundMasks, Needs, SectionOutput, TableKind, register_analysis
 
 
+@dataclass(frozen=True)
+class Options:
+    coseg_k: int = option(4, "parts per group in the co-segmentation (one distinct colour each)", min=2, max=9)
+
+
 @register_analysis(
-    "cosegmentation", order=45, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)),
+    "cosegmentation", order=45, thread_safe=True, needs=Needs(artifacts=(ForegroundMasks,)), options=Options,
     figures=(FigureKind("cosegmentation", "parts shared by the images of a group (k-means on foreground features)"),),
     tables=(TableKind("cosegmentation", "share of a group's foreground in each part", percent=("largest part", "image purity")),),
 )
 def cosegmentation(ctx: BuildContext) -> SectionOutput:
-    """k-means with ``analysis.coseg_k`` parts on the unit-length last-stage features of the
+    """k-means with ``coseg_k`` parts on the unit-length last-stage features of the
     PC1 foreground cells of every image of a group, per model; seeded with ``seed``."""
     out = SectionOutput()
     masks = ctx.artifact(ForegroundMasks).by_model
-    k = ctx.cfg.analysis.coseg_k
+    k = ctx.options.coseg_k
     rows: list[dict[str, Any]] = []
     for group, ids in sorted(ctx.groups.items()):
         if len(ids) < 2:

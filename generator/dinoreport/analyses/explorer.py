@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import analysis as A
 from ..context import BuildContext
+from ..options import option
 from ._common import rnd
 from .registry import SectionOutput, register_analysis
 
@@ -42,26 +44,35 @@ def _single_file_codes(maps: list, codes: list, dims: int, seed: int) -> tuple[i
     return 8, max8, mean8
 
 
+@dataclass(frozen=True)
+class Options:
+    explorer_dims: int = option(64, "longest code per position and stage (PCA components kept)", min=1, max=1024)
+    explorer_kb: int = option(250, "explorer data per image and model, all stages (kB of base64 text)",
+                              min=16, max=1500)
+    explorer_images: int = option(16, "images per group in the explorer (the first by id): bounds page "
+                                  "size and memory", min=1, max=200)
+
+
 def _groups(ctx: BuildContext) -> list[tuple[str, list[str]]]:
-    """The config's groups in name order (each cut to its first ``analysis.explorer_images``
-    images by id), then each featured image that is in none, alone."""
-    cap = ctx.cfg.analysis.explorer_images
+    """The config's groups in name order (each cut to its first ``explorer_images`` images by
+    id), then each featured image that is in none, alone."""
+    cap = ctx.options.explorer_images
     groups = [(g, sorted(ids)[:cap]) for g, ids in sorted(ctx.groups.items()) if ids]
     grouped = {i for _, ids in groups for i in ids}
     groups += [(i, [i]) for i in ctx.featured if i not in grouped]
     return groups
 
 
-@register_analysis("explorer", order=80, thread_safe=True)
+@register_analysis("explorer", order=80, thread_safe=True, options=Options)
 def explorer(ctx: BuildContext) -> SectionOutput:
     """int8 codes of every stage of every model for every image of each group, within
-    ``analysis.explorer_kb`` per image and model (base64 text, all stages together), and the
+    ``explorer_kb`` per image and model (base64 text, all stages together), and the
     measured error of the cosines they give against the exact features."""
     out = SectionOutput()
     groups = _groups(ctx)
     if not groups:
         return out
-    budget = ctx.cfg.analysis.explorer_kb * 1000
+    budget = ctx.options.explorer_kb * 1000
     feats: dict[str, Any] = {}
     errors: dict[str, Any] = {}
     single: dict[str, Any] = {}  # report.html's lighter codes: bits and measured error
@@ -72,7 +83,7 @@ def explorer(ctx: BuildContext) -> SectionOutput:
             # Grid sizes from the images (every model's stage s has a stride), maps one stage at a time.
             positions = [max(math.prod(ctx.grid(i, st.stride)) for i in ids) for st in m.stages]
             channels = [st.channels for st in m.stages]
-            dims = A.stage_dims(positions, channels, ctx.cfg.analysis.explorer_dims, budget)
+            dims = A.stage_dims(positions, channels, ctx.options.explorer_dims, budget)
             single_dims = [max(1, math.ceil(d * SINGLE_FILE_DIMS_SHARE)) for d in dims]
             per_image = {i: 0 for i in ids}
             for st, d, sd in zip(m.stages, dims, single_dims):

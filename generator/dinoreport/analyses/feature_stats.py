@@ -3,10 +3,13 @@ from __future__ import annotations
 
 
 
+from dataclasses import dataclass
+
 from .. import analysis as A
 from ..context import BuildContext, ModelFacts
 from ..figures import hist_figure
 from ..page import Figure, Panel, Row, Table
+from ..options import option
 from ._common import rnd
 from .registry import FigureKind, SectionOutput, TableKind, register_analysis
 
@@ -20,7 +23,7 @@ def _stats_row(s: A.FeatureStats) -> dict[str, float]:
 
 def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks, stats, what: str) -> Panel:
     """Linear, log-y and 1st-99th percentile histograms, models overlaid on shared edges."""
-    nb = ctx.cfg.analysis.hist_bins
+    nb = ctx.options.hist_bins
     full = A.shared_bin_edges(min(stats[m.id].min for m in models), max(stats[m.id].max for m in models), nb)
     crop = A.shared_bin_edges(min(stats[m.id].p1 for m in models), max(stats[m.id].p99 for m in models), nb)
     both = {m.label: A.histograms(chunks[m.id], (full, crop)) for m in models}  # one walk per model
@@ -31,8 +34,13 @@ def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks,
                  f"Histograms of {what} at stage {stage} (linear, log y, 1st-99th percentile): {names}", "")
 
 
+@dataclass(frozen=True)
+class Options:
+    hist_bins: int = option(100, "bins of each histogram", min=2, max=1000)
+
+
 @register_analysis(
-    "feature_stats", order=50, thread_safe=True,
+    "feature_stats", order=50, thread_safe=True, options=Options,
     figures=(FigureKind("feature_hist", "feature-value histograms per stage (linear, log, cropped)"),
              FigureKind("channel_hist", "one random channel's histograms per stage")),
     tables=(TableKind("feature_stats", "statistics of all feature values per model and stage",
@@ -41,6 +49,7 @@ def _hist_panel(ctx: BuildContext, stage: str, models: list[ModelFacts], chunks,
                       percent=("outlier_fraction",))),
 )
 def feature_stats(ctx: BuildContext) -> SectionOutput:
+    """Statistics and histograms of the feature values per model and stage, and of one random channel."""
     out = SectionOutput()
     ids = ctx.image_ids()
     # Stages in model order (C2..C5 of the first ConvNeXt, then B3.. of a ViT), each once.

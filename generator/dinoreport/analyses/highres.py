@@ -1,34 +1,53 @@
 """The featured images' last-stage PCA at several resolutions, side by side."""
 from __future__ import annotations
 
-
+from dataclasses import dataclass
 
 from .. import analysis as A
 from ..config import ReportConfig
 from ..context import BuildContext
 from ..figures import rgb_map
 from ..page import Figure, Panel, Row
+from ..options import option
+from ..suggest import did_you_mean
 from ._common import slug
 from .registry import FigureKind, Needs, SectionOutput, register_analysis
 
 
-def _needs(cfg: ReportConfig) -> Needs:
+def _known_models(ids: tuple[str, ...], cfg: ReportConfig) -> tuple[int, str] | None:
+    """The first id of ``ids`` that is no model of ``cfg``, with what is wrong."""
+    known = {m.id for m in cfg.models}
+    for i, mid in enumerate(ids):
+        if mid not in known:
+            return i, f"unknown model id '{mid}'" + did_you_mean(mid, known)
+    return None
+
+
+@dataclass(frozen=True)
+class Options:
+    highres: tuple[int, ...] = option((448, 896), "short sides (px) of the featured images' gallery",
+                                      min=14, max=2048)
+    highres_models: tuple[str, ...] = option((), "model ids shown in the gallery (empty: every model)",
+                                             check=_known_models)
+
+
+def _needs(cfg: ReportConfig, opts: Options) -> Needs:
     """Features of the featured images at each gallery resolution other than the build's own."""
-    return Needs(extra_resolutions=tuple(sorted(set(cfg.analysis.highres) - {cfg.resolution})),
-                 extra_models=tuple(cfg.analysis.highres_models))
+    return Needs(extra_resolutions=tuple(sorted(set(opts.highres) - {cfg.resolution})),
+                 extra_models=tuple(opts.highres_models))
 
 
 @register_analysis(
-    "highres", order=90, thread_safe=True, needs=_needs,
+    "highres", order=90, thread_safe=True, needs=_needs, options=Options,
     figures=(FigureKind("highres", "the featured images at several resolutions"),),
 )
 def highres(ctx: BuildContext) -> SectionOutput:
     """Last-stage PCA of the featured images at several resolutions, side by side."""
     out = SectionOutput()
-    resolutions = sorted(set(ctx.cfg.analysis.highres) | {ctx.cfg.resolution})
+    resolutions = sorted(set(ctx.options.highres) | {ctx.cfg.resolution})
     if len(resolutions) < 2:
         return out
-    wanted = set(ctx.cfg.analysis.highres_models) or {m.id for m in ctx.models}
+    wanted = set(ctx.options.highres_models) or {m.id for m in ctx.models}
     for image in ctx.featured:
         rows = []
         for m in (m for m in ctx.models if m.id in wanted):

@@ -17,6 +17,7 @@ from .registry import ForegroundMasks, Needs, SectionOutput, TableKind, register
     tables=(TableKind("mask_iou", "agreement of PC1 foreground masks between models"),),
 )
 def mask_agreement(ctx: BuildContext) -> SectionOutput:
+    """How much the models' PC1 foreground masks agree with each other and with reference masks."""
     out = SectionOutput()
     masks = ctx.artifact(ForegroundMasks).by_model
     rows, gt_rows, tab = [], [], []

@@ -1,6 +1,7 @@
 """Seeded random channels of every stage for the featured images."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,17 +10,24 @@ from .. import analysis as A
 from ..context import BuildContext
 from ..figures import signed_map
 from ..page import Figure, Panel, Row
+from ..options import option
 from ._common import slug
 from .registry import FigureKind, SectionOutput, register_analysis
 
 
+@dataclass(frozen=True)
+class Options:
+    random_channels: int = option(5, "seeded random channels shown per stage", min=1, max=64)
+
+
 @register_analysis(
-    "random_channels", order=30, thread_safe=True,
+    "random_channels", order=30, thread_safe=True, options=Options,
     figures=(FigureKind("random_channels", "five seeded random channels per stage"),),
 )
 def random_channels(ctx: BuildContext) -> SectionOutput:
+    """A few seeded random channels of every stage, the same indices for models of one width."""
     out = SectionOutput()
-    k = ctx.cfg.analysis.random_channels
+    k = ctx.options.random_channels
     chosen: list[dict[str, Any]] = []
     for m in ctx.models:
         for st in m.stages:

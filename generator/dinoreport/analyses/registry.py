@@ -9,7 +9,13 @@ here. An analysis declares, besides the function that computes it,
   resolutions, reference masks, artifacts of earlier analyses);
 - ``provides``: the artifact types it hands to later analyses (e.g. :class:`ForegroundMasks`);
 - ``figures`` / ``tables``: the kinds it makes (:class:`FigureKind`, :class:`TableKind`), which
-  the narrative's ``::: figures kind=...`` directives and the renderer look up by name.
+  the narrative's ``::: figures kind=...`` directives and the renderer look up by name; a figure
+  or table of a kind it does not declare stops the build naming the analysis;
+- ``options``: a frozen dataclass of its settings, each field declared with
+  :func:`~dinoreport.options.option` (default, help, bounds). ``report.toml``'s ``[analysis]``
+  keys fill it (:func:`resolve_options`); the analysis reads its own as ``ctx.options``, and a
+  callable ``needs`` receives them as a second argument: ``needs=lambda cfg, opts: Needs(...)``.
+  Its options, not the other analyses', are in its cache key.
 
 The pipeline plans from these declarations; nothing outside an analysis module knows an
 analysis by name.
@@ -23,7 +29,10 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Union
 import numpy as np
 
 from ..codehash import module_code_sha256
+from ..config import ConfigError
+from ..options import BUILD_KEYS, OptionSpec, OptionsError, make_options, option_specs
 from ..page import Figure, Table
+from ..suggest import did_you_mean
 
 if TYPE_CHECKING:  # annotations only: the context imports features, figures and images
     from ..config import ReportConfig
@@ -32,7 +41,7 @@ if TYPE_CHECKING:  # annotations only: the context imports features, figures and
 __all__ = [
     "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks", "ProbeMasks",
     "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
-    "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in",
+    "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in", "resolve_options", "option_owners",
 ]
 
 # Seconds an analysis may take before the build stops it (see generator/dinoreport/runner.py): far above
@@ -129,7 +138,7 @@ class TableKind:
     percent: tuple[str, ...] = ()
 
 
-NeedsSpec = Union[Needs, Callable[["ReportConfig"], Needs]]
+NeedsSpec = Union[Needs, Callable[["ReportConfig"], Needs], Callable[["ReportConfig", Any], Needs]]
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,42 @@ class Analysis:
     tables: tuple[TableKind, ...] = ()
     thread_safe: bool = False
     timeout_s: float | None = None  # None: DEFAULT_TIMEOUT_S (the build's settings override both)
+    options: type | None = None  # its options dataclass (see the module docstring)
+    option_specs: tuple[OptionSpec, ...] = ()
 
-    def needs(self, cfg: "ReportConfig") -> Needs:
-        """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions)."""
-        return self.needs_spec(cfg) if callable(self.needs_spec) else self.needs_spec
+    def needs(self, cfg: "ReportConfig", options: Any = None) -> Needs:
+        """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions); a
+        callable declaration of an analysis with options gets them (default ones when
+        ``options`` is None) as its second argument."""
+        if not callable(self.needs_spec):
+            return self.needs_spec
+        if self.options is None:
+            return self.needs_spec(cfg)
+        return self.needs_spec(cfg, self.options() if options is None else options)
+
+    def undeclared_kinds(self, sec: SectionOutput) -> str | None:
+        """What is wrong when ``sec`` holds a figure or table of a kind this analysis does not
+        declare (the narrative places figures by kind, so such a figure could never be shown);
+        None when every kind is declared."""
+        for what, items, declared, cls in (("figure", sec.figures, self.figures, "FigureKind"),
+                                           ("table", sec.tables, self.tables, "TableKind")):
+            names = {k.name for k in declared}
+            for item in items:
+                if item.kind not in names:
+                    listed = ", ".join(sorted(names)) or "none"
+                    return (f"analysis {self.name} ({defined_in(self.run)}) returned {what} {item.id!r} of kind "
+                            f"{item.kind!r}, which it does not declare (its {what} kinds: {listed}); add "
+                            f"{cls}({item.kind!r}, \"...\") to {what}s= of its register_analysis, or fix the kind")
+        return None
+
+    def description(self) -> str:
+        """One line: the first sentence of its function's docstring (else its first kind's)."""
+        doc = (inspect.getdoc(inspect.unwrap(self.run)) or "").strip()
+        para = " ".join(doc.split("\n\n")[0].split()).replace("``", "")
+        if para:
+            return para.split(". ")[0].rstrip(".") + "."
+        kinds = self.figures + self.tables
+        return kinds[0].description if kinds else ""
 
     @property
     def source_sha256(self) -> str:
@@ -182,7 +223,7 @@ def _where(fn: Callable) -> str:
 def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                       provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
                       tables: tuple[TableKind, ...] = (), thread_safe: bool = False,
-                      timeout_s: float | None = None) -> Callable[[Callable], Callable]:
+                      timeout_s: float | None = None, options: type | None = None) -> Callable[[Callable], Callable]:
     """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations.
 
     ``thread_safe``: the analysis may run while other analyses run in other threads (it reads
@@ -193,6 +234,12 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
     (default :data:`DEFAULT_TIMEOUT_S`); ``analysis.timeout_s`` in report.toml and
     ``--analysis-timeout`` override it for a whole build.
 
+    ``options``: its options dataclass (see the module docstring); ``ctx.options`` is an
+    instance of it. Its keys share report.toml's flat ``[analysis]`` table with every other
+    analysis: a key another analysis declares too must be declared identically (that is how
+    ``mask_threshold`` serves within_pca, resolution_sweep and claims), else this raises
+    :class:`AnalysisLoadError` naming both.
+
     Names are unique across the built-in analyses, plugins and a report's ``analyses/`` folder:
     a second registration of a name raises :class:`AnalysisLoadError` naming both files (one
     from the same function of the same file, a module imported again, replaces the first).
@@ -200,6 +247,10 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or not timeout_s > 0):
         raise AnalysisLoadError(f"analysis {name}: timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    try:
+        specs = () if options is None else option_specs(options, name)
+    except OptionsError as e:
+        raise AnalysisLoadError(str(e)) from None
 
     def wrap(fn: Callable) -> Callable:
         old = _REGISTRY.get(name)
@@ -211,8 +262,16 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                 f"analysis name {name!r} is registered twice: by {_where(old.run)} and by {_where(fn)}; "
                 "names are unique across the built-in analyses, plugins and the report's analyses/ "
                 "folder (`dinoreport analyses` lists them) — rename one of them")
+        for spec in specs:
+            for other, theirs in option_owners(exclude=name).get(spec.name, ()):
+                if not spec.same_as(theirs):
+                    raise AnalysisLoadError(
+                        f"option {spec.name!r} of analysis {name} ({_where(fn)}) is declared differently "
+                        f"by analysis {other} ({_where(_REGISTRY[other].run)}): one [analysis] key has one "
+                        "meaning — declare it identically (type, default, help, bounds) or rename it")
         _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables),
-                                   bool(thread_safe), None if timeout_s is None else float(timeout_s))
+                                   bool(thread_safe), None if timeout_s is None else float(timeout_s),
+                                   options, specs)
         return fn
 
     return wrap
@@ -237,3 +296,42 @@ def figure_kinds() -> dict[str, FigureKind]:
 def table_kinds() -> dict[str, TableKind]:
     """Every table kind any registered analysis declares, by name."""
     return {k.name: k for n in list_analyses() for k in _REGISTRY[n].tables}
+
+
+def option_owners(exclude: str | None = None) -> dict[str, list[tuple[str, OptionSpec]]]:
+    """``{[analysis] key: [(analysis, its declaration), ...]}`` over the registered analyses
+    (in report order), leaving out analysis ``exclude``."""
+    owners: dict[str, list[tuple[str, OptionSpec]]] = {}
+    for n in list_analyses():
+        if n != exclude:
+            for spec in _REGISTRY[n].option_specs:
+                owners.setdefault(spec.name, []).append((n, spec))
+    return owners
+
+
+def resolve_options(cfg: "ReportConfig") -> dict[str, Any]:
+    """``{analysis name: its options}`` (None for one without) from ``cfg``'s ``[analysis]``
+    table, for every registered analysis: load the user's analyses first.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key (``analysis.coseg_k``, ``analysis.sweep[1]``), the analyses
+        it belongs to and what it allows; an unknown key with the closest known one.
+    """
+    owners = option_owners()
+    values = cfg.analysis.values
+    for key in sorted(values):
+        if key not in owners:
+            raise ConfigError(f"{cfg.path}: analysis.{key}: unknown key" + did_you_mean(key, set(owners) | BUILD_KEYS)
+                              + " (`dinoreport analyses` lists the options of every analysis)")
+    out: dict[str, Any] = {}
+    for n in list_analyses():
+        a = _REGISTRY[n]
+        try:
+            out[n] = make_options(a.options, a.option_specs, values, cfg)
+        except OptionsError as e:
+            names = [o for o, _ in owners[e.key.split("[")[0]]]
+            whose = f"analysis {names[0]}" if len(names) == 1 else f"analyses {', '.join(names)}"
+            raise ConfigError(f"{cfg.path}: analysis.{e.key}: {e} — an option of {whose}") from None
+    return out

@@ -1,6 +1,7 @@
 """How stable each model's last-stage PCA and PC1 mask are when the input resolution changes."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,17 +12,25 @@ from ..config import ReportConfig
 from ..context import BuildContext
 from ..figures import overlay, rgb_map
 from ..page import Figure, Panel, Row, Table
-from ._common import rnd, slug
+from ..options import option
+from ._common import mask_threshold_option, rnd, slug
 from .registry import FigureKind, Needs, SectionOutput, TableKind, register_analysis
 
 
-def _needs(cfg: ReportConfig) -> Needs:
+@dataclass(frozen=True)
+class Options:
+    sweep: tuple[int, ...] = option((224, 448, 896), "short sides (px) of the featured images compared",
+                                    min=14, max=2048)
+    mask_threshold: float = mask_threshold_option()
+
+
+def _needs(cfg: ReportConfig, opts: Options) -> Needs:
     """Features of the featured images, every model, at each swept short side but the build's."""
-    return Needs(extra_resolutions=tuple(sorted(set(cfg.analysis.sweep) - {cfg.resolution})))
+    return Needs(extra_resolutions=tuple(sorted(set(opts.sweep) - {cfg.resolution})))
 
 
 @register_analysis(
-    "resolution_sweep", order=92, thread_safe=True, needs=_needs,
+    "resolution_sweep", order=92, thread_safe=True, needs=_needs, options=Options,
     figures=(FigureKind("resolution_sweep", "last-stage PCA and PC1 mask of a featured image at each "
                         "swept resolution, models as rows"),),
     tables=(TableKind("resolution_sweep", "PC1 mask IoU against the build's resolution and PC1 share "
@@ -32,10 +41,10 @@ def resolution_sweep(ctx: BuildContext) -> SectionOutput:
     build's own resolution (mask IoU on a common grid, PC1 explained variance)."""
     out = SectionOutput()
     base = ctx.cfg.resolution
-    resolutions = sorted(set(ctx.cfg.analysis.sweep) | {base})
+    resolutions = sorted(set(ctx.options.sweep) | {base})
     if len(resolutions) < 2:
         return out
-    thr = ctx.cfg.analysis.mask_threshold
+    thr = ctx.options.mask_threshold
     rows: list[dict[str, Any]] = []
     for image in ctx.featured:
         photo = np.asarray(Image.fromarray(ctx.images[image]).resize(ctx.panel_size(image, 320), Image.BICUBIC))

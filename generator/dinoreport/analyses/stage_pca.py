@@ -16,6 +16,7 @@ from .registry import FigureKind, SectionOutput, register_analysis
     figures=(FigureKind("stage_pca", "within-image PCA as RGB at every stage, models as rows"),),
 )
 def stage_pca(ctx: BuildContext) -> SectionOutput:
+    """Within-image PCA as RGB at every stage of every model, for the featured images."""
     out = SectionOutput()
     n_cols = max(len(m.stages) for m in ctx.models)
     for image in ctx.featured:

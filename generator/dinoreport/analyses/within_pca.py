@@ -1,6 +1,7 @@
 """Within-image PCA of every stage; RGB and PC1..PC3 figures of the last stage; PC1 foreground masks."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ from .. import analysis as A
 from ..context import BuildContext, ModelFacts
 from ..figures import overlay, rgb_map, signed_map
 from ..page import Figure, Panel, Row, Table
-from ._common import rnd, rnd_all, slug
+from ._common import mask_threshold_option, rnd, rnd_all, slug
 from .registry import FigureKind, ForegroundMasks, SectionOutput, TableKind, register_analysis
 
 
@@ -27,8 +28,13 @@ def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -
     return tuple(panels)
 
 
+@dataclass(frozen=True)
+class Options:
+    mask_threshold: float = mask_threshold_option()
+
+
 @register_analysis(
-    "within_pca", order=10, thread_safe=True, provides=(ForegroundMasks,),
+    "within_pca", order=10, thread_safe=True, provides=(ForegroundMasks,), options=Options,
     figures=(FigureKind("within_pca", "within-image PCA of the last stage: RGB and PC1..PC3 per model"),
              FigureKind("foreground_mask", "PC1 foreground mask overlaid on the image")),
     tables=(TableKind("explained_variance", "explained variance of PC1..PC3 per model and image",
@@ -39,7 +45,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
     out = SectionOutput()
     rows: list[dict[str, Any]] = []
     masks: dict[str, dict[str, np.ndarray]] = {m.id: {} for m in ctx.models}
-    thr = ctx.cfg.analysis.mask_threshold
+    thr = ctx.options.mask_threshold
     figs: dict[str, list[Row]] = {i: [] for i in ctx.image_ids()}
     for m, image in ctx.each_model_image():
         for st in m.stages:

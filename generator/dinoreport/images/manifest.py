@@ -1,7 +1,6 @@
 """The manifest schema and the folder scan: TOML or a folder -> :class:`ImageSet`."""
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 import urllib.parse
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..refmasks import parse_polygons
+from ..suggest import closest
 from ..textfile import NotUTF8, read_utf8
 
 from .model import IMAGE_SUFFIXES, ImageEntry, ImageError, ImageSet, _ID_RE, _PACKAGES, _SHA_RE, _make_set
@@ -38,7 +38,7 @@ _KEYS: dict[str, tuple[type, str, bool]] = {
 
 
 def _suggest(key: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    close = closest(key, valid, n=1, cutoff=0.6)
     if close:
         return f" — did you mean '{close[0]}'?"
     return f" — valid keys: {', '.join(sorted(valid))}"
