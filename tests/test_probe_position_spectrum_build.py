@@ -77,3 +77,33 @@ def test_probe_without_reference_masks_says_so(tmp_path):
     res = json.loads((out / "data" / "results.json").read_text())
     assert res["fg_probe"] == [] and len(res["spectrum"]) == 8
     assert "nothing to train the probe on" in (out / "index.html").read_text()
+
+
+def test_whiten_and_probe_masks_options(tmp_path):
+    """whiten = true changes the within- and across-image RGB pictures (sigmoid colours) and says
+    so; across_mask = "probe" fits the masked across-image PCA on the probe's masks."""
+    cfg = _squares_project(tmp_path)
+    base = tmp_path / "base"
+    analyses = ("within_pca", "fg_probe", "across_pca")
+    build(load_config(cfg), BuildOptions(out=base, random_init=True, quiet=True, analyses=analyses))
+    cfg.write_text(cfg.read_text().replace("[analysis]\n", '[analysis]\nwhiten = true\nacross_mask = "probe"\n'))
+    out = tmp_path / "site"
+    build(load_config(cfg), BuildOptions(out=out, random_init=True, quiet=True, analyses=analyses))
+
+    def load(site):
+        figs = json.loads((site / "data" / "figures.json").read_text())
+        res = json.loads((site / "data" / "results.json").read_text())
+        return {(f["figure"], f["row"], f["label"]): f for f in figs}, res
+
+    (fa, ra), (fb, rb) = load(base), load(out)
+    assert fa.keys() == fb.keys()
+    rgb = [k for k in fa if k[0].startswith("within-pca") and k[2] == "RGB"]
+    assert rgb and all(fa[k]["file"] != fb[k]["file"] for k in rgb)
+    assert all("sigmoid(2 z)" in fb[k]["caption"] for k in rgb)
+    masked = [k for k in fa if k[0].startswith("across-masked") and k[1] != "Photo"]
+    assert masked and all("linear-probe masks" in fb[k]["caption"] for k in masked)
+    # The foreground fit saw other cells: the probe's masks, not PC1's.
+    n = {(r["model"], r["stage"], r["masked"]): r["n_pixels"] for r in ra["across_image_pca"]}
+    m = {(r["model"], r["stage"], r["masked"]): r["n_pixels"] for r in rb["across_image_pca"]}
+    assert {k: v for k, v in n.items() if not k[2]} == {k: v for k, v in m.items() if not k[2]}
+    assert any(n[k] != m[k] for k in n if k[2])

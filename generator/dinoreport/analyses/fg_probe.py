@@ -18,23 +18,23 @@ from .. import analysis as A
 from ..context import BuildContext
 from ..drawing import norm_image
 from ..figures import overlay
+from ..options import option
 from ..page import Figure, Panel, Row, Table
 from ._common import rnd, slug
 from .registry import FigureKind, Needs, ProbeMasks, SectionOutput, TableKind, register_analysis
 
 
+def _folds_check(value: int, cfg) -> str | None:
+    return "1 fold would train on the images it scores; use 0 (one image per fold) or >= 2" if value == 1 else None
+
+
 @dataclass(frozen=True)
-class FgProbeOptions:
-    """The probe's ``[analysis]`` keys."""
-
-    # Outer folds over the images with a reference mask (round robin by id); 0 holds out one
-    # image at a time (leave-one-image-out: about six times the cost on the default set).
-    probe_folds: int = 5
-    # Training cells drawn per training image (stratified, seeded); every held-out cell is scored.
-    probe_cells: int = 32
-
-
-OPTIONS = FgProbeOptions()
+class Options:
+    # Leave-one-image-out costs about six times 5 folds on the default set (27 outlined photos).
+    probe_folds: int = option(5, "outer folds over the outlined images (round robin by id) for the linear "
+                                 "probe; 0: leave-one-image-out", min=0, check=_folds_check)
+    probe_cells: int = option(32, "training cells drawn per training image for the linear probe "
+                                  "(stratified, seeded); every held-out cell is scored", min=2, max=100000)
 THRESHOLD = 0.5  # P(subject) at which a cell joins the probe's mask
 
 
@@ -45,15 +45,16 @@ def _cells(ctx: BuildContext, model: str, image: str, stage: str, grid: tuple[in
 
 @register_analysis(
     "fg_probe", order=35, thread_safe=True, needs=Needs(reference_masks=True), provides=(ProbeMasks,),
+    options=Options,
     figures=(FigureKind("fg_probe", "the linear probe's subject probability per stage for a featured image"),),
     tables=(TableKind("fg_probe", "held-out average precision and IoU of the linear foreground probe "
                                   "per model and stage"),),
 )
 def fg_probe(ctx: BuildContext) -> SectionOutput:
-    """Held-out logistic-regression probe of the reference masks at every stage; the last stage's
-    probe masks for every image (:class:`ProbeMasks`)."""
+    """Held-out logistic-regression probe of the reference masks at every stage, all stages on the
+    last stage's grid; the last stage's probe masks for the masked across-image PCA."""
     out = SectionOutput()
-    opt = OPTIONS
+    opt = ctx.options
     labelled = [i for i in ctx.image_ids() if i in ctx.reference_masks]
     rows: list[dict[str, Any]] = []
     image_rows: list[dict[str, Any]] = []

@@ -11,40 +11,37 @@ from .. import analysis as A
 from ..context import BuildContext
 from ..drawing import norm_image
 from ..figures import rgb_map
+from ..options import option
 from ..page import Figure, Panel, Row, Table
 from ._common import rnd, rnd_all
 from .registry import FigureKind, SectionOutput, TableKind, register_analysis
 
 
 @dataclass(frozen=True)
-class PositionBiasOptions:
-    """The analysis' ``[analysis]`` keys."""
-
-    # True: images of another crop are resized (bilinear, as for CKA, in float32) to the stage's most
-    # frequent grid; False: only the images already on that grid are used (no resampling).
-    position_resize: bool = True
-
-
-OPTIONS = PositionBiasOptions()
+class Options:
+    position_resize: bool = option(True, "positional bias: bring images of another crop to the stage's most "
+                                         "frequent grid (bilinear, as for CKA); false: use only the images "
+                                         "already on it")
 
 
 @register_analysis(
-    "position_bias", order=57, thread_safe=True,
+    "position_bias", order=57, thread_safe=True, options=Options,
     figures=(FigureKind("position_bias", "the mean over images of the normalised features at each position: "
                                          "its PCA as RGB and its norm, per model and stage"),),
     tables=(TableKind("position_bias", "share of feature variance explained by grid position alone",
                       percent=("share", "share (chance-corrected)")),),
 )
 def position_bias(ctx: BuildContext) -> SectionOutput:
-    """:class:`~dinoreport.analysis.position.PositionAccumulator` over every image per model and
-    stage, on the stage's most frequent grid (other images resized to it)."""
+    """Mean of the unit-length features at each grid position over every image, per model and
+    stage, on the stage's most frequent grid; the share of variance position explains and the
+    border ratio."""
     out = SectionOutput()
     rows: list[dict[str, Any]] = []
     fig_rows: list[Row] = []
     ids = ctx.image_ids()
     if len(ids) < 2:
         return out
-    opt = OPTIONS
+    opt = ctx.options
     for m in ctx.models:
         pca_panels, norm_panels = [], []
         for st in m.stages:

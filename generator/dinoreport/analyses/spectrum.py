@@ -7,6 +7,7 @@ from typing import Any
 from .. import analysis as A
 from ..context import BuildContext
 from ..figures import spectrum_figure
+from ..options import option
 from ..page import Figure, Panel, Row, Table
 from ._common import rnd, rnd_all
 from .registry import FigureKind, SectionOutput, TableKind, register_analysis
@@ -15,20 +16,15 @@ SHOWN = 64  # components drawn and kept in results.json
 
 
 @dataclass(frozen=True)
-class SpectrumOptions:
-    """The analysis' ``[analysis]`` keys."""
-
-    # Cells per image in the pooled covariance (seeded draw; all when an image has fewer): early
-    # stages have tens of thousands per image, and a few hundred per image already fix the
-    # spectrum's shape while keeping the cost of the (C x C) products low.
-    spectrum_cells: int = 512
-
-
-OPTIONS = SpectrumOptions()
+class Options:
+    # Early stages have tens of thousands of cells per image; a few hundred per image fix the
+    # spectrum's shape and keep the (C x C) products cheap.
+    spectrum_cells: int = option(512, "cells per image (seeded draw) in each stage's pooled covariance for "
+                                      "the variance spectrum", min=16, max=1000000)
 
 
 @register_analysis(
-    "spectrum", order=52, thread_safe=True,
+    "spectrum", order=52, thread_safe=True, options=Options,
     figures=(FigureKind("spectrum", "explained variance of the first 64 components per model and stage, log scale"),),
     tables=(TableKind("spectrum", "effective rank and participation ratio per model and stage",
                       percent=("PC1", f"first {SHOWN}")),),
@@ -36,7 +32,7 @@ OPTIONS = SpectrumOptions()
 def spectrum(ctx: BuildContext) -> SectionOutput:
     """Exact eigenvalues of each stage's covariance over cells of every image, pooled."""
     out = SectionOutput()
-    opt = OPTIONS
+    opt = ctx.options
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[str, Any]] = {}
     ids = ctx.image_ids()

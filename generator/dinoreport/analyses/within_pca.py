@@ -10,13 +10,19 @@ from .. import analysis as A
 from ..context import BuildContext, ModelFacts
 from ..figures import overlay, rgb_map, signed_map
 from ..page import Figure, Panel, Row, Table
-from ._common import mask_threshold_option, rnd, rnd_all, slug
+from ._common import WHITENED, mask_threshold_option, rnd, rnd_all, slug, whiten_option
 from .registry import FigureKind, ForegroundMasks, SectionOutput, TableKind, register_analysis
 
 
-def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -> tuple[Panel, ...]:
+def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult,
+               whitened: A.PCAResult | None = None) -> tuple[Panel, ...]:
+    """RGB then PC1..PC3; ``whitened`` (the same PCA with ``whiten=True``) colours the RGB panel
+    with a fixed sigmoid instead of a min-max (single components are scale-free either way)."""
     where = f"{m.label}, {m.last}, image {image}"
-    panels = [Panel(ctx.writer.png(rgb_map(A.to_rgb(res.proj))), f"PCA of {where} as RGB", "RGB")]
+    rgb = A.to_rgb(res.proj) if whitened is None else A.sigmoid_rgb(whitened.proj)
+    panels = [Panel(ctx.writer.png(rgb_map(rgb)),
+                    f"PCA of {where} as RGB" + (" (whitened, sigmoid colours)" if whitened is not None else ""),
+                    "RGB")]
     for k in range(3):
         pc = res.proj[k]
         vmax = float(np.abs(pc).max())
@@ -31,6 +37,7 @@ def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -
 @dataclass(frozen=True)
 class Options:
     mask_threshold: float = mask_threshold_option()
+    whiten: bool = whiten_option()
 
 
 @register_analysis(
@@ -49,14 +56,17 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
     figs: dict[str, list[Row]] = {i: [] for i in ctx.image_ids()}
     for m, image in ctx.each_model_image():
         for st in m.stages:
-            res = A.pca_within(ctx.fmap(m.id, image, st.name), k=3)
+            fmap = ctx.fmap(m.id, image, st.name)
+            res = A.pca_within(fmap, k=3)
             row = {"model": m.id, "stage": st.name, "image": image,
                    "explained_variance_ratio": rnd_all(res.explained_variance_ratio)}
             if st.name == m.last:
                 mask = A.foreground_mask(res.proj[0], threshold=thr)
                 masks[m.id][image] = mask
                 row["fg_fraction"] = rnd(mask.mean())
-                figs[image].append(Row(m.label, _pc_panels(ctx, m, image, res)))
+                # Masks stay on the unwhitened PC1, so mask_threshold keeps its feature units.
+                whitened = A.pca_within(fmap, k=3, whiten=True) if ctx.options.whiten else None
+                figs[image].append(Row(m.label, _pc_panels(ctx, m, image, res, whitened)))
             rows.append(row)
     out.results["within_image_pca"] = rows
     for image in ctx.image_ids():
@@ -64,7 +74,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
         out.figures.append(Figure(
             id=slug("within-pca", image), kind="within_pca", image=image,
             caption=(f"Within-image PCA of the last stage for image {image}: the first three "
-                     f"components as RGB, then each component alone (signed, centred at zero; "
+                     f"components as RGB{WHITENED if ctx.options.whiten else ''}, then each component alone (signed, centred at zero; "
                      f"percent of variance explained in brackets). {ctx.provenance()}"),
             column_labels=("RGB", "PC1", "PC2", "PC3"),
             rows=(Row("Photo", (photo,)),) + tuple(figs[image]),
