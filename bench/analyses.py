@@ -14,6 +14,7 @@ cProfile listing (top functions by own time) of that analysis's last run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import cProfile
 import os
 import pstats
@@ -85,7 +86,7 @@ def main() -> None:
                 t = time.perf_counter()
                 if prof is not None:
                     prof.enable()
-                sec = a.run(ctx)
+                sec = a.run(dataclasses.replace(ctx, options=plan.options[a.name]))
                 if prof is not None:
                     prof.disable()
                 best = min(best, time.perf_counter() - t)

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -500,4 +500,60 @@ def heatmap_figure(values: np.ndarray, rows: Sequence[str], cols: Sequence[str],
         grid_h=grid_h, cell_w=cell_w, cell_h=cell_h, cells=cells, title=title, xlabel=xlabel, ylabel=ylabel,
         rows=[{"pos": (i + 0.5) * cell_h, "label": r} for i, r in enumerate(rows)],
         cols=[{"pos": (j + 0.5) * cell_w, "label": c} for j, c in enumerate(cols)])
+    return SvgFigure(svg)
+
+
+# Line styles of successive stages in a spectrum plot: the last stage solid, earlier ones dashed.
+STAGE_DASHES = ("2 3", "5 3", "9 3", "")
+
+
+def spectrum_figure(curves: Mapping[str, Mapping[str, np.ndarray]], *, title: str,
+                    xlabel: str = "component", ylabel: str = "share of variance") -> SvgFigure:
+    """Explained-variance curves on one log-y plot: one colour per model, one dash per stage.
+
+    curves : ``{model label: {stage name: (k,) shares > 0 (zeros are left out)}}``, stages in
+        order (the last drawn solid, earlier ones dashed, as :data:`STAGE_DASHES` from the end).
+    Drawn directly as SVG (``figure_templates/spectrum.svg.j2``): 640 x 300 px plot plus legend,
+    decades on the y axis, each line's model and stage as its tooltip.
+    """
+    plot_w, left, top, bottom, height = 560, 62, 30, 258, 300
+    vals = [np.asarray(v, dtype=np.float64) for st in curves.values() for v in st.values()]
+    k = max((v.size for v in vals), default=1)
+    pos = [float(v[v > 0].min()) for v in vals if np.any(v > 0)]
+    top_v = max([float(v.max()) for v in vals if v.size] + [1e-3])
+    d_lo = math.floor(math.log10(min(pos))) if pos else -3
+    d_hi = max(math.ceil(math.log10(top_v)), d_lo + 1)
+
+    def xpx(i):
+        return (i - 1) / max(k - 1, 1) * plot_w
+
+    def ypx(v):
+        return bottom - (math.log10(v) - d_lo) / (d_hi - d_lo) * (bottom - top)
+
+    n_stages = max((len(st) for st in curves.values()), default=0)
+    dashes = STAGE_DASHES[-n_stages:] if 0 < n_stages <= len(STAGE_DASHES) else ("",) * n_stages
+    series, colours, stage_names = [], [], []
+    for ci, (label, stages) in enumerate(curves.items()):
+        colour = MODEL_COLOURS[ci % len(MODEL_COLOURS)]
+        colours.append({"label": label, "colour": colour})
+        for si, (stage, v) in enumerate(stages.items()):
+            v = np.asarray(v, dtype=np.float64)
+            pts = [f"{xpx(i + 1):.1f} {ypx(x):.1f}" for i, x in enumerate(v) if x > 0]
+            if pts:
+                series.append({"label": f"{label} {stage}", "colour": colour, "dash": dashes[si],
+                               "d": "M" + " L".join(pts)})
+            if si >= len(stage_names):
+                stage_names.append([])
+            if stage not in stage_names[si]:
+                stage_names[si].append(stage)
+    stride = max(1, math.ceil((d_hi - d_lo) / 6))
+    yticks = [{"pos": f"{ypx(10.0 ** d):.1f}", "sup": str(d).replace("-", "\u2212")}
+              for d in range(d_lo, d_hi + 1, stride)]
+    xticks = [{"pos": f"{xpx(t):.1f}", "label": _num(t)} for t in nice_ticks(1, k, 6) if t >= 1]
+    stage_labels = [" / ".join(names) for names in stage_names]
+    legend_w = 40 + round(5.8 * max([len(c["label"]) for c in colours] + [len(s) for s in stage_labels] + [0]))
+    svg = _svg_env().get_template("spectrum.svg.j2").render(
+        width=left + plot_w + 16 + legend_w, height=height, left=left, top=top, bottom=bottom, plot_w=plot_w,
+        series=series, xticks=xticks, yticks=yticks, title=title, xlabel=xlabel, ylabel=ylabel,
+        colours=colours, dashes=[{"label": s, "dash": dashes[i]} for i, s in enumerate(stage_labels)])
     return SvgFigure(svg)

@@ -13,17 +13,18 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from . import (  # noqa: F401  (importing registers them)
-    across_pca, cka, claims, correspondences, cosegmentation, explorer, feature_stats, highres,
-    mask_agreement, norm_maps, random_channels, reference_masks, resolution_sweep, stage_pca, within_pca,
+    across_pca, cka, claims, correspondences, cosegmentation, explorer, feature_stats, fg_probe, highres,
+    mask_agreement, norm_maps, position_bias, random_channels, reference_masks, resolution_sweep, spectrum,
+    stage_pca, within_pca,
 )
 from .registry import (
-    DEFAULT_TIMEOUT_S, Analysis, AnalysisLoadError, FigureKind, ForegroundMasks, Needs, SectionOutput,
+    DEFAULT_TIMEOUT_S, Analysis, AnalysisLoadError, FigureKind, ForegroundMasks, Needs, ProbeMasks, SectionOutput,
     TableKind, figure_kinds, get_analysis, list_analyses, register_analysis, resolve_options, table_kinds,
 )
 from ..options import option
 
 __all__ = [
-    "Analysis", "FigureKind", "ForegroundMasks", "Needs", "SectionOutput", "TableKind", "figure_kinds",
+    "Analysis", "FigureKind", "ForegroundMasks", "Needs", "ProbeMasks", "SectionOutput", "TableKind", "figure_kinds",
     "get_analysis", "list_analyses", "register_analysis", "table_kinds", "load_user_analyses",
     "ENTRY_POINT_GROUP", "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "option", "resolve_options",
 ]

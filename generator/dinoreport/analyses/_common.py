@@ -14,6 +14,16 @@ def mask_threshold_option() -> Any:
     return option(0.0, "PC1 score above which a cell is foreground (the PC1 masks' cut)")
 
 
+def whiten_option() -> Any:
+    """The ``whiten`` option, declared alike by within_pca and across_pca (one [analysis] key)."""
+    return option(False, "whiten the PCA pictures: each component scaled to unit variance and coloured "
+                         "sigmoid(2 z), as Meta's DINOv3 PCA notebook does, instead of a min-max per channel")
+
+
+# Caption words for a whitened PCA picture.
+WHITENED = " (whitened: each component scaled to unit variance, colour = sigmoid(2 z) as in Meta's DINOv3 notebook)"
+
+
 def rnd(x: float) -> float:
     """Round for JSON: 6 significant digits keep results readable and diffable."""
     return float(f"{float(x):.6g}")

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # annotations only: the context imports features, figures and
     from ..context import BuildContext
 
 __all__ = [
-    "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks",
+    "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks", "ProbeMasks",
     "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
     "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in", "resolve_options", "option_owners",
 ]
@@ -84,6 +84,20 @@ class ForegroundMasks:
     """
 
     key: ClassVar[str] = "masks"
+    by_model: Mapping[str, Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ProbeMasks:
+    """Foreground masks from the linear foreground probe of the last stage (``fg_probe``).
+
+    by_model : ``{model id: {image id: (h, w) bool}}`` at the last stage's grid of each model:
+        for an image with a reference mask, from a probe that was not trained on it; for the
+        others, from the probe trained on every image with one. Empty for a model when no
+        image has a reference mask (nothing to train on).
+    """
+
+    key: ClassVar[str] = "probe_masks"
     by_model: Mapping[str, Mapping[str, np.ndarray]]
 
 

@@ -11,16 +11,20 @@ from .. import analysis as A
 from ..context import BuildContext, ModelFacts
 from ..figures import overlay, rgb_map, signed_map
 from ..page import Figure, Panel, Row, Table
-from ._common import mask_threshold_option, rnd, rnd_all, slug
+from ._common import WHITENED, mask_threshold_option, rnd, rnd_all, slug, whiten_option
 from .registry import FigureKind, ForegroundMasks, SectionOutput, TableKind, register_analysis
 
 
-def pc_pictures(res: A.PCAResult, k: int = 3) -> list[tuple[Image.Image, str, float | None]]:
+def pc_pictures(res: A.PCAResult, k: int = 3,
+                whitened: A.PCAResult | None = None) -> list[tuple[Image.Image, str, float | None]]:
     """The pictures of a within-image PCA, as the report draws them: the first three components
     as RGB, then PC1..PCk each signed (blue negative, red positive, symmetric scale), one pixel
     per cell. Returns ``(picture, label, scale)`` per panel (scale: the ±vmax of a component,
-    None for RGB); :mod:`dinoreport.show` draws the same."""
-    out: list[tuple[Image.Image, str, float | None]] = [(rgb_map(A.to_rgb(res.proj)), "RGB", None)]
+    None for RGB); :mod:`dinoreport.show` draws the same. ``whitened`` (the same PCA with
+    ``whiten=True``) colours the RGB picture with a fixed sigmoid instead of a min-max (single
+    components are scale-free either way)."""
+    rgb = A.to_rgb(res.proj) if whitened is None else A.sigmoid_rgb(whitened.proj)
+    out: list[tuple[Image.Image, str, float | None]] = [(rgb_map(rgb), "RGB", None)]
     for j in range(min(k, res.proj.shape[0])):
         pc = res.proj[j]
         vmax = float(np.abs(pc).max())
@@ -28,12 +32,14 @@ def pc_pictures(res: A.PCAResult, k: int = 3) -> list[tuple[Image.Image, str, fl
     return out
 
 
-def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -> tuple[Panel, ...]:
+def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult,
+               whitened: A.PCAResult | None = None) -> tuple[Panel, ...]:
     where = f"{m.label}, {m.last}, image {image}"
     panels = []
-    for j, (pic, label, vmax) in enumerate(pc_pictures(res)):
+    for j, (pic, label, vmax) in enumerate(pc_pictures(res, whitened=whitened)):
         if vmax is None:
-            panels.append(Panel(ctx.writer.png(pic), f"PCA of {where} as RGB", "RGB"))
+            panels.append(Panel(ctx.writer.png(pic), f"PCA of {where} as RGB"
+                                + (" (whitened, sigmoid colours)" if whitened is not None else ""), "RGB"))
         else:
             panels.append(Panel(ctx.writer.png(pic),
                                 f"PC{j} of {where}, blue negative, red positive, scale ±{vmax:.3g}", label))
@@ -43,6 +49,7 @@ def _pc_panels(ctx: BuildContext, m: ModelFacts, image: str, res: A.PCAResult) -
 @dataclass(frozen=True)
 class Options:
     mask_threshold: float = mask_threshold_option()
+    whiten: bool = whiten_option()
 
 
 @register_analysis(
@@ -61,14 +68,17 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
     figs: dict[str, list[Row]] = {i: [] for i in ctx.image_ids()}
     for m, image in ctx.each_model_image():
         for st in m.stages:
-            res = A.pca_within(ctx.fmap(m.id, image, st.name), k=3)
+            fmap = ctx.fmap(m.id, image, st.name)
+            res = A.pca_within(fmap, k=3)
             row = {"model": m.id, "stage": st.name, "image": image,
                    "explained_variance_ratio": rnd_all(res.explained_variance_ratio)}
             if st.name == m.last:
                 mask = A.foreground_mask(res.proj[0], threshold=thr)
                 masks[m.id][image] = mask
                 row["fg_fraction"] = rnd(mask.mean())
-                figs[image].append(Row(m.label, _pc_panels(ctx, m, image, res)))
+                # Masks stay on the unwhitened PC1, so mask_threshold keeps its feature units.
+                whitened = A.pca_within(fmap, k=3, whiten=True) if ctx.options.whiten else None
+                figs[image].append(Row(m.label, _pc_panels(ctx, m, image, res, whitened)))
             rows.append(row)
     out.results["within_image_pca"] = rows
     for image in ctx.image_ids():
@@ -76,7 +86,7 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
         out.figures.append(Figure(
             id=slug("within-pca", image), kind="within_pca", image=image,
             caption=(f"Within-image PCA of the last stage for image {image}: the first three "
-                     f"components as RGB, then each component alone (signed, centred at zero; "
+                     f"components as RGB{WHITENED if ctx.options.whiten else ''}, then each component alone (signed, centred at zero; "
                      f"percent of variance explained in brackets). {ctx.provenance()}"),
             column_labels=("RGB", "PC1", "PC2", "PC3"),
             rows=(Row("Photo", (photo,)),) + tuple(figs[image]),

@@ -9,7 +9,10 @@ from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, r
 from .instances import instance_labels, instance_separation
 from .masks import chance_iou, foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
-from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
+from .pca import PCAResult, check_fmap, minmax, pca_within, sigmoid_rgb, to_rgb, whiten_scale
+from .position import PositionAccumulator, PositionBias, common_grid, l2_normalise
+from .probe import ProbeResult, image_folds, probe_images, stack_training, train_probe
+from .spectrum import Spectrum, effective_rank, participation_ratio, spectrum, subsample_cells
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
                       speck_share, subject_iou)
 from .sweep import SweepPoint, resolution_sweep
@@ -69,4 +72,20 @@ __all__ = [
     "subject_iou",
     "to_rgb",
     "value_tails",
+    "sigmoid_rgb",
+    "whiten_scale",
+    "PositionAccumulator",
+    "PositionBias",
+    "common_grid",
+    "l2_normalise",
+    "ProbeResult",
+    "image_folds",
+    "probe_images",
+    "stack_training",
+    "train_probe",
+    "Spectrum",
+    "effective_rank",
+    "participation_ratio",
+    "spectrum",
+    "subsample_cells",
 ]

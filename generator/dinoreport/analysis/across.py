@@ -9,7 +9,7 @@ import numpy as np
 
 from ._threads import on_one_blas_thread
 from .device import analysis_device, to_device, to_numpy
-from .pca import _check_k, _top_components, check_fmap, rounding_floor, top_eigh
+from .pca import _check_k, _top_components, check_fmap, rounding_floor, top_eigh, whiten_scale
 
 __all__ = ["PCAFit", "CovarianceAccumulator", "pixels", "project", "joint_rgb", "joint_scale"]
 
@@ -27,12 +27,16 @@ class PCAFit:
         Share of the total variance; 0 for absent components.
     n_pixels : int
         Number of rows the fit saw.
+    scatter : float
+        Total sum of squares about the mean of those rows (what the ratios are shares of);
+        NaN when not known, e.g. a fit built by hand. ``project(..., whiten=True)`` needs it.
     """
 
     mean: np.ndarray
     components: np.ndarray
     explained_variance_ratio: np.ndarray
     n_pixels: int
+    scatter: float = float("nan")
 
 
 class CovarianceAccumulator:
@@ -150,10 +154,10 @@ class CovarianceAccumulator:
             raise ValueError("cannot fit PCA on 0 rows: update() was never given a non-empty x")
         scatter = self._scatter()
         w, vt = top_eigh(scatter, k)
-        comps, ratio = _top_components(w, vt, k, self._dim, self._floor,
-                                       total=float(np.clip(np.trace(scatter), 0.0, None)))
+        total = float(np.clip(np.trace(scatter), 0.0, None))
+        comps, ratio = _top_components(w, vt, k, self._dim, self._floor, total=total)
         return PCAFit(mean=self.mean(), components=comps, explained_variance_ratio=ratio,
-                      n_pixels=self._n)
+                      n_pixels=self._n, scatter=total)
 
 
 def _check_mask(mask: np.ndarray, hw: tuple[int, int], name: str = "mask") -> np.ndarray:
@@ -188,25 +192,34 @@ def pixels(fmap: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 @on_one_blas_thread
-def project(fit: PCAFit, fmap: np.ndarray) -> np.ndarray:
+def project(fit: PCAFit, fmap: np.ndarray, whiten: bool = False) -> np.ndarray:
     """Project every pixel of a map onto fitted components.
 
     Parameters
     ----------
     fit : PCAFit with D == C
     fmap : (C, H, W) array_like, finite
+    whiten : bool
+        Divide each projection by its component's standard deviation over the fitted pixels
+        (``ddof=1``, as ``sklearn.decomposition.PCA(whiten=True)``); absent components stay 0.
 
     Returns
     -------
     (k, H, W) ndarray of float32
-        ``(pixel - fit.mean) . component`` in feature units.
+        ``(pixel - fit.mean) . component`` in feature units, or in standard deviations when
+        whitened.
     """
     fm = check_fmap(fmap)
     c, h, w = fm.shape
     if fit.components.shape[1] != c:
         raise ValueError(f"fmap has {c} channels but the fit has {fit.components.shape[1]}")
     x = fm.reshape(c, h * w).T.astype(np.float64) - fit.mean
-    return (x @ fit.components.T).T.reshape(-1, h, w).astype(np.float32)
+    proj = (x @ fit.components.T).T
+    if whiten:
+        if not np.isfinite(fit.scatter):
+            raise ValueError("whiten needs the fit's scatter (PCAFit.scatter); fit with CovarianceAccumulator.fit")
+        proj = proj * whiten_scale(fit.explained_variance_ratio, fit.scatter, fit.n_pixels)[:, None]
+    return proj.reshape(-1, h, w).astype(np.float32)
 
 
 def _check_group(projs: Sequence[np.ndarray], masks: Sequence[np.ndarray] | None, ndim: int

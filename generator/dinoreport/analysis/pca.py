@@ -12,7 +12,7 @@ import numpy as np
 from ._threads import on_one_blas_thread, one_blas_thread
 from .device import analysis_device, to_device, to_numpy
 
-__all__ = ["PCAResult", "check_fmap", "pca_within", "minmax", "to_rgb"]
+__all__ = ["PCAResult", "check_fmap", "pca_within", "minmax", "to_rgb", "whiten_scale", "sigmoid_rgb"]
 
 
 def check_fmap(x: np.ndarray, name: str = "fmap") -> np.ndarray:
@@ -220,7 +220,7 @@ class PCAResult:
 
 
 @on_one_blas_thread
-def pca_within(fmap: np.ndarray, k: int = 3) -> PCAResult:
+def pca_within(fmap: np.ndarray, k: int = 3, whiten: bool = False) -> PCAResult:
     """Exact PCA of one feature map, treating its pixels as samples.
 
     Parameters
@@ -232,11 +232,16 @@ def pca_within(fmap: np.ndarray, k: int = 3) -> PCAResult:
         are zero rows with ratio 0 and a zero projection. A direction whose
         variance is within float32 storage rounding of the input counts as
         missing (see :func:`rounding_floor`).
+    whiten : bool
+        Divide each projection by the standard deviation of its component over the map's
+        pixels (``ddof=1``, as ``sklearn.decomposition.PCA(whiten=True)``), so every component
+        has unit variance; absent components stay zero. Colour whitened projections with
+        :func:`sigmoid_rgb`, as Meta's DINOv3 PCA notebook does.
 
     Returns
     -------
     PCAResult
-        See :class:`PCAResult`. Matches ``sklearn.decomposition.PCA(k,
+        See :class:`PCAResult` (``proj`` in standard deviations when whitened). Matches ``sklearn.decomposition.PCA(k,
         svd_solver='full')`` up to the sign of each component. A constant map
         gives all-zero components, ratios and projections.
 
@@ -251,8 +256,56 @@ def pca_within(fmap: np.ndarray, k: int = 3) -> PCAResult:
     x = fm.reshape(c, h * w).T.astype(np.float64)
     floor = rounding_floor(h * w, c, float(np.abs(fm).max()), np.dtype(np.float32))
     mean, comps, ratio = pca_decompose(x, k, floor)
-    proj = ((x - mean) @ comps.T).T.reshape(k, h, w).astype(np.float32)
+    proj = ((x - mean) @ comps.T).T
+    if whiten:
+        xc = x - mean
+        proj = proj * whiten_scale(ratio, float(np.einsum("ij,ij->", xc, xc)), h * w)[:, None]
+    proj = proj.reshape(k, h, w).astype(np.float32)
     return PCAResult(proj=proj, explained_variance_ratio=ratio, components=comps, mean=mean)
+
+
+def whiten_scale(ratio: np.ndarray, scatter: float, n_rows: int) -> np.ndarray:
+    """Per-component factors that give projections unit variance.
+
+    Parameters
+    ----------
+    ratio : (k,) explained variance ratios (0 for absent components)
+    scatter : float, total sum of squares about the mean of the fitted rows
+    n_rows : int, number of fitted rows
+
+    Returns
+    -------
+    (k,) ndarray of float64
+        ``1 / sqrt(ratio * scatter / (n_rows - 1))``; 0 where the component is absent (or
+        there is a single row), so its projection stays zero.
+    """
+    var = np.asarray(ratio, dtype=np.float64) * float(scatter) / max(int(n_rows) - 1, 1)
+    return np.divide(1.0, np.sqrt(var), out=np.zeros_like(var), where=var > 0)
+
+
+def sigmoid_rgb(proj: np.ndarray, gain: float = 2.0) -> np.ndarray:
+    """Colour the first three *whitened* projections as Meta's DINOv3 PCA notebook does:
+    ``sigmoid(gain * z)`` per channel, one fixed mapping for every image and pixel, so colours
+    compare across images without a min-max that a few extreme cells would set.
+
+    Parameters
+    ----------
+    proj : (k >= 3, H, W) array_like, finite or NaN (NaN stays NaN: drawn grey)
+        Projections in standard deviations (``pca_within(..., whiten=True)`` or
+        ``project(..., whiten=True)``).
+    gain : float > 0
+
+    Returns
+    -------
+    (H, W, 3) ndarray of float32 in [0, 1]; a projection of 0 is 0.5.
+    """
+    arr = np.asarray(proj, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[0] < 3:
+        raise ValueError(f"proj must be (k >= 3, H, W), got shape {arr.shape}")
+    if not gain > 0:
+        raise ValueError(f"gain must be > 0, got {gain!r}")
+    z = np.moveaxis(arr[:3], 0, -1)
+    return np.ascontiguousarray(1.0 / (1.0 + np.exp(-gain * z)), dtype=np.float32)
 
 
 def minmax(x: np.ndarray, axis_channels: bool = True) -> np.ndarray:
