@@ -9,7 +9,8 @@ from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, r
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
-from .pca import PCAResult, check_fmap, minmax, pca_within, to_rgb
+from .checks import check_fmap
+from .pca import PCAResult, minmax, pca_within, to_rgb
 from .spatial import (edge_following, far_similarity, neighbour_coherence, pool_mean, sobel_magnitude,
                       speck_share, subject_iou)
 from .sweep import SweepPoint, resolution_sweep
