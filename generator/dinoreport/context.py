@@ -17,7 +17,7 @@ from .config import ReportConfig
 from .features import FeatureCache
 from .figures import FigureWriter
 from .images import ImageEntry, ImageStore
-from .modelmeta import ModelFacts
+from .modelmeta import CropRule, ModelFacts
 
 
 T = TypeVar("T")
@@ -66,8 +66,7 @@ class BuildContext:
     extra_keys: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict)
     reference_masks: dict[str, np.ndarray] = field(default_factory=dict)
     artifacts: dict[type, object] = field(default_factory=dict)
-    # (crop multiple, {timm name: what it needs}): see dinoreport.modelmeta.crop_multiple.
-    crop: tuple[int, dict[str, int]] = (32, {})
+    crop: CropRule = CropRule(32, {})
     options: Any = None
 
     def fmap(self, model: str, image: str, stage: str, resolution: int | None = None,
@@ -121,10 +120,8 @@ class BuildContext:
 
     def provenance(self, model: ModelFacts | None = None) -> str:
         """Caption tail: resolution and crop rule, weights source, dtype."""
-        multiple, needs = self.crop
-        bits = [f"short side {self.cfg.resolution} px, sides cropped to multiples of {multiple} px"]
-        if len(set(needs.values())) > 1:
-            bits[0] += f" = lcm({', '.join(map(str, sorted(set(needs.values()))))})"
+        bits = [f"short side {self.cfg.resolution} px, sides cropped to multiples of {self.crop.multiple} px"
+                + self.crop.explained()]
         if model is not None:
             src = model.weights_source
             if model.weights_sha256:

@@ -19,7 +19,8 @@ from .atomic import atomic_write
 from .suggest import closest
 
 __all__ = ["StageInfo", "ModelMeta", "ModelFacts", "BackboneError", "model_meta", "select_stages",
-           "crop_multiple", "create_model", "model_facts", "probe_multiple", "is_vit", "vit_blocks", "timm_names",
+           "crop_multiple", "CropRule", "create_model", "model_facts", "probe_multiple", "is_vit", "vit_blocks",
+           "timm_names",
            "library_versions", "RANDOM_INIT"]
 
 RANDOM_INIT = "random-init"  # the weights source of a model built with seeded random weights
@@ -189,6 +190,28 @@ def crop_multiple(multiples: dict[str, int]) -> int:
     factors (16 and 32 -> 32) lose at most 31 px.
     """
     return math.lcm(*sorted(set(multiples.values()))) if multiples else 1
+
+
+@dataclass(frozen=True)
+class CropRule:
+    """How a build crops its images: sides are multiples of ``multiple``, the least common
+    multiple (:func:`crop_multiple`) of what each model needs (``needs``: ``{timm name:
+    multiple}``). One object for the pipeline, the analyses' captions and build.json."""
+
+    multiple: int
+    needs: dict[str, int]
+
+    @classmethod
+    def of(cls, needs: dict[str, int]) -> "CropRule":
+        return cls(crop_multiple(needs), dict(needs))
+
+    def explained(self) -> str:
+        """``" = lcm(14, 16, 32)"`` when models need different multiples, else ``""``."""
+        kinds = sorted(set(self.needs.values()))
+        return f" = lcm({', '.join(map(str, kinds))})" if len(kinds) > 1 else ""
+
+    def as_json(self) -> dict:
+        return {"multiple": self.multiple, "needs": dict(sorted(self.needs.items()))}
 
 
 def meta_from_facts(name: str, facts: dict, wanted: tuple[str, ...] = ()) -> ModelMeta:

@@ -24,7 +24,7 @@ from .analyses import Analysis, SectionOutput, get_analysis, list_analyses, load
 from .analysis._threads import one_blas_thread
 from .context import BuildContext
 from .features import DamagedEntry, FeatureCache, check_device, extract_all, give_back_freed_memory, model_identity
-from .modelmeta import BackboneError, ModelFacts, ModelMeta, crop_multiple, library_versions, model_meta
+from .modelmeta import BackboneError, CropRule, ModelFacts, ModelMeta, library_versions, model_meta
 from .figures import FigureWriter, downscale_warnings, page_size_warning
 from .images import (ImageEntry, ImageError, ImageSet, ImageStore, available, cache_dir, fetch, file_problem,
                      load_image, load_manifest, load_mask, scan_folder)
@@ -220,7 +220,7 @@ class Plan:
     groups: dict[str, tuple[str, ...]]
     weights: dict[str, Any]
     metas: dict[str, ModelMeta]  # model id -> timm facts with the stages the config asks for
-    multiple: int  # image sides are multiples of this (crop_multiple over the models)
+    crop: CropRule  # image sides are multiples of crop.multiple (the lcm over the models)
     options: dict[str, Any] = field(default_factory=dict)  # analysis name -> its options (ctx.options)
     fetch_failed: dict[str, str] = field(default_factory=dict)  # image id -> why --fetch could not get it
     notes: tuple[str, ...] = ()  # analyses added because a chosen one needs them (choose_analyses)
@@ -401,7 +401,7 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
             if res != cfg.resolution:
                 extra.setdefault(res, set()).update(needs.extra_models or all_models)
     metas = _model_metas(cfg)
-    multiple = _check_crop(cfg, metas, _resolution_keys(cfg, analyses, options, extra))
+    crop = _check_crop(cfg, metas, _resolution_keys(cfg, analyses, options, extra))
     iset = load_image_set(cfg)
     groups = _groups(cfg, iset)
     # Weights first: a build that cannot get them stops before any work.
@@ -417,7 +417,7 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
                         print(f"could not fetch image {iid}: {status}", file=sys.stderr)
     return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
                 reference_masks=any(a.needs(cfg, options[a.name]).reference_masks for a in analyses),
-                iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple,
+                iset=iset, groups=groups, weights=weights, metas=metas, crop=crop,
                 options=options, fetch_failed=fetch_failed, notes=notes)
 
 
@@ -515,7 +515,7 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
                 skipped.append((e.id, f"{_manifest_relative(iset, e.file)}: {problem}"))
             else:
                 try:
-                    images.add(e.id, load_image(e, cfg.resolution, multiple=plan.multiple,
+                    images.add(e.id, load_image(e, cfg.resolution, multiple=plan.crop.multiple,
                                                 max_pixels=cfg.images.max_pixels))
                 except ImageError as err:
                     if not opts.keep_going:
@@ -540,12 +540,12 @@ def decode(cfg: ReportConfig, opts: BuildOptions, plan: Plan, progress: Progress
     for res in plan.extra:
         extra_images[res] = ImageStore(folder / str(res))
         for i in featured:
-            extra_images[res].add(i, load_image(entries[i], res, multiple=plan.multiple,
+            extra_images[res].add(i, load_image(entries[i], res, multiple=plan.crop.multiple,
                                                 max_pixels=cfg.images.max_pixels))
     reference: dict[str, np.ndarray] = {}
     if plan.reference_masks:
         for i in sorted(images):
-            mask = load_mask(entries[i], images.shape(i)[:2], resolution=cfg.resolution, multiple=plan.multiple)
+            mask = load_mask(entries[i], images.shape(i)[:2], resolution=cfg.resolution, multiple=plan.crop.multiple)
             if mask is not None:  # neither a mask file nor mask_polygons in the manifest
                 reference[i] = mask
     return Decoded(images=images, extra_images=extra_images, entries=entries, groups=groups,
@@ -601,7 +601,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                        groups=decoded.groups, featured=decoded.featured, random_init=opts.random_init,
                        dtype=opts.dtype, extra_keys=extracted.extra_keys,
                        reference_masks=decoded.reference_masks,
-                       crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
+                       crop=plan.crop)
     sections = SectionCache(cache_dir(), read=not opts.no_cache)
     seconds: dict[str, float] = {}
     done = _run_analyses(plan.analyses, ctx, sections, site, progress, jobs=analysis_jobs(opts.jobs),
@@ -749,7 +749,7 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
     facts = extracted.models
     page = ReportPage(
         title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
-        multiple=plan.multiple, models=facts,
+        multiple=plan.crop.multiple, models=facts,
         figures=analysed.figures, tables=analysed.tables, results=analysed.results,
         credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
                              e.share_alike, e.modified, e.original_url)
@@ -779,8 +779,7 @@ def write_out(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decode
     :func:`write_data`)."""
     (site / ".nojekyll").touch()
     _json_dump(_build_json(cfg, opts, extracted.cache, extracted.models, summary, decoded.featured,
-                           decoded.groups, crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple
-                                                                   for m in cfg.models})),
+                           decoded.groups, crop=plan.crop),
                site / "data" / "build.json")
 
 
@@ -819,11 +818,12 @@ def _resolution_keys(cfg: ReportConfig, analyses: tuple[Analysis, ...], options:
     return res
 
 
-def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], res: list[tuple[str, int]]) -> int:
-    """The build's crop multiple (:func:`crop_multiple`); the build's resolution and every extra
-    resolution an analysis asks for (``res``: see :func:`_resolution_keys`) must be multiples of it."""
-    need = {spec.timm: metas[spec.id].multiple for spec in cfg.models}
-    multiple = crop_multiple(need)
+def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], res: list[tuple[str, int]]) -> CropRule:
+    """The build's crop rule (:class:`CropRule`); the build's resolution and every extra
+    resolution an analysis asks for (``res``: see :func:`_resolution_keys`) must be multiples of
+    its multiple."""
+    crop = CropRule.of({spec.timm: metas[spec.id].multiple for spec in cfg.models})
+    need, multiple = crop.needs, crop.multiple
     for key, r in res:
         if r % multiple:
             why = ", ".join(f"{n} needs {m}" for n, m in sorted(need.items()))
@@ -833,7 +833,7 @@ def _check_crop(cfg: ReportConfig, metas: dict[str, ModelMeta], res: list[tuple[
                 f"{cfg.path}: {key}: {r} px is not a multiple of {multiple} px, the least common "
                 f"multiple of what the models need ({why}). Every image is cropped to multiples of "
                 f"{multiple} so that all models see the same pixels on whole cells; use {ok}.")
-    return multiple
+    return crop
 
 
 def _figures_json(figures) -> list[dict[str, Any]]:
@@ -864,7 +864,7 @@ def _build_json(cfg, opts, cache, facts, summary, featured, groups, crop) -> dic
         "dtype": opts.dtype,
         "random_init": opts.random_init,
         "resolution": cfg.resolution,
-        "crop": {"multiple": crop[0], "needs": dict(sorted(crop[1].items()))},
+        "crop": crop.as_json(),
         "seed": cfg.seed,
         "models": [{"id": m.id, "timm": m.timm, "weights_source": m.weights_source,
                     "weights_sha256": m.weights_sha256, "stages": [s.name for s in m.stages],

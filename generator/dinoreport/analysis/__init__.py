@@ -9,7 +9,8 @@ from .explorer import cosine_error, cosine_map, explorer_codes, explorer_int8, r
 from .instances import instance_labels, instance_separation
 from .masks import chance_iou, foreground_mask, mask_iou, orient_by_border, resize_nearest
 from .outliers import NormOutliers, ValueTails, local_norm_outliers, norm_outliers, value_tails
-from .pca import PCAResult, check_fmap, minmax, pca_within, sigmoid_rgb, to_rgb, whiten_scale
+from .checks import check_fmap
+from .pca import PCAResult, minmax, pca_within, sigmoid_rgb, to_rgb, whiten_scale
 from .position import PositionAccumulator, PositionBias, common_grid, l2_normalise
 from .probe import ProbeResult, image_folds, probe_images, stack_training, train_probe
 from .spectrum import Spectrum, effective_rank, participation_ratio, spectrum, subsample_cells

@@ -9,7 +9,9 @@ import numpy as np
 
 from ._threads import on_one_blas_thread
 from .device import analysis_device, to_device, to_numpy
-from .pca import _check_k, _top_components, check_fmap, rounding_floor, top_eigh, whiten_scale
+from .checks import check_fmap, check_k
+from .linalg import rounding_floor, top_components, top_eigh
+from .pca import whiten_scale
 
 __all__ = ["PCAFit", "CovarianceAccumulator", "pixels", "project", "joint_rgb", "joint_scale"]
 
@@ -149,13 +151,13 @@ class CovarianceAccumulator:
         ValueError
             If no rows were seen or `k` < 1.
         """
-        k = _check_k(k)
+        k = check_k(k)
         if self._n == 0:
             raise ValueError("cannot fit PCA on 0 rows: update() was never given a non-empty x")
         scatter = self._scatter()
         w, vt = top_eigh(scatter, k)
-        total = float(np.clip(np.trace(scatter), 0.0, None))
-        comps, ratio = _top_components(w, vt, k, self._dim, self._floor, total=total)
+        comps, ratio = top_components(w, vt, k, self._dim, self._floor,
+                                       total=float(np.clip(np.trace(scatter), 0.0, None)))
         return PCAFit(mean=self.mean(), components=comps, explained_variance_ratio=ratio,
                       n_pixels=self._n, scatter=total)
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._threads import on_one_blas_thread
 from .device import analysis_device, to_device
-from .pca import check_fmap
+from .checks import check_fmap
 
 __all__ = ["CkaAccumulator", "linear_cka", "resize_map"]
 

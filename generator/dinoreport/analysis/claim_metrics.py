@@ -17,7 +17,9 @@ from .correspond import colour_agreement, cycle_share_excess, mutual_nn
 from .instances import instance_labels, instance_separation
 from .masks import foreground_mask
 from .outliers import local_norm_outliers, value_tails
-from .pca import _top_components, check_fmap, pca_within, rounding_floor, top_eigh
+from .checks import check_fmap
+from .linalg import rounding_floor, top_components, top_eigh
+from .pca import pca_within
 from .spatial import edge_following, far_similarity, neighbour_coherence, pool_mean, speck_share, subject_iou
 
 __all__ = ["IMAGE_METRICS", "GROUP_METRICS", "INSTANCE_STAGE", "MIN_INSTANCE_CELLS", "image_metrics",
@@ -149,7 +151,7 @@ class _Scatter:
         scatter = (scatter + scatter.T) / 2.0
         w, vt = top_eigh(scatter, k)
         floor = rounding_floor(n, dim, float(self.max_abs[keep].max()), self.dtype)
-        comps, _ = _top_components(w, vt, k, dim, floor, total=float(np.clip(np.trace(scatter), 0.0, None)))
+        comps, _ = top_components(w, vt, k, dim, floor, total=float(np.clip(np.trace(scatter), 0.0, None)))
         return self.shift + s1 / n, comps
 
 

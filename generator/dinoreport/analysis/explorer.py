@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._threads import on_one_blas_thread
-from .pca import _orient_rows, check_fmap, top_eigh
+from .checks import check_fmap
+from .linalg import orient_rows, top_eigh
 
 __all__ = ["explorer_codes", "explorer_int8", "requantize", "stage_dims", "cosine_error", "cosine_map"]
 
@@ -65,7 +66,7 @@ def _basis(fms: list[np.ndarray], d: int) -> np.ndarray:
         u = _unit_pixels(f)
         gram += u.T @ u
     _, vt = top_eigh(gram, d)
-    return _orient_rows(vt)
+    return orient_rows(vt)
 
 
 def explorer_int8(fmaps: Sequence[np.ndarray], dims: int) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pca import check_fmap
+from .checks import check_fmap
 
 __all__ = ["instance_labels", "instance_separation"]
 

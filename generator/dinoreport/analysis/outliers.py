@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .device import analysis_device
-from .pca import check_fmap
+from .checks import check_fmap
 
 __all__ = ["OUTLIER_K", "LOCAL_FACTOR", "NormOutliers", "norm_outliers", "local_norm_outliers",
            "ValueTails", "value_tails"]

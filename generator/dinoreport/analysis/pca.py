@@ -9,137 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._threads import on_one_blas_thread, one_blas_thread
+from ._threads import on_one_blas_thread
+from .checks import check_fmap, check_k
 from .device import analysis_device, to_device, to_numpy
+from .linalg import rounding_floor, top_components, top_eigh, top_eigh_torch
 
-__all__ = ["PCAResult", "check_fmap", "pca_within", "minmax", "to_rgb", "whiten_scale", "sigmoid_rgb"]
-
-
-def check_fmap(x: np.ndarray, name: str = "fmap") -> np.ndarray:
-    """Validate a single feature map and return it as float32.
-
-    Parameters
-    ----------
-    x : (C, H, W) array_like, real
-        One image's feature map: C channels on an H x W grid.
-    name : str
-        Name used in error messages.
-
-    Returns
-    -------
-    (C, H, W) ndarray of float32
-        The same values (a view when `x` is already float32).
-
-    Raises
-    ------
-    ValueError
-        If `x` is not 3-D, has C == 0 or H * W == 0, is not real-valued,
-        or holds NaN/inf (the message gives how many).
-    """
-    arr = np.asarray(x)
-    if arr.ndim != 3:
-        raise ValueError(f"{name} must be (C, H, W), got shape {arr.shape}")
-    c, h, w = arr.shape
-    if c < 1 or h * w < 1:
-        raise ValueError(f"{name} must have C >= 1 and H * W >= 1, got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-            or arr.dtype == np.bool_):
-        raise ValueError(f"{name} must be real-valued, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
-    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-    if bad:
-        raise ValueError(f"{name} must be finite, got {bad} non-finite values of {arr.size}")
-    return arr
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    return int(k)
-
-
-def _orient_rows(components: np.ndarray) -> np.ndarray:
-    """Flip each row so that its entry of largest absolute value is positive.
-
-    Zero rows stay zero. Ties go to the first such entry (np.argmax).
-    """
-    out = components.copy()
-    if out.size == 0:
-        return out
-    idx = np.argmax(np.abs(out), axis=1)
-    signs = np.sign(out[np.arange(out.shape[0]), idx])
-    signs[signs == 0] = 1.0
-    return out * signs[:, None]
-
-
-def rounding_floor(n_rows: int, dim: int, max_abs: float, dtype: np.dtype) -> float:
-    """Upper bound on the scatter that storage rounding alone can put in any direction.
-
-    Each stored entry is off by at most half an ulp, ``eps / 2 * |x|``; the
-    total squared error over all ``n_rows * dim`` entries bounds the scatter
-    along any single direction.
-    """
-    eps = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else 0.0
-    return n_rows * dim * (0.5 * eps * max_abs) ** 2
-
-
-def _top_components(scatter_eigvals: np.ndarray, vecs: np.ndarray, k: int, dim: int,
-                    floor: float = 0.0, total: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Pick the k largest variance directions, zeroing numerically absent ones.
-
-    Parameters
-    ----------
-    scatter_eigvals : (m,) float64, descending, >= 0 after clipping
-    vecs : (m, D) float64 unit rows matching `scatter_eigvals`
-    floor : float
-        Scatter at or below this (e.g. :func:`rounding_floor`) counts as absent.
-    total : float, optional
-        Total scatter (trace); needed when only the top eigenvalues were computed.
-    """
-    total = float(scatter_eigvals.sum()) if total is None else float(total)
-    comps = np.zeros((k, dim), dtype=np.float64)
-    ratio = np.zeros(k, dtype=np.float64)
-    if total <= 0.0:
-        return comps, ratio
-    # Eigenvalues at rounding level belong to the null space; their vectors
-    # are arbitrary, so they are reported as absent (zero) rather than noise.
-    tol = max(scatter_eigvals[0], 0.0) * max(dim, scatter_eigvals.size) * np.finfo(np.float64).eps
-    tol = max(tol, floor)
-    m = min(k, scatter_eigvals.size)
-    keep = scatter_eigvals[:m] > tol
-    comps[:m][keep] = vecs[:m][keep]
-    ratio[:m][keep] = scatter_eigvals[:m][keep] / total
-    return _orient_rows(comps), ratio
-
-
-def top_eigh(sym: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest eigenpairs of a symmetric PSD matrix, exactly (LAPACK, subset).
-
-    Returns eigenvalues (m,) descending, clipped at 0, and eigenvectors as rows (m, n),
-    m = min(k, n). Computing only the top few is several times faster than a full eigh.
-    With a GPU (:func:`analysis_device`) the full eigh runs there instead.
-    """
-    from scipy.linalg import eigh
-
-    dev = analysis_device()
-    if dev is not None:
-        ev, vt = _top_eigh_torch(to_device(sym, dev), k)
-        return to_numpy(ev), to_numpy(vt)
-    n = sym.shape[0]
-    m = min(k, n)
-    with one_blas_thread():
-        w, v = eigh(sym, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False)
-    return np.clip(w[::-1], 0.0, None), v[:, ::-1].T
-
-
-def _top_eigh_torch(sym, k: int):
-    """:func:`top_eigh` in torch on the tensor's device: (m,) descending >= 0, (m, n) rows."""
-    import torch
-
-    n = sym.shape[0]
-    m = min(k, n)
-    w, v = torch.linalg.eigh((sym + sym.T) / 2)  # ascending
-    return w.flip(0)[:m].clamp_min(0.0), v.flip(1)[:, :m].T
+__all__ = ["PCAResult", "pca_decompose", "pca_within", "minmax", "to_rgb", "whiten_scale", "sigmoid_rgb"]
 
 
 def _pca_decompose_torch(x: np.ndarray, k: int, floor: float, dev) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,15 +27,15 @@ def _pca_decompose_torch(x: np.ndarray, k: int, floor: float, dev) -> tuple[np.n
     xc = t - mean
     total = float((xc * xc).sum())
     if n <= d:
-        ev, u = _top_eigh_torch(xc @ xc.T, k)
+        ev, u = top_eigh_torch(xc @ xc.T, k)
         vt = torch.zeros((ev.shape[0], d), dtype=torch.float64, device=dev)
         nz = ev > 0
         vt[nz] = (u[nz] @ xc) / ev[nz].sqrt()[:, None]
         norms = vt.norm(dim=1, keepdim=True)
         vt = torch.where(norms > 0, vt / norms.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
     else:
-        ev, vt = _top_eigh_torch(xc.T @ xc, k)
-    comps, ratio = _top_components(to_numpy(ev), to_numpy(vt), k, d, floor, total=total)
+        ev, vt = top_eigh_torch(xc.T @ xc, k)
+    comps, ratio = top_components(to_numpy(ev), to_numpy(vt), k, d, floor, total=total)
     return to_numpy(mean), comps, ratio
 
 
@@ -191,7 +66,7 @@ def pca_decompose(x: np.ndarray, k: int, floor: float = 0.0
         vt = np.divide(vt, norms, out=np.zeros_like(vt), where=norms > 0)
     else:
         ev, vt = top_eigh(xc.T @ xc, k)
-    comps, ratio = _top_components(ev, vt, k, d, floor, total=total)
+    comps, ratio = top_components(ev, vt, k, d, floor, total=total)
     return mean, comps, ratio
 
 
@@ -251,7 +126,7 @@ def pca_within(fmap: np.ndarray, k: int = 3, whiten: bool = False) -> PCAResult:
         From :func:`check_fmap`, or if `k` is not an integer >= 1.
     """
     fm = check_fmap(fmap)
-    k = _check_k(k)
+    k = check_k(k)
     c, h, w = fm.shape
     x = fm.reshape(c, h * w).T.astype(np.float64)
     floor = rounding_floor(h * w, c, float(np.abs(fm).max()), np.dtype(np.float32))

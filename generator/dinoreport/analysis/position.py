@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pca import check_fmap
+from .checks import check_fmap
 
 __all__ = ["PositionBias", "PositionAccumulator", "common_grid", "l2_normalise"]
 

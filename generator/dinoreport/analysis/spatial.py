@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from .masks import foreground_mask, mask_iou, orient_by_border
-from .pca import check_fmap
+from .checks import check_fmap
 
 __all__ = ["pool_mean", "neighbour_coherence", "speck_share", "subject_iou", "sobel_magnitude",
            "edge_following", "far_similarity"]
