@@ -156,8 +156,8 @@ class CovarianceAccumulator:
             raise ValueError("cannot fit PCA on 0 rows: update() was never given a non-empty x")
         scatter = self._scatter()
         w, vt = top_eigh(scatter, k)
-        comps, ratio = top_components(w, vt, k, self._dim, self._floor,
-                                       total=float(np.clip(np.trace(scatter), 0.0, None)))
+        total = float(np.clip(np.trace(scatter), 0.0, None))
+        comps, ratio = top_components(w, vt, k, self._dim, self._floor, total=total)
         return PCAFit(mean=self.mean(), components=comps, explained_variance_ratio=ratio,
                       n_pixels=self._n, scatter=total)
 
