@@ -91,6 +91,11 @@ class AnalysisConfig:
     sweep: tuple[int, ...] = (224, 448, 896)
     coseg_k: int = 4  # parts per group in the co-segmentation (one colour each, at most 9)
     correspondence_pairs: int = 6  # image pairs per group drawn with their matches
+    # Untrained controls of the claims (dinoreport.analysis.claims): how many seeds of each
+    # architecture, and which init recipe ("timm": timm's own, what training starts from;
+    # "every-block": the project's exercised random init, dinoreport.backbones).
+    control_seeds: int = 1
+    control_init: str = "timm"
     # Seconds every analysis may run, over what each declares (dinoreport.runner.deadline);
     # 0: no limit; None: each analysis's own (default 1800). Not part of any cache key.
     timeout_s: float | None = None
@@ -287,7 +292,7 @@ def load_config(path: Path) -> ReportConfig:
     an = _Reader(path, top.get("analysis", dict, {}), "analysis")
     an.check_keys({"mask_threshold", "random_channels", "hist_bins", "explorer_dims", "explorer_kb", "highres",
                    "explorer_images", "highres_models", "sweep", "part_groups", "coseg_k", "correspondence_pairs",
-                   "timeout_s"})
+                   "timeout_s", "control_seeds", "control_init"})
     highres = tuple(an.get("highres", list, [448, 896]))
     for i, r in enumerate(highres):
         if isinstance(r, bool) or not isinstance(r, int) or not 14 <= r <= MAX_HIGHRES:
@@ -317,7 +322,15 @@ def load_config(path: Path) -> ReportConfig:
         coseg_k=an.get("coseg_k", int, 4),
         correspondence_pairs=an.get("correspondence_pairs", int, 6),
         timeout_s=None if timeout_s is None else float(timeout_s),
+        control_seeds=an.get("control_seeds", int, 1),
+        control_init=an.get("control_init", str, "timm"),
     )
+    if isinstance(analysis.control_seeds, bool) or not 1 <= analysis.control_seeds <= 10:
+        an.fail("analysis.control_seeds", "must be from 1 to 10 (untrained seeds per architecture, one "
+                f"extra extraction each), got {analysis.control_seeds!r}")
+    if analysis.control_init not in ("timm", "every-block"):
+        an.fail("analysis.control_init", "must be \"timm\" (timm's own init, what training starts from) or "
+                f"\"every-block\" (the project's random init), got {analysis.control_init!r}")
     # Named groups must exist when the config defines its groups; otherwise they come from the
     # manifest or folder, and a group the build lacks gives the part-sharing claim no images.
     if "part_groups" in an.table and groups:

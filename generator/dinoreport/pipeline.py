@@ -199,6 +199,7 @@ class Plan:
     metas: dict[str, ModelMeta]  # model id -> timm facts with the stages the config asks for
     multiple: int  # image sides are multiples of this (crop_multiple over the models)
     fetch_failed: dict[str, str] = field(default_factory=dict)  # image id -> why --fetch could not get it
+    controls: bool = False  # extract untrained controls (an analysis needs them and the weights are trained)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,7 @@ class Extracted:
     keys: dict[str, dict[str, str]]
     extra_keys: dict[int, dict[str, dict[str, str]]]
     cache: FeatureCache
+    control_keys: tuple[dict[str, dict[str, str]], ...] = ()  # per control seed: {model id: {image id: key}}
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
 
 def _all_keys(extracted: Extracted) -> set[str]:
     keys = {k for per in extracted.keys.values() for k in per.values()}
+    keys |= {k for seed in extracted.control_keys for per in seed.values() for k in per.values()}
     return keys | {k for res in extracted.extra_keys.values() for per in res.values() for k in per.values()}
 
 
@@ -388,7 +391,9 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
     return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
                 reference_masks=any(a.needs(cfg).reference_masks for a in analyses),
                 iset=iset, groups=groups, weights=weights, metas=metas, multiple=multiple,
-                fetch_failed=fetch_failed)
+                fetch_failed=fetch_failed,
+                # A random-init build judges nothing against a control, so it extracts none.
+                controls=not opts.random_init and any(a.needs(cfg).controls for a in analyses))
 
 
 def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig) -> tuple[Analysis, ...]:
@@ -490,7 +495,8 @@ def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     its features are not cached."""
     facts, keys = [], {}
     extra_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in plan.extra}
-    n_work = len(cfg.models) * len(decoded.images) + sum(
+    n_controls = cfg.analysis.control_seeds if plan.controls else 0
+    n_work = len(cfg.models) * len(decoded.images) * (1 + n_controls) + sum(
         len(decoded.extra_images[r]) * len(ms) for r, ms in plan.extra.items())
     with progress.phase("extract features", n_work) as advance:
         for spec in cfg.models:
@@ -505,7 +511,40 @@ def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                     # One image per pass: at twice the resolution a batch would multiply peak memory.
                     extra_keys[res][spec.id] = extract_all(identity, decoded.extra_images[res], batch_size=1, **run)
             facts.append(ModelFacts.of(spec, meta, w))
-    return Extracted(models=tuple(facts), keys=keys, extra_keys=extra_keys, cache=cache)
+        control_keys = tuple(_extract_controls(cfg, opts, plan, decoded, cache, k, advance)
+                             for k in range(n_controls))
+    return Extracted(models=tuple(facts), keys=keys, extra_keys=extra_keys, cache=cache,
+                     control_keys=control_keys)
+
+
+def _extract_controls(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
+                      cache: FeatureCache, k: int, advance) -> dict[str, dict[str, str]]:
+    """Cache keys ``{model id: {image id: key}}`` of control ``k`` of every model: its
+    architecture untrained (:func:`dinoreport.backbones.create_control`). Models of one
+    architecture, stages and normalisation have one identity, so the second finds the first's
+    entries in the cache: one forward pass per image and architecture."""
+    from .backbones import control_seed
+    from .features import control_identity
+
+    init = cfg.analysis.control_init
+    out: dict[str, dict[str, str]] = {}
+    for spec in cfg.models:
+        seed = control_seed(spec.timm.split(".", 1)[0], cfg.seed, k)
+        identity = control_identity(spec, plan.metas[spec.id], seed, init, opts.dtype)
+        out[spec.id] = extract_all(identity, decoded.images, cache=cache,
+                                   make_backbone=_control_loader(spec, seed, init), device=opts.device,
+                                   dtype=opts.dtype, advance=advance, batch_size=cfg.batch_size)
+    return out
+
+
+def _control_loader(spec, seed: int, init: str):
+    """Like :func:`_model_loader`, for an untrained control."""
+    def get():
+        from .backbones import create_control
+
+        return create_control(spec, seed, init)
+
+    return get
 
 
 def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
@@ -516,7 +555,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                        keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(site),
                        groups=decoded.groups, featured=decoded.featured, random_init=opts.random_init,
                        dtype=opts.dtype, extra_keys=extracted.extra_keys,
-                       reference_masks=decoded.reference_masks,
+                       reference_masks=decoded.reference_masks, control_keys=extracted.control_keys,
                        crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
     sections = SectionCache(cache_dir(), read=not opts.no_cache)
     seconds: dict[str, float] = {}

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # annotations only: the context imports features, figures and
 __all__ = [
     "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks",
     "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
-    "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in",
+    "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in", "NarrativeError", "contributed_helpers",
 ]
 
 # Seconds an analysis may take before the build stops it (see generator/dinoreport/runner.py): far above
@@ -44,6 +44,11 @@ DEFAULT_TIMEOUT_S = 1800.0
 class AnalysisLoadError(RuntimeError):
     """A user analysis that cannot be imported or registered; the message names the file or
     entry point."""
+
+
+class NarrativeError(ValueError):
+    """A narrative helper used wrongly; the message is written for the author, and the renderer
+    adds the .md file and line."""
 
 
 @dataclass
@@ -90,12 +95,17 @@ class Needs:
     reference_masks : load the manifest's reference masks into ``ctx.reference_masks``.
     artifacts : artifact types (e.g. :class:`ForegroundMasks`) that earlier analyses provide;
         read with ``ctx.artifact(T)``.
+    controls : extract an untrained control of every model (its architecture as timm
+        initialises it, ``analysis.control_seeds`` seeds, ``analysis.control_init`` recipe;
+        models of one architecture share it) at the build's resolution, but only when the build
+        has trained weights (never under ``--random-init``); read with ``ctx.control_fmap``.
     """
 
     extra_resolutions: tuple[int, ...] = ()
     extra_models: tuple[str, ...] = ()
     reference_masks: bool = False
     artifacts: tuple[type, ...] = ()
+    controls: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,11 +118,14 @@ class FigureKind:
 
 @dataclass(frozen=True)
 class TableKind:
-    """A kind of table; ``percent`` names the columns holding ratios, shown as percentages."""
+    """A kind of table; ``percent`` names the columns holding ratios, shown as percentages;
+    ``refs`` names the columns whose cells name figures as a ``figures`` directive's arguments
+    (``kind=K``, optionally ``group=G1,G2``), shown as links to those figures' numbers."""
 
     name: str
     description: str
     percent: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
 
 
 NeedsSpec = Union[Needs, Callable[["ReportConfig"], Needs]]
@@ -131,6 +144,8 @@ class Analysis:
     tables: tuple[TableKind, ...] = ()
     thread_safe: bool = False
     timeout_s: float | None = None  # None: DEFAULT_TIMEOUT_S (the build's settings override both)
+    # factory(page, core helpers) -> {name: narrative helper}: see register_analysis
+    helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None
 
     def needs(self, cfg: "ReportConfig") -> Needs:
         """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions)."""
@@ -168,7 +183,9 @@ def _where(fn: Callable) -> str:
 def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                       provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
                       tables: tuple[TableKind, ...] = (), thread_safe: bool = False,
-                      timeout_s: float | None = None) -> Callable[[Callable], Callable]:
+                      timeout_s: float | None = None,
+                      helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None
+                      ) -> Callable[[Callable], Callable]:
     """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations.
 
     ``thread_safe``: the analysis may run while other analyses run in other threads (it reads
@@ -178,6 +195,11 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
     ``timeout_s``: seconds the analysis may run before the build stops with an error naming it
     (default :data:`DEFAULT_TIMEOUT_S`); ``analysis.timeout_s`` in report.toml and
     ``--analysis-timeout`` override it for a whole build.
+
+    ``helpers``: ``factory(page, core) -> {name: function}``, narrative helpers the analysis
+    contributes (e.g. the claims' ``claim(id)``); ``page`` is the ReportPage being rendered,
+    ``core`` the renderer's own helpers (``ref``, ``figures``, ``label``...). A helper raises
+    :class:`NarrativeError` for a mistake of the author's.
 
     Names are unique across the built-in analyses, plugins and a report's ``analyses/`` folder:
     a second registration of a name raises :class:`AnalysisLoadError` naming both files (one
@@ -198,7 +220,8 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                 "names are unique across the built-in analyses, plugins and the report's analyses/ "
                 "folder (`dinoreport analyses` lists them) — rename one of them")
         _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables),
-                                   bool(thread_safe), None if timeout_s is None else float(timeout_s))
+                                   bool(thread_safe), None if timeout_s is None else float(timeout_s),
+                                   helpers)
         return fn
 
     return wrap
@@ -223,3 +246,22 @@ def figure_kinds() -> dict[str, FigureKind]:
 def table_kinds() -> dict[str, TableKind]:
     """Every table kind any registered analysis declares, by name."""
     return {k.name: k for n in list_analyses() for k in _REGISTRY[n].tables}
+
+
+def contributed_helpers(page: Any, core: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The narrative helpers every registered analysis contributes, in report order; a name
+    that is already taken (by the renderer or another analysis) is an AnalysisLoadError."""
+    out: dict[str, Callable[..., Any]] = {}
+    owner = dict.fromkeys(core, "the renderer")
+    for n in list_analyses():
+        a = _REGISTRY[n]
+        if a.helpers is None:
+            continue
+        for name, fn in a.helpers(page, core).items():
+            if name in owner:
+                raise AnalysisLoadError(f"analysis {n} ({defined_in(a.run)}) contributes the narrative "
+                                        f"helper {name!r}, which {owner[name]} has already; rename it")
+            owner[name] = f"analysis {n}"
+            out[name] = fn
+    return out
+
