@@ -58,6 +58,17 @@ def test_page_states_claims_links_data_and_shows_the_overlays(random_site):
     table = html[html.index('id="claims"'):]
     table = table[:table.index("</table>")]
     assert '<th scope="col">about</th>' in table and ">architecture<" in table and ">training<" in table
+    # The figures column links figure numbers, not internal kind names
+    last_cells = [row.rsplit("<td>", 1)[1] for row in table.split("<tr>")[2:]]
+    assert last_cells and all(c.startswith('<a class="xref" href="#') and "Figure&nbsp;" in c
+                              for c in last_cells), last_cells
+    assert "foreground_mask" not in table and "foreground mask</td>" not in table
+    # every metric of a claim is in its box, with a gloss: part_colours shows both of its own
+    box = html[html.index('id="claim-part-colours"'):]
+    box = box[:box.index("</div>")]
+    assert "<code>part_colour_gain</code> (" in box and "<code>part_match_excess</code> (" in box
+    box = html[html.index('id="claim-masks-cleaner"'):]
+    assert "<code>pc1_speck_share</code>" in box[:box.index("</div>")]
     assert 'class="claim verdict-cannot-tell" id="claim-pc1-subject"' in html
     assert 'class="claim verdict-cannot-tell" id="claim-c4-instances"' in html
     figs = json.loads((random_site / "data" / "figures.json").read_text())

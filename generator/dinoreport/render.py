@@ -312,12 +312,6 @@ def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
             raise _HelperError(f"refs(): unknown kind {kind!r}")
         return Markup(f"@@{token}REFS:{kind.replace('_', '-')}@@")
 
-    def tie(a: float, b: float) -> bool:
-        """Whether two numbers are a tie under the claims' rule (within REL_TOL relative)."""
-        from .analysis.claims import REL_TOL
-
-        return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
-
     def join(items: list[str], last: str = "and") -> str:
         items = [str(i) for i in items]
         if len(items) <= 1:
@@ -331,7 +325,7 @@ def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
         "label": label, "model": model, "has_model": has_model, "stages": stages,
         "first_stage": first_stage, "last_stage": last_stage, "figures": figures,
         "tables": tables, "has_figures": has_figures, "ref": ref, "refs": refs,
-        "pct": _pct, "num": _sig, "join": join, "tie": tie,
+        "pct": _pct, "num": _sig, "join": join,
     }
     return {**core, **contributed_helpers(page, core)}
 

@@ -82,7 +82,7 @@ def claim_html(row: Mapping[str, Any], label: Callable[[str], str], figure_ref: 
 
 
 def narrative_helpers(page: "ReportPage", core: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """``claim_row``, ``claim``, ``claim_ref`` and ``verdict`` for the narrative.
+    """``claim_row``, ``claim``, ``claim_ref``, ``verdict`` and ``tie`` for the narrative.
 
     ``core`` holds the renderer's own helpers (``ref``, ``figures``, ``label``).
     """
@@ -131,4 +131,10 @@ def narrative_helpers(page: "ReportPage", core: Mapping[str, Callable[..., Any]]
         row = claim_row(claim_id)
         return row["verdict"] if row else "not evaluated"
 
-    return {"claim_row": claim_row, "claim": claim, "claim_ref": claim_ref, "verdict": verdict}
+    def tie(a: float, b: float) -> bool:
+        """Whether two numbers are a tie under the claims' rule (within REL_TOL relative)."""
+        from ..analysis.claims import REL_TOL
+
+        return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+
+    return {"claim_row": claim_row, "claim": claim, "claim_ref": claim_ref, "verdict": verdict, "tie": tie}

@@ -131,7 +131,9 @@ def split_halves(labels: np.ndarray) -> np.ndarray:
     "instances" that are one subject cut in two."""
     lab = np.asarray(labels)
     ys, xs = np.nonzero(lab > 0)
-    along = xs if np.ptp(xs, initial=0) >= np.ptp(ys, initial=0) else ys
+    if ys.size == 0:
+        return np.zeros(lab.shape, dtype=np.int32)
+    along = xs if np.ptp(xs) >= np.ptp(ys) else ys
     order = np.argsort(along, kind="stable")
     out = np.zeros(lab.shape, dtype=np.int32)
     half = np.ones(ys.size, dtype=np.int32)
