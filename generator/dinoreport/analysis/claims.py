@@ -115,6 +115,11 @@ numbers, when
 
 Level and power, measured
 -------------------------
+These are the rates of the rule parts alone (``controls=None``). Control parts only add
+conditions and hypotheses to the Holm family, so they cannot raise the chance of a false
+"supported"; they lower the power, by how much depends on how far the trained values stand
+above their controls (not simulated).
+
 ``tests/test_analysis_claims.py::test_rules_hold_their_level_and_power``
 simulates the decision rule (2,000 seeded draws per setting, 18 images) on
 per-unit values: normal per-image values with sd 1 (for ``greater`` and
