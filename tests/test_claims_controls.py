@@ -216,7 +216,7 @@ def _untrained_weights(folder, models):
     return text
 
 
-def test_untrained_weights_from_files_earn_no_training_claim(tmp_path):
+def test_untrained_weights_from_files_earn_no_training_claim(tmp_path, isolated_cache):
     """Not --random-init: untrained networks read as if trained. No training claim may come out
     "supported"; the two ConvNeXts share one control (one extra pass per image and architecture)."""
     from conftest import square_project
@@ -243,7 +243,7 @@ def test_untrained_weights_from_files_earn_no_training_claim(tmp_path):
     assert "(untrained " in html  # control values beside the trained ones in the boxes
 
 
-def test_random_init_builds_extract_no_control(tmp_path):
+def test_random_init_builds_extract_no_control(tmp_path, isolated_cache):
     from conftest import square_project
     from dinoreport.config import load_config
     from dinoreport.pipeline import BuildOptions, build
