@@ -43,7 +43,7 @@ def test_catalogue_covers_the_study_observations():
     assert set(ids) >= {"pc1_subject", "later_pcs_smooth", "imagenet_outliers", "edges_to_objects",
                         "vit_global_early", "c4_instances", "part_colours", "masks_cleaner",
                         "tails_differ"}
-    figures = {"foreground_mask", "within_pca", "stage_pca", "across_pca_masked", "feature_hist"}
+    figures = {"foreground_mask", "within_pca", "stage_pca", "across_pca_masked", "feature_hist", "norm_maps"}
     for c in CLAIMS:
         assert c.metric in METRICS and c.figure in figures
         assert c.metric in {p.metric for p in c.parts}
@@ -71,7 +71,7 @@ def test_part_validation():
 
 def test_row_has_exactly_the_agreed_keys():
     row = _verdict("edges_to_objects", {"edge_drop": {DENSE: [0.4, 0.5, 0.45], CLS: [0.3, 0.35, 0.4]}})
-    assert set(row) == {"id", "statement", "about", "metric", "values", "rule", "verdict", "reason"}
+    assert set(row) == {"id", "statement", "about", "metric", "values", "metrics", "rule", "verdict", "reason"}
     assert row["about"] == "training"  # "edges first, then concepts" is what was learnt
     assert _verdict("vit_global_early", {})["about"] == "architecture"  # attention's reach
     assert row["verdict"] == "supported"

@@ -18,7 +18,8 @@ from conftest import SQUARE_CORNERS as CORNERS
 from conftest import square_project as _project
 
 RANDOM = "the weights are random, and the claim is about trained networks"
-ROW_KEYS = {"id", "statement", "about", "metric", "values", "rule", "verdict", "reason", "figure"}
+ROW_KEYS = {"id", "statement", "about", "metric", "values", "metrics", "rule", "verdict", "reason", "figure",
+            "groups"}
 
 
 def _results(out):
@@ -38,7 +39,9 @@ def test_random_init_claims_are_cannot_tell_with_the_reason(random_site):
     assert [r["id"] for r in rows] == [c.id for c in C.CLAIMS]
     for r in rows:
         assert set(r) == ROW_KEYS, r
-        assert r["verdict"] == "cannot tell" and r["reason"] == RANDOM, r
+        assert r["verdict"] == "cannot tell" and r["reason"].startswith(RANDOM), r
+        # No control is measured under random weights: a random-init build judges nothing.
+        assert all(not d["controls"] for d in r["metrics"].values()), r
         assert r["about"] == next(c.about for c in C.CLAIMS if c.id == r["id"])
         assert set(r["values"]) <= {"dinov3_convnext_tiny", "dinov3_vits16"}
         assert all(math.isfinite(v) for v in r["values"].values())
@@ -55,6 +58,17 @@ def test_page_states_claims_links_data_and_shows_the_overlays(random_site):
     table = html[html.index('id="claims"'):]
     table = table[:table.index("</table>")]
     assert '<th scope="col">about</th>' in table and ">architecture<" in table and ">training<" in table
+    # The figures column links figure numbers, not internal kind names
+    last_cells = [row.rsplit("<td>", 1)[1] for row in table.split("<tr>")[2:]]
+    assert last_cells and all(c.startswith('<a class="xref" href="#') and "Figure&nbsp;" in c
+                              for c in last_cells), last_cells
+    assert "foreground_mask" not in table and "foreground mask</td>" not in table
+    # every metric of a claim is in its box, with a gloss: part_colours shows both of its own
+    box = html[html.index('id="claim-part-colours"'):]
+    box = box[:box.index("</div>")]
+    assert "<code>part_colour_gain</code> (" in box and "<code>part_match_excess</code> (" in box
+    box = html[html.index('id="claim-masks-cleaner"'):]
+    assert "<code>pc1_speck_share</code>" in box[:box.index("</div>")]
     assert 'class="claim verdict-cannot-tell" id="claim-pc1-subject"' in html
     assert 'class="claim verdict-cannot-tell" id="claim-c4-instances"' in html
     figs = json.loads((random_site / "data" / "figures.json").read_text())
@@ -80,7 +94,7 @@ def test_local_random_weights_get_verdicts_from_their_numbers(tmp_path):
     res = _results(out)
     rows = {r["id"]: r for r in res["claims"]}
     assert list(rows) == [c.id for c in C.CLAIMS]
-    assert all(r["reason"] != RANDOM for r in rows.values())
+    assert all(not r["reason"].startswith(RANDOM) for r in rows.values())
     # No ImageNet ConvNeXt in this build: claims that need it cannot be told, and say why.
     assert rows["imagenet_outliers"]["verdict"] == "cannot tell"
     assert "no model in the role of the ImageNet ConvNeXt" in rows["imagenet_outliers"]["reason"]
@@ -90,17 +104,26 @@ def test_local_random_weights_get_verdicts_from_their_numbers(tmp_path):
     ids = sorted({d["unit"] for d in res["claim_metrics"] if "/" not in d["unit"]})
     units = {k: [f"dogs/{i}" if k in ("part_colour_gain", "part_match_excess") else i for i in ids]
              for k in C.METRICS}
-    value = {(d["metric"], d["model"], d["unit"]): d["value"] for d in res["claim_metrics"]}
-    meas = {k: {m: [value.get((k, m, u), float("nan")) for u in units[k]]
-                for m in ("dinov3_convnext_tiny", "dinov3_vits16")} for k in C.METRICS}
+    value = {(d["control"], d["metric"], d["model"], d["unit"]): d["value"] for d in res["claim_metrics"]}
+    models = ("dinov3_convnext_tiny", "dinov3_vits16")
+
+    def series(control):
+        return {k: {m: [value.get((control, k, m, u), float("nan")) for u in units[k]] for m in models}
+                for k in C.METRICS}
+
+    # Trained weights: every control was measured, the untrained one and each free one (but
+    # "halves", which needs a photo with two subjects: these have one each).
+    assert {d["control"] for d in res["claim_metrics"]} == {""} | set(C.CONTROLS) - {"halves"}
     roles = {"dense_cnn": "dinov3_convnext_tiny", "dense_vit": "dinov3_vits16"}
     groups = {k: ["dogs"] * len(ids) for k in C.PAIR_METRICS}
-    again = C.evaluate_all(meas, roles, random_weights=False, unit_groups=groups)
+    again = C.evaluate_all(series(""), roles, random_weights=False, unit_groups=groups,
+                           controls={c: series(c) for c in C.CONTROLS})
     assert [r["verdict"] for r in again] == [rows[r["id"]]["verdict"] for r in again]
+    assert [r["reason"] for r in again] == [rows[r["id"]]["reason"] for r in again]
 
 
 def test_claim_html_escapes_every_field_and_styles_by_verdict():
-    from dinoreport.claimhtml import claim_html
+    from dinoreport.analyses.claimhtml import claim_html
 
     row = {"id": "pc1_subject", "statement": "<script>x</script>", "metric": "m<1>", "rule": "a & b",
            "verdict": "not supported", "reason": '"r"', "values": {"m1": 0.51234, "m2": -2.0}}

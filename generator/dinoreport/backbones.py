@@ -39,7 +39,8 @@ from .config import ModelSpec
 from .modelmeta import BackboneError, StageInfo, create_model, model_facts, model_meta, select_stages
 from .weights import ResolvedWeights, WeightsError, mismatch_message, mismatched_keys, read_state_dict
 
-__all__ = ["Backbone", "BackboneError", "create_backbone", "exercise_every_block"]
+__all__ = ["Backbone", "BackboneError", "create_backbone", "create_control", "control_seed", "CONTROL_INITS",
+           "exercise_every_block"]
 
 
 class Backbone:
@@ -215,4 +216,34 @@ def create_backbone(spec: ModelSpec, weights: ResolvedWeights | None, *, seed: i
         model = create_model(spec.timm, pretrained=True,
                              pretrained_cfg_overlay={**overlay, "state_dict": dict(state)})
     return Backbone(spec, model, weights.source, weights.sha256)
+
+
+CONTROL_INITS = ("timm", "every-block")
+"""Init recipes of an untrained control: timm's own (``pretrained=False``, what training starts
+from) or the project's exercised random init (:func:`exercise_every_block`)."""
+
+
+def control_seed(architecture: str, seed: int, k: int) -> int:
+    """The torch seed of control ``k`` of an architecture: the config seed, the control's index
+    and the architecture's name mixed, apart from every random-init seed (:func:`_seed_for`
+    mixes a model id, never the word "control")."""
+    return (seed * 1_000_003 + k * 7_919 + zlib.crc32(f"control:{architecture}".encode())) % (2**31)
+
+
+def create_control(spec: ModelSpec, torch_seed: int, init: str = "timm") -> Backbone:
+    """The untrained control of ``spec``'s architecture: the same timm model before training.
+
+    ``init="timm"``: exactly as timm initialises it (``pretrained=False``) after
+    ``torch.manual_seed(torch_seed)``; two models of one architecture (the two ConvNeXt-T) get
+    the same control. ``init="every-block"``: that, then :func:`exercise_every_block`.
+    The stages, C5 norm and input normalisation are ``spec``'s, so the control's maps line up
+    with the trained model's cell by cell.
+    """
+    if init not in CONTROL_INITS:
+        raise ValueError(f"control init must be one of {CONTROL_INITS}, got {init!r}")
+    torch.manual_seed(torch_seed)
+    model = create_model(spec.timm)
+    if init == "every-block":
+        exercise_every_block(model)
+    return Backbone(spec, model, f"untrained control ({init} init, seed {torch_seed})", None)
 

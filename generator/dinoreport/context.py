@@ -68,6 +68,9 @@ class BuildContext:
     artifacts: dict[type, object] = field(default_factory=dict)
     crop: CropRule = CropRule(32, {})
     options: Any = None
+    # Per control seed {model id: {image id: cache key}} of the untrained controls (Needs.controls);
+    # empty when no analysis asked for them or the build has random weights.
+    control_keys: tuple[dict[str, dict[str, str]], ...] = ()
 
     def fmap(self, model: str, image: str, stage: str, resolution: int | None = None,
              channel: int | None = None) -> np.ndarray:
@@ -77,6 +80,11 @@ class BuildContext:
         if resolution is None or resolution == self.cfg.resolution:
             return self.cache.stage(self.keys[model][image], stage, channel)
         return self.cache.stage(self.extra_keys[resolution][model][image], stage, channel)
+
+    def control_fmap(self, model: str, image: str, stage: str, k: int = 0) -> np.ndarray:
+        """(C, h, w) float32 map of control ``k`` of ``model`` (its architecture untrained, see
+        :class:`dinoreport.analyses.Needs`), aligned cell by cell with :meth:`fmap`."""
+        return self.cache.stage(self.control_keys[k][model][image], stage)
 
     def stage_maps(self, model: str, ids: Sequence[str], stage: str) -> StageMaps:
         """The maps of ``ids`` at ``stage`` as a lazy sequence (:class:`StageMaps`)."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .backbones import Backbone
 
 __all__ = ["FeatureCache", "entry_key", "extract_all", "pick_device", "check_device", "model_identity",
-           "CacheStats", "DamagedEntry"]
+           "CacheStats", "DamagedEntry", "control_identity"]
 
 FORMAT = "dinoreport-features-2"  # 2: the entry digest is over its stage digests
 
@@ -98,6 +98,14 @@ def model_identity(spec: ModelSpec, meta: ModelMeta, weights_sha256: str | None,
         "torch": versions["torch"].split("+")[0],
         "timm": versions["timm"],
     }
+
+
+def control_identity(spec: ModelSpec, meta: ModelMeta, torch_seed: int, init: str, dtype: str) -> dict:
+    """:func:`model_identity` of an untrained control (:func:`dinoreport.backbones.create_control`):
+    identified by its architecture (the timm name without its pretrained tag, so models of one
+    architecture share the entries), init recipe and torch seed."""
+    ident = model_identity(spec, meta, None, 0, dtype)
+    return {**ident, "timm_name": spec.timm.split(".", 1)[0], "weights": f"control:{RANDOM_INIT if init == 'every-block' else init}:{torch_seed}"}
 
 
 def pixels_sha256(rgb: np.ndarray) -> str:

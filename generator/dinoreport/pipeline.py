@@ -224,6 +224,10 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)  # analysis name -> its options (ctx.options)
     fetch_failed: dict[str, str] = field(default_factory=dict)  # image id -> why --fetch could not get it
     notes: tuple[str, ...] = ()  # analyses added because a chosen one needs them (choose_analyses)
+    # Untrained controls to extract: seeds per architecture and init recipe (0 when no analysis
+    # asks for them, or the weights are random: a random-init build judges nothing).
+    control_seeds: int = 0
+    control_init: str = "timm"
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ class Extracted:
     keys: dict[str, dict[str, str]]
     extra_keys: dict[int, dict[str, dict[str, str]]]
     cache: FeatureCache
+    control_keys: tuple[dict[str, dict[str, str]], ...] = ()  # per control seed: {model id: {image id: key}}
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
 
 def _all_keys(extracted: Extracted) -> set[str]:
     keys = {k for per in extracted.keys.values() for k in per.values()}
+    keys |= {k for seed in extracted.control_keys for per in seed.values() for k in per.values()}
     return keys | {k for res in extracted.extra_keys.values() for per in res.values() for k in per.values()}
 
 
@@ -418,7 +424,8 @@ def resolve(cfg: ReportConfig, opts: BuildOptions) -> Plan:
     return Plan(analyses=analyses, extra={r: tuple(sorted(m)) for r, m in sorted(extra.items())},
                 reference_masks=any(a.needs(cfg, options[a.name]).reference_masks for a in analyses),
                 iset=iset, groups=groups, weights=weights, metas=metas, crop=crop,
-                options=options, fetch_failed=fetch_failed, notes=notes)
+                options=options, fetch_failed=fetch_failed, notes=notes,
+                **_controls(analyses, cfg, options, opts.random_init))
 
 
 def choose_analyses(cfg: ReportConfig, only: tuple[str, ...] | None = None,
@@ -471,6 +478,16 @@ def choose_analyses(cfg: ReportConfig, only: tuple[str, ...] | None = None,
                 notes.append(f"added analysis {usable[0]}: {n} needs its {kind.__name__}")
                 changed = True
     return tuple(k for k in known if k in chosen), tuple(notes)
+
+
+def _controls(analyses: tuple[Analysis, ...], cfg: ReportConfig, options: dict[str, Any],
+              random_init: bool) -> dict[str, Any]:
+    """The Plan's control fields: the most seeds any analysis asks for, in the recipe of the first
+    one asking (a random-init build judges nothing against a control, so it extracts none)."""
+    asking = [n for a in analyses if (n := a.needs(cfg, options[a.name])).controls]
+    if random_init or not asking:
+        return {"control_seeds": 0}
+    return {"control_seeds": max(n.controls for n in asking), "control_init": asking[0].control_init}
 
 
 def _plan_analyses(names: tuple[str, ...], cfg: ReportConfig,
@@ -574,7 +591,8 @@ def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
     its features are not cached."""
     facts, keys = [], {}
     extra_keys: dict[int, dict[str, dict[str, str]]] = {r: {} for r in plan.extra}
-    n_work = len(cfg.models) * len(decoded.images) + sum(
+    n_controls = plan.control_seeds
+    n_work = len(cfg.models) * len(decoded.images) * (1 + n_controls) + sum(
         len(decoded.extra_images[r]) * len(ms) for r, ms in plan.extra.items())
     with progress.phase("extract features", n_work) as advance:
         for spec in cfg.models:
@@ -589,7 +607,40 @@ def extract(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                     # One image per pass: at twice the resolution a batch would multiply peak memory.
                     extra_keys[res][spec.id] = extract_all(identity, decoded.extra_images[res], batch_size=1, **run)
             facts.append(ModelFacts.of(spec, meta, w))
-    return Extracted(models=tuple(facts), keys=keys, extra_keys=extra_keys, cache=cache)
+        control_keys = tuple(_extract_controls(cfg, opts, plan, decoded, cache, k, advance)
+                             for k in range(n_controls))
+    return Extracted(models=tuple(facts), keys=keys, extra_keys=extra_keys, cache=cache,
+                     control_keys=control_keys)
+
+
+def _extract_controls(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
+                      cache: FeatureCache, k: int, advance) -> dict[str, dict[str, str]]:
+    """Cache keys ``{model id: {image id: key}}`` of control ``k`` of every model: its
+    architecture untrained (:func:`dinoreport.backbones.create_control`). Models of one
+    architecture, stages and normalisation have one identity, so the second finds the first's
+    entries in the cache: one forward pass per image and architecture."""
+    from .backbones import control_seed
+    from .features import control_identity
+
+    init = plan.control_init
+    out: dict[str, dict[str, str]] = {}
+    for spec in cfg.models:
+        seed = control_seed(spec.timm.split(".", 1)[0], cfg.seed, k)
+        identity = control_identity(spec, plan.metas[spec.id], seed, init, opts.dtype)
+        out[spec.id] = extract_all(identity, decoded.images, cache=cache,
+                                   make_backbone=_control_loader(spec, seed, init), device=opts.device,
+                                   dtype=opts.dtype, advance=advance, batch_size=cfg.batch_size)
+    return out
+
+
+def _control_loader(spec, seed: int, init: str):
+    """Like :func:`_model_loader`, for an untrained control."""
+    def get():
+        from .backbones import create_control
+
+        return create_control(spec, seed, init)
+
+    return get
 
 
 def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
@@ -600,7 +651,7 @@ def analyse(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded,
                        keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(site),
                        groups=decoded.groups, featured=decoded.featured, random_init=opts.random_init,
                        dtype=opts.dtype, extra_keys=extracted.extra_keys,
-                       reference_masks=decoded.reference_masks,
+                       reference_masks=decoded.reference_masks, control_keys=extracted.control_keys,
                        crop=plan.crop)
     sections = SectionCache(cache_dir(), read=not opts.no_cache)
     seconds: dict[str, float] = {}

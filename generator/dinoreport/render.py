@@ -60,8 +60,8 @@ import markupsafe
 from markupsafe import Markup
 
 from .analyses import figure_kinds, get_analysis, list_analyses, table_kinds
+from .analyses.registry import NarrativeError, contributed_helpers
 from .analysis.explorer import requantize
-from .claimhtml import claim_anchor, claim_html
 from .figures import is_figure_path
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
@@ -128,12 +128,13 @@ def _table_columns(table: Table) -> list[dict]:
     ``percent`` columns), whether it is numeric."""
     kind = table_kinds().get(table.kind)
     percent = set(kind.percent) if kind else set()
+    refs = set(kind.refs) if kind else set()
     cols = []
     for i, name in enumerate(table.columns):
         vals = [r[i] for r in table.rows if i < len(r) and r[i] is not None]
         numeric = bool(vals) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-        cols.append({"name": name, "percent": name in percent, "numeric": numeric})
+        cols.append({"name": name, "percent": name in percent, "numeric": numeric, "refs": name in refs})
     return cols
 
 
@@ -195,8 +196,7 @@ class _Numbering:
         return d[obj.id], True
 
 
-class _HelperError(Exception):
-    pass
+_HelperError = NarrativeError  # a helper's message is written for the author
 
 
 def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
@@ -251,53 +251,14 @@ def _helpers(page: ReportPage, token: str) -> dict[str, Callable[..., Any]]:
             raise _HelperError(f"refs(): unknown kind {kind!r}")
         return Markup(f"@@{token}REFS:{kind.replace('_', '-')}@@")
 
-    def claim_row(claim_id: str) -> dict | None:
-        """The ``results["claims"]`` row of a catalogue claim; None when claims were not run."""
-        from .analysis.claims import CLAIMS
-
-        if claim_id not in {c.id for c in CLAIMS}:
-            raise _HelperError(f"claim(): unknown claim {claim_id!r}; known: "
-                               f"{', '.join(c.id for c in CLAIMS)}")
-        return next((r for r in page.results.get("claims", []) if r["id"] == claim_id), None)
-
-    def claim(claim_id: str) -> Markup:
-        """The claim as a block: statement, verdict, per-model numbers, rule, reason, figure link."""
-        row = claim_row(claim_id)
-        if row is None:
-            return Markup(f'<p class="no-figure"><em>Claim {html.escape(claim_id)} was not evaluated '
-                          "in this build (the claims analysis did not run).</em></p>")
-        order = [m.id for m in page.models] + sorted(set(row["values"]) - set(by_id))
-        row = {**row, "values": {m: row["values"][m] for m in order if m in row["values"]}}
-        return claim_html(row, label, refs(row["figure"]))
-
-    def claim_ref(claim_id: str) -> Markup:
-        """'<claim id>: <verdict>', linked to the claim's box when the claim was evaluated."""
-        row = claim_row(claim_id)
-        cid = html.escape(claim_id)
-        if row is None:
-            return Markup(f"<code>{cid}</code>: <em>not evaluated</em>")
-        return Markup(f'<a class="xref" href="#{claim_anchor(claim_id)}"><code>{cid}</code></a>: '
-                      f'<em>{html.escape(row["verdict"])}</em>')
-
-    def verdict(claim_id: str) -> str:
-        """The verdict of a claim ("not evaluated" when claims were not run)."""
-        row = claim_row(claim_id)
-        return row["verdict"] if row else "not evaluated"
-
-    def tie(a: float, b: float) -> bool:
-        """Whether two numbers are a tie under the claims' rule (within REL_TOL relative)."""
-        from .analysis.claims import REL_TOL
-
-        return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
-
-    return {
+    core = {
         **data_helpers(page.results), **fact_helpers(page.models),
         "label": label, "model": model, "has_model": has_model, "stages": stages,
         "first_stage": first_stage, "last_stage": last_stage, "figures": figures,
         "tables": tables, "has_figures": has_figures, "ref": ref, "refs": refs,
-        "pct": pct, "num": num, "compare": compare, "join": join, "claim": claim,
-        "claim_row": claim_row, "verdict": verdict, "tie": tie, "claim_ref": claim_ref,
+        "pct": pct, "num": num, "compare": compare, "join": join,
     }
+    return {**core, **contributed_helpers(page, core)}
 
 
 def _template_line(tb, filename: str) -> int | None:
@@ -798,6 +759,17 @@ def _refs_html(page: ReportPage, numbering: _Numbering, m: re.Match) -> str:
     return f'<a class="xref" href="#{html.escape(first.id)}">{word}s&nbsp;{rng}</a>'
 
 
+def _figure_links(page: ReportPage, numbering: _Numbering, cell: str) -> Markup:
+    """A table cell naming figures (``kind=K group=G1,G2``, see TableKind.refs) as links to them."""
+    _, kw = _parse_args(str(cell))
+    groups = [g for g in kw.get("group", "").split(",") if g]
+    figs = [f for f in page.figures if f.kind == kw.get("kind") and (not groups or f.group in groups)]
+    if not figs:
+        return Markup("—")
+    return Markup(", ").join(Markup(f'<a class="xref" href="#{html.escape(f.id)}">Figure&nbsp;{numbering.fig[f.id]}</a>')
+                             for f in figs)
+
+
 def _explorer_shown(page: ReportPage, layout: _Layout) -> bool:
     return bool(any(b.kind == "explorer" for b in layout.blocks) and page.explorer)
 
@@ -938,7 +910,8 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
     assets = _Assets(out, inline)
     img_attrs = _ImgAttrs(assets, sizes)
     common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
-              "table_columns": _table_columns, "inline": inline}
+              "table_columns": _table_columns, "inline": inline,
+              "figure_links": lambda cell: _figure_links(page, layout.numbering, cell)}
 
     tok = layout.token
     ref_re, refs_re = re.compile(rf"@@{tok}REF:([a-z0-9-]+)@@"), re.compile(rf"@@{tok}REFS:([a-z0-9-]+)@@")

@@ -66,6 +66,8 @@ def section_key(name: str, ctx: BuildContext, options: Any = None, upstream: lis
         "random_init": ctx.random_init,
         "dtype": ctx.dtype,
     }
+    if ctx.control_keys:  # absent otherwise, so builds without controls keep their keys
+        blob["controls"] = list(ctx.control_keys)
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks", "ProbeMasks",
     "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
     "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in", "resolve_options", "option_owners",
+    "NarrativeError", "contributed_helpers",
 ]
 
 # Seconds an analysis may take before the build stops it (see generator/dinoreport/runner.py): far above
@@ -53,6 +54,11 @@ DEFAULT_TIMEOUT_S = 1800.0
 class AnalysisLoadError(RuntimeError):
     """A user analysis that cannot be imported or registered; the message names the file or
     entry point."""
+
+
+class NarrativeError(ValueError):
+    """A narrative helper used wrongly; the message is written for the author, and the renderer
+    adds the .md file and line."""
 
 
 @dataclass
@@ -113,12 +119,18 @@ class Needs:
     reference_masks : load the manifest's reference masks into ``ctx.reference_masks``.
     artifacts : artifact types (e.g. :class:`ForegroundMasks`) that earlier analyses provide;
         read with ``ctx.artifact(T)``.
+    controls : how many seeds of an untrained control of every model to extract (its
+        architecture as timm initialises it; ``control_init``: "timm" or "every-block";
+        models of one architecture share it) at the build's resolution, but only when the build
+        has trained weights (never under ``--random-init``); read with ``ctx.control_fmap``.
     """
 
     extra_resolutions: tuple[int, ...] = ()
     extra_models: tuple[str, ...] = ()
     reference_masks: bool = False
     artifacts: tuple[type, ...] = ()
+    controls: int = 0
+    control_init: str = "timm"
 
 
 @dataclass(frozen=True)
@@ -131,11 +143,14 @@ class FigureKind:
 
 @dataclass(frozen=True)
 class TableKind:
-    """A kind of table; ``percent`` names the columns holding ratios, shown as percentages."""
+    """A kind of table; ``percent`` names the columns holding ratios, shown as percentages;
+    ``refs`` names the columns whose cells name figures as a ``figures`` directive's arguments
+    (``kind=K``, optionally ``group=G1,G2``), shown as links to those figures' numbers."""
 
     name: str
     description: str
     percent: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
 
 
 NeedsSpec = Union[Needs, Callable[["ReportConfig"], Needs], Callable[["ReportConfig", Any], Needs]]
@@ -156,6 +171,8 @@ class Analysis:
     timeout_s: float | None = None  # None: DEFAULT_TIMEOUT_S (the build's settings override both)
     options: type | None = None  # its options dataclass (see the module docstring)
     option_specs: tuple[OptionSpec, ...] = ()
+    # factory(page, core helpers) -> {name: narrative helper}: see register_analysis
+    helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None
 
     def needs(self, cfg: "ReportConfig", options: Any = None) -> Needs:
         """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions); a
@@ -223,7 +240,9 @@ def _where(fn: Callable) -> str:
 def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                       provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
                       tables: tuple[TableKind, ...] = (), thread_safe: bool = False,
-                      timeout_s: float | None = None, options: type | None = None) -> Callable[[Callable], Callable]:
+                      timeout_s: float | None = None, options: type | None = None,
+                      helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None
+                      ) -> Callable[[Callable], Callable]:
     """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations.
 
     ``thread_safe``: the analysis may run while other analyses run in other threads (it reads
@@ -239,6 +258,11 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
     analysis: a key another analysis declares too must be declared identically (that is how
     ``mask_threshold`` serves within_pca, resolution_sweep and claims), else this raises
     :class:`AnalysisLoadError` naming both.
+
+    ``helpers``: ``factory(page, core) -> {name: function}``, narrative helpers the analysis
+    contributes (e.g. the claims' ``claim(id)``); ``page`` is the ReportPage being rendered,
+    ``core`` the renderer's own helpers (``ref``, ``figures``, ``label``...). A helper raises
+    :class:`NarrativeError` for a mistake of the author's.
 
     Names are unique across the built-in analyses, plugins and a report's ``analyses/`` folder:
     a second registration of a name raises :class:`AnalysisLoadError` naming both files (one
@@ -271,7 +295,7 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                         "meaning — declare it identically (type, default, help, bounds) or rename it")
         _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables),
                                    bool(thread_safe), None if timeout_s is None else float(timeout_s),
-                                   options, specs)
+                                   options, specs, helpers)
         return fn
 
     return wrap
@@ -335,3 +359,22 @@ def resolve_options(cfg: "ReportConfig") -> dict[str, Any]:
             whose = f"analysis {names[0]}" if len(names) == 1 else f"analyses {', '.join(names)}"
             raise ConfigError(f"{cfg.path}: analysis.{e.key}: {e} — an option of {whose}") from None
     return out
+
+
+def contributed_helpers(page: Any, core: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The narrative helpers every registered analysis contributes, in report order; a name
+    that is already taken (by the renderer or another analysis) is an AnalysisLoadError."""
+    out: dict[str, Callable[..., Any]] = {}
+    owner = dict.fromkeys(core, "the renderer")
+    for n in list_analyses():
+        a = _REGISTRY[n]
+        if a.helpers is None:
+            continue
+        for name, fn in a.helpers(page, core).items():
+            if name in owner:
+                raise AnalysisLoadError(f"analysis {n} ({defined_in(a.run)}) contributes the narrative "
+                                        f"helper {name!r}, which {owner[name]} has already; rename it")
+            owner[name] = f"analysis {n}"
+            out[name] = fn
+    return out
+

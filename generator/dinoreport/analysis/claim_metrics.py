@@ -15,7 +15,7 @@ import numpy as np
 from .across import pixels
 from .correspond import colour_agreement, cycle_share_excess, mutual_nn
 from .instances import instance_labels, instance_separation
-from .masks import foreground_mask
+from .masks import foreground_mask, mask_iou
 from .outliers import local_norm_outliers, value_tails
 from .checks import check_fmap
 from .linalg import rounding_floor, top_components, top_eigh
@@ -23,7 +23,7 @@ from .pca import pca_within
 from .spatial import edge_following, far_similarity, neighbour_coherence, pool_mean, speck_share, subject_iou
 
 __all__ = ["IMAGE_METRICS", "GROUP_METRICS", "INSTANCE_STAGE", "MIN_INSTANCE_CELLS", "image_metrics",
-           "group_metrics"]
+           "group_metrics", "free_controls", "random_masks", "centre_prior", "split_halves", "pooled_photo"]
 
 IMAGE_METRICS = ("pc1_iou_ref", "pc1_iou_border", "pc1_speck_share", "pc23_coherence", "norm_outlier_share", "edge_drop",
                  "far_similarity_first", "c4_instance_separation", "tail_log_ratio")
@@ -104,6 +104,92 @@ def image_metrics(stages: Sequence[tuple[str, np.ndarray]], *, photo: np.ndarray
             lab = _instances_on_grid(reference, instances, c4.shape[1:])
             if lab.max() >= 2:
                 out["c4_instance_separation"] = instance_separation(c4, lab)
+    return out
+
+
+def pooled_photo(photo: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(3, h, w) float64: each RGB channel of the photo averaged over the cells of the grid
+    (a grey photo gives one channel): the photo as a feature map with no network at all."""
+    arr = np.asarray(photo, dtype=np.float64)
+    chans = [arr] if arr.ndim == 2 else [arr[..., k] for k in range(arr.shape[2])]
+    return np.stack([pool_mean(c, shape) for c in chans])
+
+
+def centre_prior(cells: int, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool: the ``cells`` cells nearest the grid's centre, distances scaled by the grid's
+    sides (a centred ellipse of the grid's aspect ratio with exactly that many cells)."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    r = ((y + 0.5 - h / 2) / h) ** 2 + ((x + 0.5 - w / 2) / w) ** 2
+    order = np.argsort(r.reshape(-1), kind="stable")
+    out = np.zeros(h * w, dtype=bool)
+    out[order[:int(cells)]] = True
+    return out.reshape(h, w)
+
+
+def split_halves(labels: np.ndarray) -> np.ndarray:
+    """(h, w) int32: the foreground cells of ``labels`` (> 0) numbered 1 and 2 by halves along
+    the foreground's longer side (row-major order of the sorted coordinate breaks ties): two
+    "instances" that are one subject cut in two."""
+    lab = np.asarray(labels)
+    ys, xs = np.nonzero(lab > 0)
+    if ys.size == 0:
+        return np.zeros(lab.shape, dtype=np.int32)
+    along = xs if np.ptp(xs) >= np.ptp(ys) else ys
+    order = np.argsort(along, kind="stable")
+    out = np.zeros(lab.shape, dtype=np.int32)
+    half = np.ones(ys.size, dtype=np.int32)
+    half[order[ys.size // 2:]] = 2
+    out[ys, xs] = half
+    return out
+
+
+def random_masks(masks: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Masks with each one's cells placed at random (as many cells, same grid)."""
+    out = []
+    for m in masks:
+        a = np.asarray(m, dtype=bool)
+        out.append(rng.permutation(a.reshape(-1)).reshape(a.shape))
+    return out
+
+
+def free_controls(stages: Sequence[tuple[str, np.ndarray]], *, photo: np.ndarray | None = None,
+                  reference: np.ndarray | None = None, instances: np.ndarray | None = None,
+                  threshold: float = 0.0, seed: int = 0) -> dict[str, dict[str, float]]:
+    """The per-image free controls of :data:`dinoreport.analysis.claims.FREE_CONTROLS`.
+
+    Parameters are those of :func:`image_metrics`; ``seed`` seeds the shuffle.
+
+    Returns
+    -------
+    {control: {metric: float}}
+        ``photo``: ``edge_drop`` of the photo pooled to the first and last stages' grids;
+        ``centre_prior``: ``pc1_iou_ref`` of :func:`centre_prior` with the reference's cells;
+        ``halves``: ``c4_instance_separation`` with the instances replaced by
+        :func:`split_halves` of them; ``shuffled``: ``pc23_coherence`` of the last stage
+        with its positions permuted. NaN exactly where the metric itself is.
+    """
+    maps = [(name, check_fmap(f, f"stage {name}")) for name, f in stages]
+    first, last = maps[0][1], maps[-1][1]
+    nan = float("nan")
+    out = {"photo": {"edge_drop": nan}, "centre_prior": {"pc1_iou_ref": nan},
+           "halves": {"c4_instance_separation": nan}, "shuffled": {"pc23_coherence": nan}}
+    c, h, w = last.shape
+    perm = np.random.default_rng(seed).permutation(h * w)
+    mixed = last.reshape(c, -1)[:, perm].reshape(c, h, w)
+    proj = pca_within(mixed, 3).proj
+    out["shuffled"]["pc23_coherence"] = (neighbour_coherence(proj[1]) + neighbour_coherence(proj[2])) / 2.0
+    if photo is not None:
+        out["photo"]["edge_drop"] = (edge_following(pooled_photo(photo, first.shape[1:]), photo)
+                                     - edge_following(pooled_photo(photo, last.shape[1:]), photo))
+    if reference is not None:
+        on_grid = pool_mean(np.asarray(reference, dtype=np.float64), (h, w)) >= 0.5
+        out["centre_prior"]["pc1_iou_ref"] = mask_iou(centre_prior(int(on_grid.sum()), (h, w)), on_grid)
+        c4 = dict(maps).get(INSTANCE_STAGE)
+        if c4 is not None:
+            lab = _instances_on_grid(reference, instances, c4.shape[1:])
+            if lab.max() >= 2:
+                out["halves"]["c4_instance_separation"] = instance_separation(c4, split_halves(lab))
     return out
 
 

@@ -21,8 +21,41 @@ the features (two networks of one architecture that differ, or a property the
 study credits to the DINOv3 objective). ``about = "architecture"``: what the
 network's wiring does whatever its weights (a hierarchy of local
 convolutions, global attention). Only a comparison with untrained networks of
-the same architecture can separate the two; the rules below take none yet
-(see :func:`evaluate_all` for how a control would enter).
+the same architecture can separate the two: that is what the controls do.
+
+Controls
+--------
+A training claim is judged against controls measured in the same build
+(``controls`` of :func:`evaluate_all`; :data:`CONTROLS` says what each is):
+
+- ``untrained``, for every metric: the same architecture untrained, as timm
+  initialises it before training (``pretrained=False``, seeded;
+  ``analysis.control_seeds`` seeds, default 1, the per-unit value the mean over
+  seeds). timm's own init is the recipe because it is what training starts
+  from: what the trained value adds over it is what training put in. The
+  project's ``--random-init`` recipe (every block exercised, for pipeline tests)
+  is no network's starting point and scores much higher on some metrics
+  (``pc23_coherence`` 0.80 against 0.27); ``analysis.control_init =
+  "every-block"`` takes it instead, for comparison. The two ConvNeXts share one
+  control (one architecture, one init).
+- free controls, where they are the right null (:data:`FREE_CONTROLS`): the
+  photo itself pooled to each grid (``edge_drop``), a centred ellipse of the
+  reference mask's size (``pc1_iou_ref``), the subjects split into two halves
+  instead of instances (``c4_instance_separation``), random masks of the
+  PC1 masks' sizes (the part-sharing metrics), positions shuffled
+  (``pc23_coherence``).
+
+Every part of a training claim on one network (``above``/``below``) whose
+``learnt`` is true gets one control part per control of its metric: the
+trained value minus the control's (``below``: the control's minus the
+trained), paired unit by unit, must be above :data:`CONTROL_MARGIN` of the
+metric, tested like any part and in the same Holm family. A part comparing
+two networks of one architecture has no control part: their untrained
+controls are one network, so the control's difference is exactly zero and the
+part is its own control. Architecture claims take no control part. With
+``controls=None`` (the simulations below, unit tests of the rule parts) no
+control part enters; a build always passes its controls, and a control it did
+not measure makes its part "cannot tell".
 
 Measurements
 ------------
@@ -82,6 +115,11 @@ numbers, when
 
 Level and power, measured
 -------------------------
+These are the rates of the rule parts alone (``controls=None``). Control parts only add
+conditions and hypotheses to the Holm family, so they cannot raise the chance of a false
+"supported"; they lower the power, by how much depends on how far the trained values stand
+above their controls (not simulated).
+
 ``tests/test_analysis_claims.py::test_rules_hold_their_level_and_power``
 simulates the decision rule (2,000 seeded draws per setting, 18 images) on
 per-unit values: normal per-image values with sd 1 (for ``greater`` and
@@ -114,6 +152,7 @@ from typing import Literal
 import numpy as np
 
 __all__ = ["MIN_IMAGES", "REL_TOL", "CONFIDENCE", "ALPHA", "ROLES", "ABOUT", "METRICS", "PAIR_METRICS",
+           "CONTROLS", "FREE_CONTROLS", "CONTROL_MARGIN", "CONTROL_INIT_WHY", "METRIC_GLOSS",
            "Verdict", "Part", "Claim", "CLAIMS", "unit_estimate", "part_pvalues", "holm", "judge",
            "evaluate", "evaluate_all", "roles_from_timm"]
 
@@ -171,6 +210,64 @@ METRICS: dict[str, str] = {
                       "high_tail_ratio), mean over the stages, per image",
 }
 
+# One line per metric for a reader: what a high value means (shown with the claim boxes).
+METRIC_GLOSS: dict[str, str] = {
+    "pc1_iou_ref": "overlap (IoU, 0 to 1) of the first component's mask with the drawn outline",
+    "pc1_iou_border": "the same overlap for the side of the first component the border rule picks",
+    "pc1_speck_share": "share of the mask's inner cells that are isolated specks (lower is cleaner)",
+    "pc23_coherence": "how smooth components two and three are (Moran's I: 1 smooth, 0 noise)",
+    "norm_outlier_share": "share of positions whose feature norm is over twice their neighbours'",
+    "edge_drop": "how much more the first stage follows the photo's edges than the last (rank correlation)",
+    "far_similarity_first": "mean cosine similarity of distant positions at the first stage",
+    "c4_instance_separation": "at C4, similarity within a subject minus between two subjects",
+    "part_colour_gain": "how much closer matched cells' colours get when the PCA is fitted on subjects only",
+    "part_match_excess": "share of cells whose match across photos leads back to them, above chance",
+    "tail_log_ratio": "log10 of how far the top 0.1% of values reach beyond the top 1%",
+}
+
+CONTROLS: dict[str, str] = {
+    "untrained": "the same architecture untrained (timm's init, pretrained=False, seeded)",
+    "photo": "the photo itself pooled to each stage's grid, measured as if it were a feature map",
+    "centre_prior": "a centred ellipse with as many cells as the reference mask, in place of the PC1 mask",
+    "halves": "the subjects' cells split into two halves in place of the instances",
+    "random_masks": "random masks with as many cells as each PC1 mask, in place of the masks",
+    "shuffled": "the last stage's positions shuffled (seeded) before the PCA",
+}
+
+# The controls of each metric besides the untrained network.
+FREE_CONTROLS: dict[str, tuple[str, ...]] = {
+    "pc1_iou_ref": ("centre_prior",),
+    "pc23_coherence": ("shuffled",),
+    "edge_drop": ("photo",),
+    "c4_instance_separation": ("halves",),
+    "part_colour_gain": ("random_masks",),
+    "part_match_excess": ("random_masks",),
+}
+
+# How far a trained value must beat each control, in the metric's own units (fixed before any
+# trained model was run): a tenth of the range for the [0, 1]-like scores, half the 1% bar for
+# the outlier share, and a hundredth for the part-sharing excesses, whose bars are 0 and whose
+# untrained values the review measured at -0.03 to 0.045.
+CONTROL_MARGIN: dict[str, float] = {
+    "pc1_iou_ref": 0.1,
+    "pc1_speck_share": 0.02,
+    "pc23_coherence": 0.1,
+    "norm_outlier_share": 0.005,
+    "edge_drop": 0.05,
+    "far_similarity_first": 0.05,
+    "c4_instance_separation": 0.05,
+    "part_colour_gain": 0.01,
+    "part_match_excess": 0.01,
+    "tail_log_ratio": 0.02,
+}
+
+CONTROL_INIT_WHY: dict[str, str] = {
+    "timm": "timm's own init (pretrained=False), what training starts from, so that what the trained "
+            "value adds over it is what training put in",
+    "every-block": "the project's random init (every block's weights rescaled so that each changes "
+                   "its input), chosen by analysis.control_init; no training starts from it",
+}
+
 # Metrics valued per image as the mean over its pairs with the group's other images.
 PAIR_METRICS = frozenset({"part_colour_gain", "part_match_excess"})
 
@@ -188,7 +285,8 @@ def _unit(metric: str) -> str:
 
 
 def _num(x: float) -> str:
-    return f"{x:.3g}"
+    """3 significant digits with a true minus sign (U+2212), as the page writes every number."""
+    return f"{x:.3g}".replace("-", "−")
 
 
 @dataclass(frozen=True)
@@ -209,6 +307,11 @@ class Part:
         The bar for "above"/"below"; the margin for "differ"; unused for "greater".
     note : str
         Optional words on the bound, printed in brackets after the condition.
+    learnt : bool
+        Whether the condition states something training put into the features: on a
+        training claim such a part on one network must also beat its controls (module
+        docstring). False for a condition an untrained network may meet as well without
+        contradicting the claim (e.g. "noise for the ImageNet ConvNeXt").
     """
 
     kind: Literal["above", "below", "greater", "differ"]
@@ -217,6 +320,7 @@ class Part:
     other: str | None = None
     bound: float = 0.0
     note: str = ""
+    learnt: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("above", "below", "greater", "differ"):
@@ -241,6 +345,19 @@ class Part:
             text = (f"{self.metric} of {who} and of {ROLES[self.other]} differ by more than "
                     f"{_num(self.bound)}")
         return f"{text} ({self.note})" if self.note else text
+
+    def controls(self, about: str) -> tuple[str, ...]:
+        """The controls this part must beat on a claim about ``about`` (module docstring)."""
+        if about != "training" or not self.learnt or self.other is not None:
+            return ()
+        return ("untrained",) + FREE_CONTROLS.get(self.metric, ())
+
+    def control_text(self, control: str) -> str:
+        """The control part in words."""
+        who, margin = ROLES[self.role], _num(CONTROL_MARGIN[self.metric])
+        if self.kind == "below":
+            return f"{self.metric} of {who} below its {control} control's by more than {margin}"
+        return f"{self.metric} of {who} above its {control} control's by more than {margin}"
 
 
 @dataclass(frozen=True)
@@ -276,6 +393,28 @@ class Claim:
             raise ValueError(f"Claim {self.id!r}: about must be one of {sorted(ABOUT)}, got {self.about!r}")
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric its parts use, :attr:`metric` first."""
+        return tuple(dict.fromkeys((self.metric,) + tuple(p.metric for p in self.parts)))
+
+    def control_parts(self) -> tuple[tuple[Part, str], ...]:
+        """(part, control) for every control part of the claim, in part order."""
+        return tuple((p, c) for p in self.parts for c in p.controls(self.about))
+
+    def rule_text(self, controls: bool = False, control_init: str = "timm", control_seeds: int = 1) -> str:
+        """:attr:`rule`, and with ``controls`` the control parts and the untrained recipe."""
+        extra = self.control_parts() if controls else ()
+        if not extra:
+            return self.rule
+        seeds = f"{control_seeds} seed{'s' if control_seeds != 1 else ''}"
+        return (self.rule + " Against controls, each must also hold, paired over the same units and "
+                "in the same family: " + "; ".join(p.control_text(c) for p, c in extra)
+                + f". The untrained control is the same architecture with {CONTROL_INIT_WHY[control_init]} "
+                  f"({seeds}, the mean over seeds per unit)"
+                + "".join(f"; the {c} control is {CONTROLS[c]}" for c in dict.fromkeys(c for _, c in extra)
+                          if c != "untrained") + ".")
+
+    @property
     def rule(self) -> str:
         """The rule in words, as printed in the claims table."""
         greater = any(p.kind == "greater" for p in self.parts)
@@ -303,7 +442,7 @@ CLAIMS: tuple[Claim, ...] = (
           "and scattered noise for the ImageNet ConvNeXt.",
           "pc23_coherence",
           (Part("above", "pc23_coherence", "dense_cnn", bound=0.5),
-           Part("below", "pc23_coherence", "cls_cnn", bound=0.5),
+           Part("below", "pc23_coherence", "cls_cnn", bound=0.5, learnt=False),
            Part("greater", "pc23_coherence", "dense_cnn", "cls_cnn")),
           "within_pca", "training"),
     Claim("imagenet_outliers",
@@ -312,7 +451,7 @@ CLAIMS: tuple[Claim, ...] = (
           "norm_outlier_share",
           (Part("greater", "norm_outlier_share", "cls_cnn", "dense_cnn"),
            Part("above", "norm_outlier_share", "cls_cnn", bound=0.01)),
-          "within_pca", "training"),
+          "norm_maps", "training"),
     # Edges first, larger structure later: what training put into the stages (an untrained
     # network's stages follow the photo's edges too, through pooling alone: issue 22).
     Claim("edges_to_objects",
@@ -599,6 +738,53 @@ def _test(part: Part, measurements: Mapping[str, Mapping[str, Sequence[float]]],
                  f"they differ by less than {margin}", f"a difference of {margin} is within noise")
 
 
+Controls = Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]
+
+
+def _control_test(part: Part, control: str, measurements: Mapping[str, Mapping[str, Sequence[float]]],
+                  controls: Controls, roles: Mapping[str, str],
+                  unit_groups: Mapping[str, Sequence] | None) -> _Test | tuple[Verdict, str]:
+    """The test that ``part``'s trained value beats its ``control`` by CONTROL_MARGIN."""
+    model = roles.get(part.role)
+    if model is None:
+        return "cannot tell", f"no model in the role of {ROLES[part.role]} in this build"
+    trained = _series(measurements, part.metric, model)
+    if trained is None:
+        return "cannot tell", f"{part.metric} was not measured for {model}"
+    ctrl = _series(controls.get(control, {}), part.metric, model)
+    if ctrl is None:
+        return "cannot tell", f"no {control} control of {part.metric} was measured for {model}"
+    if ctrl.shape != trained.shape:
+        raise ValueError(f"controls[{control!r}][{part.metric!r}][{model!r}] has {ctrl.size} units, "
+                         f"the trained values {trained.size}")
+    ok = np.isfinite(trained) & np.isfinite(ctrl)
+    pair = part.metric in PAIR_METRICS
+    groups = None
+    if pair and unit_groups is not None and part.metric in unit_groups:
+        groups = np.asarray(unit_groups[part.metric])[ok]
+    x = (trained - ctrl)[ok] if part.kind != "below" else (ctrl - trained)[ok]
+    est, se, df, n = unit_estimate(x, groups, pair) if x.size else (0.0, 0.0, 0, 0)
+    unit = _unit(part.metric)
+    if n < MIN_IMAGES:
+        return "cannot tell", (f"too few {unit} with a {control} control for {part.metric}: {n} "
+                               f"(need {MIN_IMAGES})")
+    from scipy.stats import t
+
+    est, se = float(est), float(se)
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    margin = CONTROL_MARGIN[part.metric]
+    p_hold, p_fail = part_pvalues("above", est, se, df, margin)
+    side = "trained minus control" if part.kind != "below" else "control minus trained"
+    desc = (f"{part.metric} of {model}: {_num(float(trained[ok].mean()))} vs its {control} control "
+            f"{_num(float(ctrl[ok].mean()))}, {side} {_num(est)}, {CONFIDENCE:.0%} interval "
+            f"[{_num(est - half)}, {_num(est + half)}] over {n} {unit}"
+            + (", jackknife over images" if pair else ""))
+    m = _num(margin)
+    return _Test(float(p_hold), float(p_fail), desc, f"beats its {control} control by more than {m}",
+                 f"does not beat its {control} control by {m}",
+                 f"a margin of {m} over its {control} control is within noise")
+
+
 def _decide(test: _Test, rejected: bool, bar: float) -> tuple[Verdict, str]:
     p = f"p {test.p:.2g}, Holm bar {bar:.2g}"
     if rejected and test.p_hold < test.p_fail:
@@ -637,19 +823,21 @@ def judge(part: Part, measurements: Mapping[str, Mapping[str, Sequence[float]]],
 
 def evaluate(claim: Claim, measurements: Mapping[str, Mapping[str, Sequence[float]]],
              roles: Mapping[str, str], *, random_weights: bool,
-             unit_groups: Mapping[str, Sequence] | None = None) -> dict:
+             unit_groups: Mapping[str, Sequence] | None = None, controls: Controls | None = None) -> dict:
     """Verdict of one claim judged alone (its parts are the whole Holm family).
 
     See :func:`evaluate_all`, which a build uses, for the parameters and the row.
     """
     return evaluate_all(measurements, roles, random_weights=random_weights, claims=(claim,),
-                        unit_groups=unit_groups)[0]
+                        unit_groups=unit_groups, controls=controls)[0]
 
 
 def evaluate_all(measurements: Mapping[str, Mapping[str, Sequence[float]]],
                  roles: Mapping[str, str], *, random_weights: bool,
                  claims: Sequence[Claim] = CLAIMS,
-                 unit_groups: Mapping[str, Sequence] | None = None) -> list[dict]:
+                 unit_groups: Mapping[str, Sequence] | None = None,
+                 controls: Controls | None = None, control_init: str = "timm",
+                 control_seeds: int = 1) -> list[dict]:
     """Verdicts of claims judged together: Holm's procedure runs over all their parts.
 
     Parameters
@@ -666,49 +854,71 @@ def evaluate_all(measurements: Mapping[str, Mapping[str, Sequence[float]]],
         The family, in the order of the rows.
     unit_groups : {metric: (n_units,) group labels}, optional
         The group of each unit of a :data:`PAIR_METRICS` metric.
+    controls : {control: {metric: {model_id: (n_units,) values}}}, optional
+        Each control's values (:data:`CONTROLS`) in the units of ``measurements``,
+        under the trained model's id. Given, every training claim's control parts
+        join the family (module docstring); a control absent from it makes its part
+        "cannot tell". None: no control part (the rule parts alone).
+    control_init, control_seeds : str, int
+        How the untrained control was made, for the rule's words.
 
     Returns
     -------
     list of dict, one per claim in order
-        ``{"id", "statement", "about", "metric", "values", "rule", "verdict", "reason"}``;
-        ``values`` maps every measured model id (sorted) to the mean of its
-        finite values of ``claim.metric`` (models without any are left out).
-
-    Notes
-    -----
-    A control (an untrained network of a role's architecture) would enter as a
-    further role whose measurements are paired with the trained one's: a
-    training claim's part on role r then adds the part "r greater than (or
-    differs from) r's control" to the family, so that what the rule credits to
-    training is also absent without it. No control is measured yet.
+        ``{"id", "statement", "about", "metric", "values", "metrics", "rule",
+        "verdict", "reason"}``; ``values`` maps every measured model id (sorted)
+        to the mean of its finite values of ``claim.metric`` (models without any
+        are left out); ``metrics`` maps each metric of the claim's parts
+        (``claim.metric`` first) to ``{"values": {model: mean}, "controls":
+        {control: {model: mean}}}`` (the controls of that metric that were given).
     """
-    tests = [[_test(p, measurements, roles, unit_groups) for p in c.parts] for c in claims]
+    tests = [[_test(p, measurements, roles, unit_groups) for p in c.parts]
+             + ([_control_test(p, k, measurements, controls, roles, unit_groups)
+                 for p, k in c.control_parts()] if controls is not None else [])
+             for c in claims]
     flat = [t for ts in tests for t in ts]
     p = np.array([t.p if isinstance(t, _Test) else np.nan for t in flat])
     rejected, bar = holm(p) if p.size else (np.zeros(0, bool), np.zeros(0))
     rows, k = [], 0
     for claim, ts in zip(claims, tests):
         results = []
+        # Why a part could not be tested at all (no model, no values, too few units): said even
+        # under random weights, so that a reader learns every reason a claim cannot be judged.
+        untestable = list(dict.fromkeys(t[1] for t in ts if isinstance(t, tuple)))
         for t in ts:
             res = t if isinstance(t, tuple) else _decide(t, bool(rejected[k]), float(bar[k]))
             k += 1
             if res not in results:  # two parts on one model can fail for the same reason
                 results.append(res)
-        rows.append(_row(claim, measurements, results, random_weights))
+        row = _row(claim, measurements, results, random_weights, untestable)
+        row["metrics"] = {m: {"values": _means(measurements, m),
+                              "controls": {k: v for k in sorted(controls or {})
+                                           if (v := _means(controls[k], m))}}
+                          for m in claim.metrics}
+        row["rule"] = claim.rule_text(controls is not None, control_init, control_seeds)
+        rows.append(row)
     return rows
 
 
-def _row(claim: Claim, measurements: Mapping[str, Mapping[str, Sequence[float]]],
-         results: list[tuple[Verdict, str]], random_weights: bool) -> dict:
+def _means(measurements: Mapping[str, Mapping[str, Sequence[float]]], metric: str) -> dict[str, float]:
+    """{model: mean of its finite values of ``metric``} for every model with one, sorted."""
     values: dict[str, float] = {}
-    for model in sorted(measurements.get(claim.metric, {})):
-        s = _series(measurements, claim.metric, model)
+    for model in sorted(measurements.get(metric, {})):
+        s = _series(measurements, metric, model)
         fin = s[np.isfinite(s)]
         if fin.size:
             values[model] = float(fin.mean())
+    return values
+
+
+def _row(claim: Claim, measurements: Mapping[str, Mapping[str, Sequence[float]]],
+         results: list[tuple[Verdict, str]], random_weights: bool, untestable: Sequence[str] = ()) -> dict:
+    values = _means(measurements, claim.metric)
     if random_weights:
         verdict: Verdict = "cannot tell"
         reason = "the weights are random, and the claim is about trained networks"
+        if untestable:
+            reason += "; and besides, " + "; ".join(untestable)
     elif any(v == "not supported" for v, _ in results):
         verdict = "not supported"
         reason = "; ".join(r for v, r in results if v == "not supported")
