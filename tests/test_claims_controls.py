@@ -256,13 +256,17 @@ def test_random_init_builds_extract_no_control(tmp_path, isolated_cache):
 
 def test_control_options_are_checked(tmp_path):
     from conftest import write_project
+    from dinoreport.analyses import get_analysis, resolve_options
     from dinoreport.config import ConfigError, load_config
 
     for bad, msg in (("control_seeds = 0", "analysis.control_seeds"), ("control_init = 'xavier'",
                                                                         "analysis.control_init")):
         cfg = write_project(tmp_path / bad.split()[0], {}, extra=bad + "\n")
         with pytest.raises(ConfigError, match=msg):
-            load_config(cfg)
+            resolve_options(load_config(cfg))
     cfg = write_project(tmp_path / "ok", {}, extra="control_seeds = 3\ncontrol_init = 'every-block'\n")
-    an = load_config(cfg).analysis
+    loaded = load_config(cfg)
+    an = resolve_options(loaded)["claims"]
     assert (an.control_seeds, an.control_init) == (3, "every-block")
+    needs = get_analysis("claims").needs(loaded, an)
+    assert (needs.controls, needs.control_init) == (3, "every-block")
