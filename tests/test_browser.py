@@ -23,7 +23,7 @@ def test_sample_site_in_browser(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     page = make_sample_page(site, random_init=True)
-    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "dinoreport" / "theme", out=site)
+    render_site(page, site_src=ROOT / "site_src", out=site)
     shots = Path(os.environ.get("DINOREPORT_SCREENSHOTS") or tmp_path / "screenshots")
     summary = check_site(site, shots)
     assert (shots / "index-light.png").is_file() and (shots / "index-dark.png").is_file()
@@ -39,6 +39,6 @@ def test_index_from_file_says_the_explorer_needs_report_html(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     page = make_sample_page(site, random_init=True)
-    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "dinoreport" / "theme", out=site)
+    render_site(page, site_src=ROOT / "site_src", out=site)
     status = check_index_from_file(site)
     assert "file://" in status and "report.html" in status

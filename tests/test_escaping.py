@@ -86,7 +86,7 @@ def hostile_site(tmp_path_factory) -> Path:
         "See {{ refs('across_pca_naive') }}.\n\n::: figures kind=across_pca_naive\n\n"
         "::: figures kind=across_pca_naive\n\n::: explorer\n", encoding="utf-8")
     page = _hostile_page(out)
-    render_site(page, site_src=src, templates=ROOT / "generator" / "dinoreport" / "theme", out=out)
+    render_site(page, site_src=src, out=out)
     return out
 
 

@@ -68,7 +68,7 @@ def test_sample_page_is_light(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     page = make_sample_page(site, random_init=True)
-    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "dinoreport" / "theme", out=site)
+    render_site(page, site_src=ROOT / "site_src", out=site)
     _check(site)
     # a second render with other codes replaces the files of the first (serve renders in place)
     first = sorted(p.name for p in (site / EXPLORER_DIR).glob("*.bin"))
@@ -77,7 +77,7 @@ def test_sample_page_is_light(tmp_path):
             for g in st.values():
                 for f in g.values():
                     f["q"] = base64.b64encode(bytes(f["h"] * f["w"] * f["d"])).decode()
-    render_site(page, site_src=ROOT / "site_src", templates=ROOT / "generator" / "dinoreport" / "theme", out=site)
+    render_site(page, site_src=ROOT / "site_src", out=site)
     second = sorted(p.name for p in (site / EXPLORER_DIR).glob("*.bin"))
     assert second and not set(first) & set(second)
 

@@ -25,7 +25,6 @@ from dinoreport.wording import compare, num, pct
 from conftest import PROJECT
 from sample_page import make_sample_page
 
-THEME = PROJECT / "generator" / "dinoreport" / "theme"
 SPAN = re.compile(r'<span class="bound" data-bound="([^"]*)">([^<]*)</span>')
 
 
@@ -223,7 +222,7 @@ def _facts(page) -> dict:
 
 def _render(out: Path, page) -> str:
     """Render ``page`` into ``out``, the folder its panels were written to."""
-    render_site(page, site_src=PROJECT / "site_src", templates=THEME, out=out)
+    render_site(page, site_src=PROJECT / "site_src", out=out)
     return (out / "index.html").read_text(encoding="utf-8")
 
 

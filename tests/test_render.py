@@ -13,7 +13,6 @@ from sample_page import make_sample_page
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_SRC = ROOT / "site_src"
-TEMPLATES = ROOT / "generator" / "dinoreport" / "theme"
 
 
 class _Doc(HTMLParser):
@@ -37,7 +36,7 @@ class _Doc(HTMLParser):
 def _render(out: Path, page=None, site_src: Path = SITE_SRC, **kw) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     page = page or make_sample_page(out, **kw)
-    render_site(page, site_src=site_src, templates=TEMPLATES, out=out)
+    render_site(page, site_src=site_src, out=out)
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from dinoreport.config import load_config
 from dinoreport.pipeline import BuildOptions, build
-from dinoreport.render import DEFAULT_THEME, render_site
+from dinoreport.render import render_site
 from dinoreport.serve import make_server
 
 from conftest import git, publish_cli
@@ -125,7 +125,7 @@ def test_narrative_change_rerenders_without_recomputing(tmp_path, demo_site):
     shutil.copytree(cfg.root, src)
     intro = sorted(src.glob("*.md"))[0]
     intro.write_text(intro.read_text() + "\n\nA sentence added while serving: zebra-quokka.\n")
-    render_site(summary.page, site_src=src, templates=DEFAULT_THEME, out=site)
+    render_site(summary.page, site_src=src, out=site)
 
     assert "zebra-quokka" in (site / "index.html").read_text()
     assert "zebra-quokka" in (site / "report.html").read_text()

@@ -123,6 +123,11 @@ def _build_errors(verbose: bool, *, serving: bool = False) -> Iterator[None]:
         _fail(_write_failure(e, previous=not serving) + after, code=1 if serving else 2)
 
 
+ThemeOpt = typer.Option(None, "--theme", metavar="DIR",
+                        help="A theme folder whose templates and static files replace the default theme's, file by "
+                             "file (docs/themes.md). Overrides `theme` of report.toml.")
+
+
 @app.command()
 def build(
     config: Path = ConfigOpt,
@@ -154,6 +159,7 @@ def build(
     analysis_timeout: Optional[float] = TimeoutOpt,
     analyses: Optional[str] = AnalysesOpt,
     skip: Optional[str] = SkipOpt,
+    theme: Optional[Path] = ThemeOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Build the report: site/index.html, site/report.html and site/data/*.json.
@@ -168,7 +174,7 @@ def build(
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet,
                         keep_going=keep_going, fetch=fetch, discard_edits=discard_edits, jobs=jobs,
                         force=force, no_cache=no_cache, analysis_timeout_s=analysis_timeout,
-                        analyses=_names(analyses), skip=_names(skip) or ())
+                        analyses=_names(analyses), skip=_names(skip) or (), theme=theme)
     with _build_errors(verbose):
         summary = run_build(cfg, opts)
     if not quiet:
@@ -194,6 +200,7 @@ def compare(
     analysis_timeout: Optional[float] = TimeoutOpt,
     analyses: Optional[str] = AnalysesOpt,
     skip: Optional[str] = SkipOpt,
+    theme: Optional[Path] = ThemeOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """A report comparing any timm models on any photos, without writing a config.
@@ -221,7 +228,7 @@ def compare(
         _fail(str(e))
     opts = BuildOptions(out=out, random_init=random_init, device=device, dtype=dtype, quiet=quiet, jobs=jobs,
                         force=force, analysis_timeout_s=analysis_timeout, analyses=_names(analyses),
-                        skip=_names(skip) or ())
+                        skip=_names(skip) or (), theme=theme)
     with _build_errors(verbose):
         summary = run_build(cfg, opts)
     if not quiet:
@@ -305,6 +312,7 @@ def serve(
     analysis_timeout: Optional[float] = TimeoutOpt,
     analyses: Optional[str] = AnalysesOpt,
     skip: Optional[str] = SkipOpt,
+    theme: Optional[Path] = ThemeOpt,
     verbose: bool = VerboseOpt,
 ) -> None:
     """Build into a temporary folder, serve it on 127.0.0.1 and rebuild when site_src/ or the theme change."""
@@ -314,7 +322,8 @@ def serve(
     try:
         with _build_errors(verbose, serving=True):  # the first build's; a failed rebuild keeps serving
             serve_forever(cfg, port=port, random_init=random_init, images=images,
-                          analysis_timeout_s=analysis_timeout, analyses=_names(analyses), skip=_names(skip) or ())
+                          analysis_timeout_s=analysis_timeout, analyses=_names(analyses), skip=_names(skip) or (),
+                          theme=theme)
     except ServeError as e:  # raised from inside: SystemExit from _fail passes through
         _fail(str(e))
 

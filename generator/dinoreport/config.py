@@ -107,6 +107,8 @@ class ReportConfig:
     # The analyses to run (and what they need); empty: every registered one. Names are checked
     # when the build starts, once the report's own analyses are loaded.
     analyses: tuple[str, ...] = ()
+    # `theme`: a folder (relative to report.toml) over the default theme; None: the default alone.
+    theme: Path | None = None
 
     @property
     def root(self) -> Path:
@@ -218,6 +220,16 @@ def _models(path: Path, raw: Any, root: Path) -> tuple[ModelSpec, ...]:
     return tuple(out)
 
 
+def _theme(top: _Reader, root: Path) -> Path | None:
+    """``theme = "DIR"``: the folder relative to the config's, which must exist."""
+    folder = top.file_path("theme", root)
+    if folder is not None and not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        top.fail("theme", f"the theme folder {folder} {what}; give a folder (relative to this file) holding "
+                          "the templates and static files it overrides, see docs/themes.md")
+    return folder
+
+
 def load_config(path: Path) -> ReportConfig:
     """Read and validate ``report.toml``.
 
@@ -241,7 +253,7 @@ def load_config(path: Path) -> ReportConfig:
     top = _Reader(path, raw, "")
     top.check_keys(
         {"title", "author", "resolution", "seed", "batch_size", "models", "images", "groups", "analysis",
-         "analyses"}
+         "analyses", "theme"}
     )
     resolution = top.get("resolution", int, 448)
     # Whether it suits the models (a multiple of their patch/stride) is checked when the build
@@ -294,4 +306,5 @@ def load_config(path: Path) -> ReportConfig:
         groups=groups,
         analysis=analysis,
         analyses=top.str_list("analyses"),
+        theme=_theme(top, root),
     )

@@ -3,7 +3,8 @@ can leave the site as it is (as make does).
 
 What goes in: this package's own files (code, theme, templates), the resolved config, the build
 options that change the output, every file of the report's source folder (narrative, user
-analyses), the theme folder given with ``--templates``, the bytes of every image and of the
+analyses), every file of the theme's folders (``--theme`` or report.toml's ``theme``, and the
+default theme, which a checkout keeps outside the package), the bytes of every image and of the
 manifest, the weights' sha256, the library versions and the environment variables the build
 reads. What does not: the caches (a cleaned cache gives the same site) and the options in
 :data:`NOT_OUTPUT` (``--jobs``, ``--quiet``...).
@@ -18,6 +19,7 @@ from typing import Any
 
 from .codehash import hash_tree
 from .images import ImageError, available, image_bytes
+from .theme import theme_folders
 
 __all__ = ["inputs_fingerprint"]
 
@@ -33,7 +35,7 @@ NOT_OUTPUT = frozenset({
     "force", "no_cache", "discard_edits",  # whether to rebuild / reuse / replace, not what is built
     "fetch",  # downloads images; their bytes are hashed below
     "analysis_timeout_s",  # when to give up, not what is computed
-    "site_src", "templates",  # folders: their files are hashed below
+    "site_src", "theme",  # folders: their files are hashed below
 })
 
 
@@ -48,8 +50,9 @@ def inputs_fingerprint(cfg: Any, opts: Any, plan: Any, versions: dict[str, str],
             h.update(f"{name}={getattr(opts, name)!r}\0".encode())
     site_src = Path(opts.site_src or cfg.root)
     hash_tree(h, site_src, "site_src", skip)
-    if opts.templates is not None:
-        hash_tree(h, Path(opts.templates), "templates")
+    theme = opts.theme if opts.theme is not None else cfg.theme  # as pipeline.report_theme
+    for i, folder in enumerate(theme_folders(theme)):
+        hash_tree(h, folder, f"theme{i}")
     if cfg.images.manifest is not None and Path(cfg.images.manifest).is_file():
         h.update(b"manifest\0" + hashlib.sha256(Path(cfg.images.manifest).read_bytes()).digest())
     for e in sorted(plan.iset.entries, key=lambda e: e.id):

@@ -36,6 +36,7 @@ from .cachedir import sweep_parts
 from .section_cache import SectionCache, section_key
 from .weights import resolve_all
 from .fingerprint import inputs_fingerprint
+from .theme import theme_folders
 from .suggest import closest
 
 __all__ = ["BuildOptions", "BuildSummary", "build", "load_image_set", "BuildError", "PROJECT_ROOT",
@@ -61,7 +62,7 @@ class BuildOptions:
     keep_going: bool = False
     fetch: bool = False  # download URL images that are not cached yet (after the weights check)
     site_src: Path | None = None  # default: the config file's folder
-    templates: Path | None = None  # default: the theme inside the package (generator/dinoreport/theme)
+    theme: Path | None = None  # --theme: overrides report.toml's `theme`; default: the default theme (templates/)
     analyses: tuple[str, ...] | None = None  # default: report.toml's `analyses`, else all registered
     skip: tuple[str, ...] = ()  # analyses left out (--skip); what another needs is refused, named
     jobs: int = 0  # analyses at once; 0: one per core (at most 4), see analysis_jobs
@@ -271,6 +272,12 @@ class Analysed:
 
 # --------------------------------------------------------------------------- the build
 
+def report_theme(cfg: ReportConfig, opts: BuildOptions) -> Path | None:
+    """The theme folder over the default one: ``--theme``, else report.toml's ``theme``, else
+    None (the default theme alone)."""
+    return opts.theme if opts.theme is not None else cfg.theme
+
+
 def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     """Build the whole report into ``opts.out`` in named phases (see docs/DESIGN.md for what is
     written): resolve, decode, extract, analyse, render, write out. The site is assembled in a
@@ -283,6 +290,7 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
     sweep_parts(cache_dir())
     timings = summary.seconds
     with _timed(timings, "resolve"):
+        theme_folders(report_theme(cfg, opts))  # a missing theme folder fails now, not after the analyses
         plan = resolve(cfg, opts)
         if not opts.quiet:
             for line in plan.notes:
@@ -795,7 +803,7 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
 def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
            analysed: Analysed, skipped: list[tuple[str, str]], site: Path) -> ReportPage:
     """The page (figures, tables, facts, credits) rendered with the narrative into ``site``."""
-    from .render import DEFAULT_THEME, render_site
+    from .render import render_site
 
     facts = extracted.models
     page = ReportPage(
@@ -810,7 +818,7 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
         notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                     for m in facts if any(s.name == "C5" for s in m.stages)),
     )
-    render_site(page, site_src=opts.site_src or cfg.root, templates=opts.templates or DEFAULT_THEME, out=site)
+    render_site(page, site_src=opts.site_src or cfg.root, theme=report_theme(cfg, opts), out=site)
     return page
 
 

@@ -65,12 +65,11 @@ from .analysis.explorer import requantize
 from .figures import is_figure_path
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
+from .theme import static_text, theme_folders, theme_loader
 from .textfile import NotUTF8, read_utf8
 from .wording import as_markup, compare, data_helpers, fact_helpers, format_num, join, num, pct
 
 __all__ = ["RenderError", "render_site", "narrative_sources", "format_cell"]
-
-DEFAULT_THEME = Path(__file__).with_name("theme")  # templates + static files, shipped as package data
 
 DINOV3_LICENSE_URL = "https://ai.meta.com/resources/models-and-libraries/dinov3-license/"
 
@@ -528,9 +527,9 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 
 # --------------------------------------------------------------------------- render
 
-def _env(templates: Path) -> jinja2.Environment:
+def _env(folders: tuple[Path, ...]) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
+        loader=theme_loader(folders),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -582,18 +581,20 @@ def _token() -> str:
     return "dr" + secrets.token_hex(8)
 
 
-def render_site(page: ReportPage, *, site_src: Path, templates: Path, out: Path) -> None:
-    """Render ``page`` with the narrative in ``site_src`` and the templates into ``out``.
+def render_site(page: ReportPage, *, site_src: Path, out: Path, theme: Path | None = None) -> None:
+    """Render ``page`` with the narrative in ``site_src`` and the theme into ``out``.
 
-    ``out`` already holds the panel files (``Panel.file`` is relative to it). Writes
-    ``index.html``, ``report.html``, ``assets/style.css``, ``assets/report.js``, ``.nojekyll``.
+    ``theme``: a folder whose templates and static files replace the default theme's, file by
+    file (None: the default theme alone; see dinoreport.theme and docs/themes.md). ``out``
+    already holds the panel files (``Panel.file`` is relative to it). Writes ``index.html``,
+    ``report.html``, ``assets/style.css``, ``assets/report.js``, ``.nojekyll``.
     """
-    site_src, templates, out = Path(site_src), Path(templates), Path(out)
-    css = (templates / "static" / "style.css").read_text(encoding="utf-8")
-    js = (templates / "static" / "report.js").read_text(encoding="utf-8")
+    site_src, out = Path(site_src), Path(out)
+    folders = theme_folders(theme)
+    css, js = static_text(folders, "style.css"), static_text(folders, "report.js")
     token = _token()
     layout = _number(page, token, *_narrative(page, site_src, token))
-    env = _env(templates)
+    env = _env(folders)
     sizes: dict[str, tuple[int, int] | None] = {}  # read each picture's header once for both outputs
     # Each page is streamed to a file beside its final name (the self-contained one carries
     # every picture) and both are renamed only when done (serve renders into a live site).

@@ -25,7 +25,7 @@ from ..options import option
 
 __all__ = [
     "Analysis", "FigureKind", "ForegroundMasks", "Needs", "ProbeMasks", "SectionOutput", "TableKind", "figure_kinds",
-    "get_analysis", "list_analyses", "register_analysis", "table_kinds", "load_user_analyses",
+    "get_analysis", "list_analyses", "register_analysis", "table_kinds", "load_user_analyses", "forget_user_analyses",
     "ENTRY_POINT_GROUP", "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "option", "resolve_options",
 ]
 
@@ -78,3 +78,11 @@ def load_user_analyses(site_src: Path | None) -> list[str]:
             raise AnalysisLoadError(f"{path}: {_why(e)}") from e
         loaded.append(str(path))
     return loaded
+
+
+def forget_user_analyses(site_src: Path) -> None:
+    """Let the next :func:`load_user_analyses` import ``<site_src>/analyses/*.py`` again (``serve``
+    after an edit: a module is otherwise imported once per process). Each re-import replaces
+    its registrations."""
+    for path in sorted((Path(site_src) / "analyses").glob("*.py")):
+        sys.modules.pop(f"dinoreport_site_analyses.{path.stem}", None)
