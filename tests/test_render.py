@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dinoreport.render import RenderError, format_cell, narrative_sources, render_site
+from dinoreport.cells import format_cell
+from dinoreport.narrative import narrative_sources
+from dinoreport.page import RenderError
+from dinoreport.render import render_site
 from sample_page import make_sample_page
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -814,7 +814,7 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
                              e.share_alike, e.modified, e.original_url)
                       for e in plan.iset.entries if e.id in decoded.images),
         skipped=tuple(skipped), explorer=analysed.explorer, featured=decoded.featured,
-        analyses=tuple(a.name for a in plan.analyses),
+        analyses=tuple(a.name for a in plan.analyses), data_files=True,
         notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                     for m in facts if any(s.name == "C5" for s in m.stages)),
     )
