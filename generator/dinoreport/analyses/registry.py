@@ -67,7 +67,7 @@ class SectionOutput:
 
     results : ``{results.json key: [row dicts]}``.
     figures, tables : in page order.
-    explorer : the similarity explorer's data (see ``render.py`` for the format), or None.
+    explorer : the similarity explorer's data (the format: dinoreport.analyses.explorer_page), or None.
     shared : ``{artifact key: value}`` for each type in the analysis' ``provides``; the pipeline
         wraps each value in its artifact type for later analyses (kept as plain values so the
         section cache can store them).
