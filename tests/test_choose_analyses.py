@@ -88,7 +88,7 @@ def test_a_page_says_which_analyses_were_not_run(tmp_path):
     import json
 
     kinds = {f["kind"] for f in json.loads((tmp_path / "site" / "data" / "figures.json").read_text())}
-    from dinoreport.render import kind_owner
+    from dinoreport.directives import kind_owner
 
     assert {kind_owner(k) for k in kinds} == {"within_pca", "across_pca"}, kinds
 

@@ -237,7 +237,7 @@ def test_serve_whose_first_build_fails_says_why_and_leaves_no_folder(tmp_path, m
     import tempfile
 
     import dinoreport.serve as serve
-    from dinoreport.render import RenderError
+    from dinoreport.page import RenderError
 
     temp = tmp_path / "tmp"
     temp.mkdir()

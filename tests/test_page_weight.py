@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dinoreport.render import EAGER_IMAGES, EXPLORER_DIR, explorer_blobs, render_site, svg_size
+from dinoreport.analyses.explorer_page import EXPLORER_DIR, explorer_blobs
+from dinoreport.assets import EAGER_IMAGES, svg_size
+from dinoreport.render import render_site
 
 ROOT = Path(__file__).resolve().parents[1]
 

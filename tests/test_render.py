@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dinoreport.render import RenderError, format_cell, narrative_sources, render_site
+from dinoreport.cells import format_cell
+from dinoreport.directives import BlockDirective
+from dinoreport.narrative import narrative_sources
+from dinoreport.page import RenderError
+from dinoreport.render import render_site
 from sample_page import make_sample_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -358,3 +362,64 @@ def test_narrative_not_in_utf8_is_named(tmp_path, codec, why):
     (src / "02-bad.md").write_bytes("## Café\n\nText.\n".encode(codec))
     with pytest.raises(RenderError, match=rf"^02-bad\.md: not UTF-8 text \(.*{why}.*\); save it as UTF-8$"):
         _render(tmp_path / "out", site_src=src)
+
+
+# --------------------------------------------------------------------------- contributed directives
+
+class _Hello(BlockDirective):
+    """A directive a user analysis contributes: its blocks, its data after the article, its
+    reserved id and its finish are what the renderer gives any analysis (the explorer's too)."""
+
+    reserved_ids = frozenset({"hello-data", "greeting"})
+
+    def __init__(self, finished: list):
+        self.finished = finished
+
+    def parse(self, pos, kw, where):
+        from dinoreport.directives import Block
+
+        if pos:
+            raise RenderError(f"{where}: '::: hello' takes only to=<name>")
+        return Block("hello", [], kw.get("to", "world"))
+
+    def html(self, block, first, out):
+        yield f'<p class="hello">{"hello" if first else "again"} {block.note}</p>'
+
+    def data_script(self, blocks):
+        return "hello-data" if blocks else None
+
+    def data(self, blocks, out):
+        from dinoreport.csp import json_for_script
+
+        return json_for_script({"inline": out.inline, "to": [b.note for b in blocks]})
+
+    def finish(self, site):
+        self.finished.append(site)
+
+
+def test_an_analysis_contributes_a_directive(tmp_path, registry_restored):
+    from dinoreport.analyses import SectionOutput, register_analysis
+
+    finished: list = []
+    register_analysis("hello_directive", 999, directives=lambda page: {"hello": _Hello(finished)})(
+        lambda ctx: SectionOutput())
+    src = _write_src(tmp_path, "## Greeting\n\n::: hello to=you\n\nText.\n\n::: hello\n")
+    out = _render(tmp_path / "out", site_src=src)
+    index, report = ((out / n).read_text(encoding="utf-8") for n in ("index.html", "report.html"))
+    for text, inline in ((index, "false"), (report, "true")):
+        assert text.index('<p class="hello">hello you</p>') < text.index('<p class="hello">again world</p>')
+        assert (f'<script type="application/json" id="hello-data">{{"inline":{inline},"to":["you","world"]}}'
+                "</script>") in text
+        assert 'id="greeting-2"' in text  # the heading steps aside for the directive's id
+    assert finished == [out]
+    with pytest.raises(RenderError, match=r"02-bad\.md, line 3: '::: hello' takes only"):
+        _render(tmp_path / "bad", site_src=_write_src(tmp_path, "## X\n\n::: hello there\n"))
+
+
+def test_a_directive_name_is_taken_once(tmp_path, registry_restored):
+    from dinoreport.analyses import AnalysisLoadError, SectionOutput, register_analysis
+
+    register_analysis("figures_again", 999, directives=lambda page: {"figures": _Hello([])})(
+        lambda ctx: SectionOutput())
+    with pytest.raises(AnalysisLoadError, match=r"analysis figures_again .*'::: figures', which the renderer"):
+        _render(tmp_path / "out")

@@ -195,7 +195,8 @@ def test_an_edited_entry_fails_its_digest(tmp_path, what):
 
 def test_a_page_never_embeds_a_file_from_outside_its_figure_store(tmp_path):
     """The renderer's own guard, whatever produced the panel (a user analysis, a cache)."""
-    from dinoreport.render import RenderError, _Assets
+    from dinoreport.assets import Assets
+    from dinoreport.page import RenderError
 
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.txt").write_text("secret")
@@ -204,7 +205,7 @@ def test_a_page_never_embeds_a_file_from_outside_its_figure_store(tmp_path):
     (site / PNG_REL).write_bytes(PNG)
     link = f"assets/fig/{hashlib.sha256(b'l').hexdigest()[:20]}.png"
     (site / link).symlink_to(tmp_path / "outside" / "secret.txt")
-    assets = _Assets(site, inline=True)
+    assets = Assets(site, inline=True)
     assert assets.url(PNG_REL).startswith("data:image/png;base64,")
     for rel in ("../outside/secret.txt", "assets/fig/../../../outside/secret.txt", link):
         with pytest.raises(RenderError):

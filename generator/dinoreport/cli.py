@@ -93,7 +93,7 @@ def _build_errors(verbose: bool, *, serving: bool = False) -> Iterator[None]:
     from .images import ImageError
     from .outdir import OutDirError
     from .pipeline import BuildError
-    from .render import RenderError
+    from .page import RenderError
     from .runner import AnalysisError, AnalysisTimeout
     from .weights import WeightsError
 

@@ -11,6 +11,10 @@ from typing import Any
 from .modelmeta import ModelFacts
 
 
+class RenderError(ValueError):
+    """A problem in the narrative or the page; the message names the .md file and line."""
+
+
 @dataclass(frozen=True)
 class Panel:
     """One picture file inside a figure.
@@ -92,8 +96,9 @@ class ReportPage:
     results: dict[str, Any]
     credits: tuple[Credit, ...]
     skipped: tuple[tuple[str, str], ...] = ()  # (image id or file, reason)
-    explorer: dict[str, Any] | None = None  # see render.py for the format
+    explorer: dict[str, Any] | None = None  # see dinoreport.analyses.explorer_page for the format
     notes: tuple[str, ...] = field(default=())  # build facts worth a sentence (c5 norm etc.)
     featured: tuple[str, ...] = ()  # image ids the narrative shows in full (``image=featured``)
     multiple: int = 32  # image sides are multiples of this (dinoreport.modelmeta.crop_multiple)
     analyses: tuple[str, ...] | None = None  # the analyses the build ran; None: every registered one
+    data_files: bool = False  # data/results.json, figures.json, build.json are beside the pages

@@ -270,6 +270,21 @@ class Analysed:
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of each computed analysis
 
 
+@dataclass(frozen=True)
+class Assembled:
+    """The phases' results once the analyses are done, and the folder the site is assembled
+    in: what :func:`render` and :func:`write_out` read (``summary`` is filled in as they go)."""
+
+    cfg: ReportConfig
+    opts: BuildOptions
+    plan: Plan
+    decoded: Decoded
+    extracted: Extracted
+    analysed: Analysed
+    summary: BuildSummary
+    site: Path
+
+
 # --------------------------------------------------------------------------- the build
 
 def report_theme(cfg: ReportConfig, opts: BuildOptions) -> Path | None:
@@ -336,15 +351,16 @@ def build(cfg: ReportConfig, opts: BuildOptions) -> BuildSummary:
         try:
             # The data files first: the page links data/results.json only when it is there.
             summary.not_finite = write_data(analysed, tmp)
+            assembled = Assembled(cfg, opts, plan, decoded, extracted, analysed, summary, tmp)
             with _timed(timings, "render", summary.peak_rss_mib):
-                summary.page = render(cfg, opts, plan, decoded, extracted, analysed, summary.skipped, tmp)
+                summary.page = render(assembled)
             _warn_page_size(plan, analysed, tmp, progress)
             summary.computed, summary.reused, summary.damaged = (
                 extracted.cache.stats.computed, extracted.cache.stats.hits, extracted.cache.stats.damaged)
             summary.figures = analysed.files
             summary.sections_computed, summary.sections_reused = analysed.computed, analysed.reused
             summary.analysis_seconds = analysed.seconds
-            write_out(cfg, opts, plan, decoded, extracted, analysed, summary, tmp)
+            write_out(assembled)
             outdir.swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -800,12 +816,13 @@ def _run_analyses(analyses: tuple[Analysis, ...], ctx: BuildContext, sections: S
     return done
 
 
-def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
-           analysed: Analysed, skipped: list[tuple[str, str]], site: Path) -> ReportPage:
-    """The page (figures, tables, facts, credits) rendered with the narrative into ``site``."""
+def render(built: Assembled) -> ReportPage:
+    """The page (figures, tables, facts, credits) rendered with the narrative into ``built.site``,
+    where :func:`write_data` wrote the data files already."""
     from .render import render_site
 
-    facts = extracted.models
+    cfg, opts, plan, decoded, analysed = built.cfg, built.opts, built.plan, built.decoded, built.analysed
+    facts = built.extracted.models
     page = ReportPage(
         title=cfg.title, author=cfg.author, random_init=opts.random_init, resolution=cfg.resolution,
         multiple=plan.crop.multiple, models=facts,
@@ -813,12 +830,12 @@ def render(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, 
         credits=tuple(Credit(e.id, e.subject, e.author, e.license, e.license_url, e.source_url,
                              e.share_alike, e.modified, e.original_url)
                       for e in plan.iset.entries if e.id in decoded.images),
-        skipped=tuple(skipped), explorer=analysed.explorer, featured=decoded.featured,
-        analyses=tuple(a.name for a in plan.analyses),
+        skipped=tuple(built.summary.skipped), explorer=analysed.explorer, featured=decoded.featured,
+        analyses=tuple(a.name for a in plan.analyses), data_files=True,
         notes=tuple(f"{m.label}: C5 is {'layer-normed per position (head norm)' if m.c5_norm else 'raw (no norm)'}"
                     for m in facts if any(s.name == "C5" for s in m.stages)),
     )
-    render_site(page, site_src=opts.site_src or cfg.root, theme=report_theme(cfg, opts), out=site)
+    render_site(page, site_src=opts.site_src or cfg.root, theme=report_theme(cfg, opts), out=built.site)
     return page
 
 
@@ -832,14 +849,13 @@ def write_data(analysed: Analysed, site: Path) -> list[str]:
     return [f"{owner.get(p.split('.')[0].split('[')[0], '?')}: {p}" for p in found]
 
 
-def write_out(cfg: ReportConfig, opts: BuildOptions, plan: Plan, decoded: Decoded, extracted: Extracted,
-              analysed: Analysed, summary: BuildSummary, site: Path) -> None:
+def write_out(built: Assembled) -> None:
     """The build facts beside the page (the results went out before rendering, see
     :func:`write_data`)."""
-    (site / ".nojekyll").touch()
-    _json_dump(_build_json(cfg, opts, extracted.cache, extracted.models, summary, decoded.featured,
-                           decoded.groups, crop=plan.crop),
-               site / "data" / "build.json")
+    (built.site / ".nojekyll").touch()
+    _json_dump(_build_json(built.cfg, built.opts, built.extracted.cache, built.extracted.models, built.summary,
+                           built.decoded.featured, built.decoded.groups, crop=built.plan.crop),
+               built.site / "data" / "build.json")
 
 
 def _model_metas(cfg: ReportConfig) -> dict[str, ModelMeta]:

@@ -18,9 +18,9 @@ import jinja2
 __all__ = ["DEFAULT_THEME", "TEMPLATE_NAMES", "STATIC_NAMES", "ThemeError", "theme_folders",
            "theme_loader", "static_text"]
 
-#: the templates render.py asks a theme for (each may be overridden alone)
+#: the templates the renderer asks a theme for (each may be overridden alone; docs/themes.md)
 TEMPLATE_NAMES = ("page.html.j2", "figure.html.j2", "table.html.j2", "explorer.html.j2")
-#: the static files render.py reads from a theme's ``static/`` (written to the site's ``assets/``)
+#: the static files the renderer reads from a theme's ``static/`` (written to the site's ``assets/``)
 STATIC_NAMES = ("style.css", "report.js")
 
 

@@ -12,6 +12,7 @@ from .. import analysis as A
 from ..context import BuildContext
 from ..options import option
 from ._common import rnd
+from .explorer_page import directives
 from .registry import SectionOutput, register_analysis
 
 #: position pairs drawn per (model, stage, group) to measure the codes' cosine error
@@ -63,7 +64,7 @@ def _groups(ctx: BuildContext) -> list[tuple[str, list[str]]]:
     return groups
 
 
-@register_analysis("explorer", order=80, thread_safe=True, options=Options)
+@register_analysis("explorer", order=80, thread_safe=True, options=Options, directives=directives)
 def explorer(ctx: BuildContext) -> SectionOutput:
     """int8 codes of every stage of every model for every image of each group, within
     ``explorer_kb`` per image and model (base64 text, all stages together), and the

@@ -42,7 +42,7 @@ __all__ = [
     "SectionOutput", "Needs", "FigureKind", "TableKind", "Analysis", "ForegroundMasks", "ProbeMasks",
     "register_analysis", "list_analyses", "get_analysis", "figure_kinds", "table_kinds",
     "AnalysisLoadError", "DEFAULT_TIMEOUT_S", "defined_in", "resolve_options", "option_owners",
-    "NarrativeError", "contributed_helpers",
+    "NarrativeError", "contributed_helpers", "contributed_directives", "RENDERER_DIRECTIVES",
 ]
 
 # Seconds an analysis may take before the build stops it (see generator/dinoreport/runner.py): far above
@@ -67,7 +67,7 @@ class SectionOutput:
 
     results : ``{results.json key: [row dicts]}``.
     figures, tables : in page order.
-    explorer : the similarity explorer's data (see ``render.py`` for the format), or None.
+    explorer : the similarity explorer's data (the format: dinoreport.analyses.explorer_page), or None.
     shared : ``{artifact key: value}`` for each type in the analysis' ``provides``; the pipeline
         wraps each value in its artifact type for later analyses (kept as plain values so the
         section cache can store them).
@@ -173,6 +173,8 @@ class Analysis:
     option_specs: tuple[OptionSpec, ...] = ()
     # factory(page, core helpers) -> {name: narrative helper}: see register_analysis
     helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None
+    # factory(page) -> {name: BlockDirective}: see register_analysis
+    directives: Callable[..., Mapping[str, Any]] | None = None
 
     def needs(self, cfg: "ReportConfig", options: Any = None) -> Needs:
         """The needs under ``cfg`` (a declaration may depend on config, e.g. resolutions); a
@@ -241,7 +243,8 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                       provides: tuple[type, ...] = (), figures: tuple[FigureKind, ...] = (),
                       tables: tuple[TableKind, ...] = (), thread_safe: bool = False,
                       timeout_s: float | None = None, options: type | None = None,
-                      helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None
+                      helpers: Callable[..., Mapping[str, Callable[..., Any]]] | None = None,
+                      directives: Callable[..., Mapping[str, Any]] | None = None,
                       ) -> Callable[[Callable], Callable]:
     """File ``fn(ctx) -> SectionOutput`` as analysis ``name`` with its declarations.
 
@@ -263,6 +266,10 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
     contributes (e.g. the claims' ``claim(id)``); ``page`` is the ReportPage being rendered,
     ``core`` the renderer's own helpers (``ref``, ``figures``, ``label``...). A helper raises
     :class:`NarrativeError` for a mistake of the author's.
+
+    ``directives``: ``factory(page) -> {name: BlockDirective}``, block directives the analysis
+    contributes (``::: name args`` on a line of the narrative; see :mod:`dinoreport.directives`),
+    e.g. the explorer's ``::: explorer``. The factory is called once per render.
 
     Names are unique across the built-in analyses, plugins and a report's ``analyses/`` folder:
     a second registration of a name raises :class:`AnalysisLoadError` naming both files (one
@@ -295,7 +302,7 @@ def register_analysis(name: str, order: int, *, needs: NeedsSpec = Needs(),
                         "meaning — declare it identically (type, default, help, bounds) or rename it")
         _REGISTRY[name] = Analysis(name, order, fn, needs, tuple(provides), tuple(figures), tuple(tables),
                                    bool(thread_safe), None if timeout_s is None else float(timeout_s),
-                                   options, specs, helpers)
+                                   options, specs, helpers, directives)
         return fn
 
     return wrap
@@ -378,3 +385,26 @@ def contributed_helpers(page: Any, core: Mapping[str, Callable[..., Any]]) -> di
             out[name] = fn
     return out
 
+
+
+#: the renderer's own directives (dinoreport.directives.directive): no analysis contributes these names
+RENDERER_DIRECTIVES = ("figure", "figures", "table", "tables")
+
+
+def contributed_directives(page: Any) -> dict[str, Any]:
+    """The block directives every registered analysis contributes for rendering ``page``, in
+    report order; a name that is already taken (by the renderer or another analysis) is an
+    AnalysisLoadError."""
+    out: dict[str, Any] = {}
+    owner = dict.fromkeys(RENDERER_DIRECTIVES, "the renderer")
+    for n in list_analyses():
+        a = _REGISTRY[n]
+        if a.directives is None:
+            continue
+        for name, d in a.directives(page).items():
+            if name in owner:
+                raise AnalysisLoadError(f"analysis {n} ({defined_in(a.run)}) contributes the directive "
+                                        f"'::: {name}', which {owner[name]} has already; rename it")
+            owner[name] = f"analysis {n}"
+            out[name] = d
+    return out
