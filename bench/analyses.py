@@ -66,7 +66,7 @@ def main() -> None:
                            keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(Path(tmp) / "figs"),
                            groups=decoded.groups, featured=decoded.featured, random_init=True, dtype="fp32",
                            extra_keys=extracted.extra_keys, reference_masks=decoded.reference_masks,
-                           crop=(plan.multiple, {m.timm: plan.metas[m.id].multiple for m in cfg.models}))
+                           crop=plan.crop)
         print(f"feature cache warm ({extracted.cache.stats.computed} model×image pairs computed first); "
               f"{len(decoded.images)} images, "
               f"{len(extracted.models)} models, {sum(len(v) for v in decoded.groups.values())} group members")
