@@ -33,7 +33,7 @@ def page_weight(site: Path) -> dict:
             "imgs_without_size": [i[:120] for i in imgs if not (re.search(r"\swidth=\"\d+\"", i)
                                                                 and re.search(r"\sheight=\"\d+\"", i))],
             "loading": [re.search(r'loading="(\w+)"', i).group(1) if 'loading="' in i else None for i in imgs
-                        if 'id="lightbox-img"' not in i],
+                        if 'id="lightbox-' not in i],
         }
     return out
 

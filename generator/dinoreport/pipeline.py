@@ -693,10 +693,10 @@ def _warn_page_size(plan: Plan, analysed: Analysed, site: Path, progress: Progre
     for f in analysed.figures:
         name = analysis_of.get(f.kind, f.kind)
         for r in f.rows:
-            for p in r.panels:
-                if p.file not in sizes:
-                    sizes[p.file] = (site / p.file).stat().st_size
-                by_analysis[name] = by_analysis.get(name, 0) + sizes[p.file] * 4 // 3
+            for rel in (q for p in r.panels for q in (p.file, p.layer) if q):
+                if rel not in sizes:
+                    sizes[rel] = (site / rel).stat().st_size
+                by_analysis[name] = by_analysis.get(name, 0) + sizes[rel] * 4 // 3
     line = page_size_warning("report.html", (site / "report.html").stat().st_size, by_analysis)
     if line:
         progress.log(line)
@@ -902,6 +902,7 @@ def _figures_json(figures) -> list[dict[str, Any]]:
         for r in f.rows:
             for p in r.panels:
                 rows.append({"id": f"{f.id}/{len(rows)}", "figure": f.id, "kind": f.kind, "file": p.file,
+                             **({"layer": p.layer} if p.layer else {}),
                              "row": r.label, "label": p.label, "alt": p.alt, "caption": f.caption,
                              "image": f.image, "group": f.group})
     return rows

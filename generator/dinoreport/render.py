@@ -92,7 +92,7 @@ def _csp_single(script: str) -> str:
 # ids the page template uses itself; headings never take these
 RESERVED_IDS = frozenset({
     "top", "contents", "article", "more-figures", "about-models", "skipped-images",
-    "image-credits", "notices", "lightbox", "lightbox-img", "lightbox-caption",
+    "image-credits", "notices", "lightbox", "lightbox-img", "lightbox-layer", "lightbox-caption",
     "lightbox-close", "explorer-data", "colophon", "similarity-explorer", "explorer-caption",
 })
 
