@@ -62,6 +62,7 @@ from markupsafe import Markup
 from .analyses import figure_kinds, get_analysis, list_analyses, table_kinds
 from .analyses.registry import NarrativeError, contributed_helpers
 from .analysis.explorer import requantize
+from .downloads import download_link
 from .figures import is_figure_path
 from .modelmeta import ModelFacts
 from .page import Figure, ReportPage, Table
@@ -912,6 +913,7 @@ def _write_page(path: Path, page: ReportPage, layout: _Layout, env: jinja2.Envir
     img_attrs = _ImgAttrs(assets, sizes)
     common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
               "table_columns": _table_columns, "inline": inline,
+              "download": (lambda _id: None) if inline else download_link(out),
               "figure_links": lambda cell: _figure_links(page, layout.numbering, cell)}
 
     tok = layout.token
