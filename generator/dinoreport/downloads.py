@@ -5,8 +5,9 @@
 - the maps (pictures stored at one pixel per cell) as PNG enlarged by nearest neighbour to a
   long side of at least :data:`PRINT_LONG_SIDE` px, with their colormap (the pixels are the
   coloured cells themselves);
-- photographs and overlays as PNG at their stored size, a mask layer drawn onto its photo
-  (:func:`dinoreport.figures.composite`);
+- photographs and overlays as JPEG (quality :data:`PHOTO_QUALITY`, no chroma subsampling) at
+  their stored size, a mask layer drawn onto its photo (:func:`dinoreport.figures.composite`):
+  lossless PNG of a photo is four times the bytes for nothing a print shows;
 - histograms, heatmaps and other plots as the SVG the page shows;
 - ``numbers.json``: the figure's numbers from ``data/results.json`` (every results key of the
   analysis that made the figure, its rows narrowed to the figure's image or group), and one
@@ -36,11 +37,15 @@ __all__ = ["DOWNLOAD_DIR", "PRINT_LONG_SIDE", "figure_numbers", "figure_zip", "w
 
 #: folder of the site holding the figures' ZIP files
 DOWNLOAD_DIR = "downloads"
-#: px: a map is enlarged by a whole factor until its long side is at least this (17 cm at 300 dpi)
-PRINT_LONG_SIDE = 2000
+#: px: a map is enlarged by a whole factor until its long side is at least this (10 cm at 300
+#: dpi: wider than one column of a two-column paper, 8.5 cm)
+PRINT_LONG_SIDE = 1200
 #: px: pictures smaller than this on their long side are maps at one pixel per cell (as
 #: render.PIXELATED_BELOW, which draws them crisply)
 MAP_BELOW = 200
+
+#: JPEG quality of photographic panels in a download
+PHOTO_QUALITY = 92
 
 _WHEN = (1980, 1, 1, 0, 0, 0)  # the earliest time a ZIP can hold: no clock in the output
 _FILE_ID = re.compile(r"[a-z0-9][a-z0-9-]*")  # figure ids that are safe as file names
@@ -91,24 +96,28 @@ def _csv(rows: list[Any]) -> str | None:
     return buf.getvalue()
 
 
-def _print_png(site: Path, p: Panel) -> tuple[bytes, str]:
-    """(PNG bytes, how it was made) of a raster panel at print quality."""
+def _print_raster(site: Path, p: Panel) -> tuple[bytes, str, str]:
+    """(bytes, file extension, how it was made) of a raster panel at print quality: maps and
+    other PNG panels as PNG, photographic ones (AVIF, JPEG, layered) as JPEG."""
     with Image.open(site / p.file) as im:
         im.load()
         img = im.convert("RGBA" if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info else "RGB")
-    how = "as shown"
+    how, photographic = "as shown", not p.file.endswith(".png")
     if p.layer:
         with Image.open(site / p.layer) as top:
             top.load()
             img = composite(img, top)
-        how = "mask drawn on the photo"
+        how, photographic = "mask drawn on the photo", True
     elif max(img.size) < MAP_BELOW:
         k = -(-PRINT_LONG_SIDE // max(img.size))  # ceil: at least PRINT_LONG_SIDE
         img = img.resize((img.width * k, img.height * k), Image.NEAREST)
         how = f"one cell = {k}×{k} px"
     buf = io.BytesIO()
+    if photographic:
+        img.convert("RGB").save(buf, format="JPEG", quality=PHOTO_QUALITY, subsampling=0, optimize=True)
+        return buf.getvalue(), "jpg", how
     img.save(buf, format="PNG", compress_level=6)
-    return buf.getvalue(), how
+    return buf.getvalue(), "png", how
 
 
 def _member(z: zipfile.ZipFile, name: str, data: bytes, compress: bool) -> None:
@@ -130,8 +139,8 @@ def figure_zip(site: Path, fig: Figure, numbers: Mapping[str, Any]) -> bytes:
                 if p.file.endswith(".svg"):
                     name, data, how, compress = f"{k:03d}.svg", (site / p.file).read_bytes(), "as shown", True
                 else:
-                    (data, how), compress = _print_png(site, p), False
-                    name = f"{k:03d}.png"
+                    data, ext, how = _print_raster(site, p)
+                    name, compress = f"{k:03d}.{ext}", False
                 _member(z, name, data, compress)
                 lines.append(f"{name}: {p.alt}" + (f" [{r.label}]" if r.label else "") + f" ({how})")
         if numbers:
