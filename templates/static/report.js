@@ -39,7 +39,13 @@
         img.height = src.naturalHeight || src.height || 1;
         var fig = btn.closest("figure");
         var fc = fig ? fig.querySelector(":scope > figcaption") : null;
-        cap.textContent = src.alt + (fc ? " — " + fc.textContent.trim() : "");
+        var fcText = "";
+        if (fc) {  /* the caption's words, without the permalink mark and the download link */
+          var c = fc.cloneNode(true);
+          c.querySelectorAll(".pilcrow, .fig-download").forEach(function (e) { e.remove(); });
+          fcText = c.textContent.trim();
+        }
+        cap.textContent = src.alt + (fcText ? " — " + fcText : "");
         var small = src.classList.contains("px") || (src.naturalWidth || 0) < 200;
         dlg.classList.toggle("pixelated", small);
         if (typeof dlg.showModal === "function") dlg.showModal(); else dlg.setAttribute("open", "");
