@@ -87,7 +87,7 @@ def _check_images(page, where: str) -> None:
         await Promise.all(imgs.map(i => i.decode().catch(() => null)));
     }""")
     bad = page.evaluate("""() => [...document.images]
-        .filter(i => i.id !== 'lightbox-img' && !(i.naturalWidth > 0)).map(i => i.src.slice(0, 80))""")
+        .filter(i => i.id !== 'lightbox-img' && i.id !== 'lightbox-layer' && !(i.naturalWidth > 0)).map(i => i.src.slice(0, 80))""")
     assert not bad, f"{where}: images that did not load: {bad}"
     no_alt = page.evaluate("() => [...document.images].filter(i => !i.hasAttribute('alt')).length")
     assert no_alt == 0, f"{where}: {no_alt} images without alt"

@@ -35,7 +35,7 @@ def page_weight(site: Path) -> dict:
             "imgs_without_size": [i[:120] for i in imgs if not (re.search(r"\swidth=\"\d+\"", i)
                                                                 and re.search(r"\sheight=\"\d+\"", i))],
             "loading": [re.search(r'loading="(\w+)"', i).group(1) if 'loading="' in i else None for i in imgs
-                        if 'id="lightbox-img"' not in i],
+                        if 'id="lightbox-' not in i],
         }
     return out
 
@@ -144,3 +144,21 @@ def test_single_file_encodes_each_picture_once(demo_site):
     assert pics, "no explorer photo named a picture of the page"
     for k in pics:
         assert f'data-pic="{k}"' in text
+
+
+def test_default_demo_is_light(default_demo_site):
+    """The shipped report (the project's own config, random init): index.html carries no bulk
+    data (the explorer's codes are files it fetches), report.html fits in an email."""
+    import json
+
+    w = _check(default_demo_site)
+    html = (default_demo_site / "index.html").read_text(encoding="utf-8")
+    data = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', html, re.S)
+    assert data, "the default demo shows the explorer"
+    assert '"b64"' not in data.group(1) and len(re.findall(r"data:[\w/+.-]+;base64,", html)) == 0
+    blobs = json.loads(data.group(1))["blobs"]
+    for per_stage in blobs.values():
+        for per_group in per_stage.values():
+            for entry in per_group.values():
+                assert (default_demo_site / entry["url"]).is_file()
+    assert w["report"]["imgs"] > 500  # every figure is there, only lighter

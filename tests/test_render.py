@@ -129,7 +129,8 @@ def test_ids_unique_and_anchors_resolve(docs, name):
 def test_figures_and_tables_numbered_in_order(docs):
     text, _ = docs["index.html"]
     for word in ("Figure", "Table"):
-        nums = [int(n) for n in re.findall(rf'<span class="fig-num">{word} (\d+)\.</span>', text)]
+        # a figure's number is its permalink (<a class="fig-num permalink">), a table's plain text
+        nums = [int(n) for n in re.findall(rf'<(?:span|a) class="fig-num[^"]*"[^>]*>{word} (\d+)\.', text)]
         assert nums and nums == list(range(1, len(nums) + 1)), (word, nums)
     page_figs = 9  # every sample figure appears exactly once
     assert len(re.findall(r'<figure class="fig ', text)) == page_figs

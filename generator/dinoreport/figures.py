@@ -24,6 +24,8 @@ __all__ = [
     "rgb_map",
     "signed_map",
     "overlay",
+    "mask_layer",
+    "composite",
     "refmask_overlay",
     "colormap_lut",
     "hist_figure",
@@ -93,14 +95,51 @@ def signed_map(x: np.ndarray, vmax: float, size: tuple[int, int] | None = None,
     return _upsample(Image.fromarray(out, "RGB"), size)
 
 
-def overlay(photo: np.ndarray, mask: np.ndarray, colour=(255, 64, 32), alpha: float = 0.55) -> Image.Image:
+#: the tint of :func:`overlay` and :func:`mask_layer`: foreground colour and its opacity,
+#: and the brightness kept by the background
+TINT, TINT_ALPHA, BACKGROUND_KEPT = (255, 64, 32), 0.55, 0.35
+
+
+def overlay(photo: np.ndarray, mask: np.ndarray, colour=TINT, alpha: float = TINT_ALPHA) -> Image.Image:
     """Photo (H, W, 3) uint8 with the mask (h, w) bool, upsampled, tinted and its background dimmed."""
     H, W = photo.shape[:2]
     m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((W, H), Image.NEAREST)) > 127
     out = photo.astype(np.float32)
-    out[~m] *= 0.35
+    out[~m] *= BACKGROUND_KEPT
     out[m] = (1 - alpha) * out[m] + alpha * np.array(colour, dtype=np.float32)
     return Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGB")
+
+
+def mask_layer(mask: np.ndarray) -> Image.Image:
+    """The tint of :func:`overlay` as a picture of its own, for the page to draw over the photo.
+
+    Parameters
+    ----------
+    mask : (h, w) bool
+        Foreground cells, one pixel per cell (the page stretches it over the photo, crisply).
+
+    Returns
+    -------
+    PIL.Image.Image
+        (w, h) two-colour palette picture (a 1-bit PNG of a few hundred bytes): :data:`TINT`
+        at opacity :data:`TINT_ALPHA` on foreground cells, black at opacity
+        ``1 - BACKGROUND_KEPT`` elsewhere. Drawn over the photo (source-over, what
+        :func:`composite` does) it gives :func:`overlay`'s pixels within 1 level in 255.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask_layer: expected an (h, w) mask, got shape {m.shape}")
+    img = Image.fromarray(m.astype(np.uint8), "P")
+    img.putpalette([0, 0, 0, *TINT])
+    img.info["transparency"] = bytes([round((1 - BACKGROUND_KEPT) * 255), round(TINT_ALPHA * 255)])
+    return img
+
+
+def composite(photo: Image.Image, layer: Image.Image) -> Image.Image:
+    """``layer`` stretched to ``photo``'s size by nearest neighbour and drawn over it (what the
+    page shows for a :class:`~dinoreport.page.Panel` with a layer), RGB of ``photo``'s size."""
+    top = layer.convert("RGBA").resize(photo.size, Image.NEAREST)
+    return Image.alpha_composite(photo.convert("RGBA"), top).convert("RGB")
 
 
 def refmask_overlay(photo: np.ndarray, polygons: Sequence[Sequence[Sequence[float]]], *,

@@ -22,11 +22,15 @@ class Panel:
     file : path relative to the site root, e.g. ``assets/fig/3fa2c1.png``.
     alt : full alternative text (what the picture shows, which model/stage/image).
     label : short label shown with the panel (``PC1``, ``C3``, ``ch 17``), may be empty.
+    layer : a second picture drawn over ``file``, stretched to its box, or empty: a partly
+        transparent mask at one pixel per cell (:func:`dinoreport.figures.mask_layer`), so that
+        a photo shown under several masks is one file and each mask a few hundred bytes.
     """
 
     file: str
     alt: str
     label: str = ""
+    layer: str = ""
 
 
 @dataclass(frozen=True)

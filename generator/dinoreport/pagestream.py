@@ -19,6 +19,7 @@ from .assets import Assets, ImgAttrs
 from .cells import format_cell, table_columns
 from .csp import CSP_SITE, csp_single
 from .directives import BlockDirective, PageOutput
+from .downloads import download_link
 from .numbering import Layout, figure_links, resolve_refs, unlinked
 from .page import ReportPage
 from .theme import theme_loader
@@ -141,5 +142,6 @@ def page_output(site: Path, inline: bool, env: jinja2.Environment, page: ReportP
     img_attrs = ImgAttrs(assets, sizes)
     common = {"page": page, "img_attrs": img_attrs, "fmt": format_cell,
               "table_columns": table_columns, "inline": inline,
+              "download": (lambda _id: None) if inline else download_link(site),
               "figure_links": lambda cell: figure_links(page, layout.numbering, cell)}
     return PageOutput(site, inline, assets, img_attrs, env, common)

@@ -709,10 +709,10 @@ def _warn_page_size(plan: Plan, analysed: Analysed, site: Path, progress: Progre
     for f in analysed.figures:
         name = analysis_of.get(f.kind, f.kind)
         for r in f.rows:
-            for p in r.panels:
-                if p.file not in sizes:
-                    sizes[p.file] = (site / p.file).stat().st_size
-                by_analysis[name] = by_analysis.get(name, 0) + sizes[p.file] * 4 // 3
+            for rel in (q for p in r.panels for q in (p.file, p.layer) if q):
+                if rel not in sizes:
+                    sizes[rel] = (site / rel).stat().st_size
+                by_analysis[name] = by_analysis.get(name, 0) + sizes[rel] * 4 // 3
     line = page_size_warning("report.html", (site / "report.html").stat().st_size, by_analysis)
     if line:
         progress.log(line)
@@ -840,11 +840,16 @@ def render(built: Assembled) -> ReportPage:
 
 
 def write_data(analysed: Analysed, site: Path) -> list[str]:
-    """The data files the page links to: results and figure index. Returns where the results
+    """The data files the page links to: results, figure index and each figure's ZIP
+    (:mod:`dinoreport.downloads`). Returns where the results
     held a value that is not a finite number (written as ``null``), as "analysis: key path"."""
     found: list[str] = []
     _json_dump(finite_json(analysed.results, found=found), site / "data" / "results.json")
     _json_dump(finite_json(_figures_json(analysed.figures)), site / "data" / "figures.json")
+    from .downloads import write_downloads
+    from .render import kind_owner
+
+    write_downloads(site, analysed.figures, finite_json(analysed.results), analysed.owners, kind_owner)
     owner = analysed.owners
     return [f"{owner.get(p.split('.')[0].split('[')[0], '?')}: {p}" for p in found]
 
@@ -918,6 +923,7 @@ def _figures_json(figures) -> list[dict[str, Any]]:
         for r in f.rows:
             for p in r.panels:
                 rows.append({"id": f"{f.id}/{len(rows)}", "figure": f.id, "kind": f.kind, "file": p.file,
+                             **({"layer": p.layer} if p.layer else {}),
                              "row": r.label, "label": p.label, "alt": p.alt, "caption": f.caption,
                              "image": f.image, "group": f.group})
     return rows

@@ -29,7 +29,7 @@ __all__ = ["render_site", "RESERVED_IDS"]
 #: ids the page template uses itself; headings never take these (nor a directive's own ids)
 RESERVED_IDS = frozenset({
     "top", "contents", "article", "more-figures", "about-models", "skipped-images",
-    "image-credits", "notices", "lightbox", "lightbox-img", "lightbox-caption",
+    "image-credits", "notices", "lightbox", "lightbox-img", "lightbox-layer", "lightbox-caption",
     "lightbox-close", "colophon",
 })
 

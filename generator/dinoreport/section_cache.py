@@ -154,7 +154,7 @@ def _hashable(key: Any) -> Any:
 
 def _picture_paths(out: SectionOutput) -> list[Any]:
     """Every picture path of an output that can reach a page: panels and explorer photos."""
-    paths = [p.file for f in out.figures for r in f.rows for p in r.panels]
+    paths = [q for f in out.figures for r in f.rows for p in r.panels for q in (p.file, p.layer) if q]
     images = out.explorer.get("images", []) if isinstance(out.explorer, dict) else []
     return paths + [im.get("photo") for im in images if isinstance(im, dict) and im.get("photo")]
 

@@ -7,6 +7,7 @@
     var dlg = document.getElementById("lightbox");
     if (!dlg) return;
     var img = document.getElementById("lightbox-img");
+    var layer = document.getElementById("lightbox-layer");
     var cap = document.getElementById("lightbox-caption");
     var closeBtn = document.getElementById("lightbox-close");
     var opener = null;
@@ -15,25 +16,36 @@
     }
     dlg.addEventListener("close", function () {
       img.removeAttribute("src");
+      if (layer) { layer.removeAttribute("src"); layer.hidden = true; }
       if (opener) opener.focus();
       opener = null;
     });
     closeBtn.addEventListener("click", close);
-    dlg.addEventListener("click", function (e) { if (e.target === dlg || e.target === img) close(); });
+    dlg.addEventListener("click", function (e) { if (e.target === dlg || e.target === img || e.target === layer) close(); });
     document.addEventListener("keydown", function (e) { if (e.key === "Escape" && dlg.open) close(); });
     document.querySelectorAll("button.zoom").forEach(function (btn) {
       btn.addEventListener("click", function () {
-        var src = btn.querySelector("img");
+        var imgs = btn.querySelectorAll("img"), src = imgs[0];
         if (!src) return;
         opener = btn;
         img.src = src.currentSrc || src.src;
+        if (layer) {  /* a mask drawn over its photo (figure.html.j2, .layered) */
+          layer.hidden = imgs.length < 2;
+          if (imgs.length > 1) layer.src = imgs[1].currentSrc || imgs[1].src;
+        }
         img.alt = src.alt;
         /* the picture's own proportions while it decodes (CSS sizes it) */
         img.width = src.naturalWidth || src.width || 1;
         img.height = src.naturalHeight || src.height || 1;
         var fig = btn.closest("figure");
         var fc = fig ? fig.querySelector(":scope > figcaption") : null;
-        cap.textContent = src.alt + (fc ? " — " + fc.textContent.trim() : "");
+        var fcText = "";
+        if (fc) {  /* the caption's words, without the permalink mark and the download link */
+          var c = fc.cloneNode(true);
+          c.querySelectorAll(".pilcrow, .fig-download").forEach(function (e) { e.remove(); });
+          fcText = c.textContent.trim();
+        }
+        cap.textContent = src.alt + (fcText ? " — " + fcText : "");
         var small = src.classList.contains("px") || (src.naturalWidth || 0) < 200;
         dlg.classList.toggle("pixelated", small);
         if (typeof dlg.showModal === "function") dlg.showModal(); else dlg.setAttribute("open", "");

@@ -17,7 +17,7 @@ from PIL import Image
 from .. import analysis as A
 from ..context import BuildContext
 from ..drawing import norm_image
-from ..figures import overlay
+from ..figures import mask_layer
 from ..options import option
 from ..page import Figure, Panel, Row, Table
 from ._common import rnd, slug
@@ -107,10 +107,10 @@ def fg_probe(ctx: BuildContext) -> SectionOutput:
     for i in shown:
         if not fig_rows[i]:
             continue
-        size = ctx.panel_size(i, 448)
-        photo = np.asarray(Image.fromarray(ctx.images[i]).resize(size, Image.BICUBIC))
-        ref = np.asarray(Image.fromarray(ctx.reference_masks[i]).resize(size, Image.NEAREST))
-        head = Panel(ctx.writer.photographic(overlay(photo, ref)), f"Photo {i} with its reference mask tinted", "")
+        # The photo of the image's other figures, the mask drawn over it by the page.
+        ref = np.asarray(Image.fromarray(ctx.reference_masks[i]).resize(ctx.panel_size(i, 448), Image.NEAREST))
+        head = Panel(ctx.writer.photo(ctx.images[i], 448), f"Photo {i} with its reference mask tinted", "",
+                     layer=ctx.writer.png(mask_layer(ref)))
         out.figures.append(Figure(
             id=slug("fg-probe", i), kind="fg_probe", image=i,
             caption=(f"The linear foreground probe on image {i}: per stage, the probability that a cell "

@@ -5,12 +5,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .. import analysis as A
 from ..config import ReportConfig
 from ..context import BuildContext
-from ..figures import overlay, rgb_map
+from ..figures import mask_layer, rgb_map
 from ..page import Figure, Panel, Row, Table
 from ..modelmeta import crop_multiple, model_meta
 from ..options import option
@@ -70,7 +69,7 @@ def resolution_sweep(ctx: BuildContext) -> SectionOutput:
     thr = ctx.options.mask_threshold
     rows: list[dict[str, Any]] = []
     for image in ctx.featured:
-        photo = np.asarray(Image.fromarray(ctx.images[image]).resize(ctx.panel_size(image, 320), Image.BICUBIC))
+        photo = ctx.writer.photo(ctx.images[image], 448)  # the photo of the image's other figures
         fig_rows = []
         for m in ctx.models:
             fmaps = {r: ctx.fmap(m.id, image, m.last, resolution=r) for r in resolutions
@@ -87,11 +86,12 @@ def resolution_sweep(ctx: BuildContext) -> SectionOutput:
                                     f"Within-image PCA as RGB of {m.label} {m.last}, image {image}, "
                                     f"short side {p.resolution} px ({h}×{w} cells)",
                                     f"{h}×{w} · PC1 {p.pc1_explained:.0%}"))
-                panels.append(Panel(ctx.writer.photographic(overlay(photo, p.mask)),
+                panels.append(Panel(photo,
                                     f"PC1 foreground of {m.label} {m.last}, image {image}, short side "
                                     f"{p.resolution} px (tinted); IoU {p.mask_iou_vs_base:.2f} with "
                                     f"the mask at {base} px",
-                                    "base" if p.resolution == base else f"IoU {p.mask_iou_vs_base:.2f}"))
+                                    "base" if p.resolution == base else f"IoU {p.mask_iou_vs_base:.2f}",
+                                    layer=ctx.writer.png(mask_layer(p.mask))))
             fig_rows.append(Row(m.label, tuple(panels)))
         out.figures.append(Figure(
             id=slug("resolution-sweep", image), kind="resolution_sweep", image=image,

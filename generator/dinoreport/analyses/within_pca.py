@@ -9,7 +9,7 @@ from PIL import Image
 
 from .. import analysis as A
 from ..context import BuildContext, ModelFacts
-from ..figures import overlay, rgb_map, signed_map
+from ..figures import mask_layer, rgb_map, signed_map
 from ..page import Figure, Panel, Row, Table
 from ._common import WHITENED, mask_threshold_option, rnd, rnd_all, slug, whiten_option
 from .registry import FigureKind, ForegroundMasks, SectionOutput, TableKind, register_analysis
@@ -105,10 +105,11 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
     # Mask overlays: one figure, images as rows, models as columns.
     mask_rows = []
     for image in ctx.image_ids():
+        # The photo of the image's PCA figure under each model's mask: one photo file for all.
+        photo_file = ctx.writer.photo(ctx.images[image], 448)
         panels = tuple(
-            Panel(ctx.writer.photographic(overlay(_shrink(ctx, image), masks[m.id][image])),
-                  f"Foreground of image {image} from PC1 of {m.label} {m.last} (tinted)",
-                  f"{masks[m.id][image].mean():.0%}")
+            Panel(photo_file, f"Foreground of image {image} from PC1 of {m.label} {m.last} (tinted)",
+                  f"{masks[m.id][image].mean():.0%}", layer=ctx.writer.png(mask_layer(masks[m.id][image])))
             for m in ctx.models)
         mask_rows.append(Row(image, panels))
     out.figures.append(Figure(
@@ -118,10 +119,3 @@ def within_pca(ctx: BuildContext) -> SectionOutput:
                  f"(share in the label). {ctx.provenance()}"),
         column_labels=tuple(m.label for m in ctx.models), rows=tuple(mask_rows)))
     return out
-
-
-def _shrink(ctx: BuildContext, image: str) -> np.ndarray:
-    from PIL import Image
-
-    size = ctx.panel_size(image, 320)
-    return np.asarray(Image.fromarray(ctx.images[image]).resize(size, Image.BICUBIC))
