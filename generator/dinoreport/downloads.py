@@ -41,7 +41,7 @@ DOWNLOAD_DIR = "downloads"
 #: dpi: wider than one column of a two-column paper, 8.5 cm)
 PRINT_LONG_SIDE = 1200
 #: px: pictures smaller than this on their long side are maps at one pixel per cell (as
-#: render.PIXELATED_BELOW, which draws them crisply)
+#: assets.PIXELATED_BELOW, which draws them crisply)
 MAP_BELOW = 200
 
 #: JPEG quality of photographic panels in a download
@@ -163,7 +163,7 @@ def write_downloads(site: Path, figures: Iterable[Figure], results: Mapping[str,
     many were written.
 
     ``owners`` maps each results key to the analysis that wrote it, ``kind_owner`` a figure
-    kind to the analysis that declares it (:func:`dinoreport.render.kind_owner`)."""
+    kind to the analysis that declares it (:func:`dinoreport.directives.kind_owner`)."""
     site = Path(site)
     folder = site / DOWNLOAD_DIR
     n = 0

@@ -847,7 +847,7 @@ def write_data(analysed: Analysed, site: Path) -> list[str]:
     _json_dump(finite_json(analysed.results, found=found), site / "data" / "results.json")
     _json_dump(finite_json(_figures_json(analysed.figures)), site / "data" / "figures.json")
     from .downloads import write_downloads
-    from .render import kind_owner
+    from .directives import kind_owner
 
     write_downloads(site, analysed.figures, finite_json(analysed.results), analysed.owners, kind_owner)
     owner = analysed.owners
