@@ -41,27 +41,17 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "generator"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from dinoreport.config import load_config
     from dinoreport.context import BuildContext
     from dinoreport.figures import FigureWriter
-    from dinoreport.pipeline import BuildOptions, decode, extract, resolve
-    from dinoreport.cachedir import cache_dir
-    from dinoreport.features import FeatureCache
+    from dinoreport.pipeline import BuildOptions
     from dinoreport.progress import Progress
+    from _phases import load_cfg, up_to_analyses
 
-    if args.images is not None:
-        from dinoreport.cli import _load
-
-        cfg = _load(args.config, args.images)
-    else:
-        cfg = load_config(args.config)
+    cfg = load_cfg(args.config, args.images)
     with tempfile.TemporaryDirectory(prefix="dinoreport-bench-analyses-") as tmp:
         opts = BuildOptions(out=Path(tmp) / "site", random_init=True, quiet=True)
-        plan = resolve(cfg, opts)
-        skipped: list = []
         with Progress(True) as progress:
-            decoded = decode(cfg, opts, plan, progress, skipped, Path(tmp) / "images")
-            extracted = extract(cfg, opts, plan, decoded, progress, FeatureCache(cache_dir() / "features"))
+            plan, decoded, extracted = up_to_analyses(cfg, opts, Path(tmp), progress)
         ctx = BuildContext(cfg=cfg, images=decoded.images, entries=decoded.entries, models=extracted.models,
                            keys=extracted.keys, cache=extracted.cache, writer=FigureWriter(Path(tmp) / "figs"),
                            groups=decoded.groups, featured=decoded.featured, random_init=True, dtype="fp32",

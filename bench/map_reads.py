@@ -33,18 +33,12 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "generator"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from dinoreport.cachedir import cache_dir
-    from dinoreport.config import load_config
     from dinoreport.features import FeatureCache
-    from dinoreport.pipeline import BuildOptions, analyse, decode, extract, resolve
+    from dinoreport.pipeline import BuildOptions, analyse
     from dinoreport.progress import Progress
+    from _phases import load_cfg, up_to_analyses
 
-    if args.images is not None:
-        from dinoreport.cli import _load
-
-        cfg = _load(args.config, args.images)
-    else:
-        cfg = load_config(args.config)
+    cfg = load_cfg(args.config, args.images)
     reads: collections.Counter = collections.Counter()  # (key, stage, channel) -> reads
     nbytes: collections.Counter = collections.Counter()  # analysis -> bytes
     count: collections.Counter = collections.Counter()  # analysis -> reads
@@ -66,10 +60,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="dinoreport-bench-reads-") as tmp:
         opts = BuildOptions(out=Path(tmp) / "site", random_init=True, quiet=True, jobs=args.jobs)
-        plan = resolve(cfg, opts)
         with Progress(True) as progress:
-            decoded = decode(cfg, opts, plan, progress, [], Path(tmp) / "images")
-            extracted = extract(cfg, opts, plan, decoded, progress, FeatureCache(cache_dir() / "features"))
+            plan, decoded, extracted = up_to_analyses(cfg, opts, Path(tmp), progress)
             FeatureCache.stage = counted
             site = Path(tmp) / "site-tmp"
             site.mkdir()

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from PIL import Image
 
+from .assets import PIXELATED_BELOW
 from .figures import composite
 from .page import Figure, Panel
 
@@ -40,9 +41,6 @@ DOWNLOAD_DIR = "downloads"
 #: px: a map is enlarged by a whole factor until its long side is at least this (10 cm at 300
 #: dpi: wider than one column of a two-column paper, 8.5 cm)
 PRINT_LONG_SIDE = 1200
-#: px: pictures smaller than this on their long side are maps at one pixel per cell (as
-#: assets.PIXELATED_BELOW, which draws them crisply)
-MAP_BELOW = 200
 
 #: JPEG quality of photographic panels in a download
 PHOTO_QUALITY = 92
@@ -108,7 +106,7 @@ def _print_raster(site: Path, p: Panel) -> tuple[bytes, str, str]:
             top.load()
             img = composite(img, top)
         how, photographic = "mask drawn on the photo", True
-    elif max(img.size) < MAP_BELOW:
+    elif max(img.size) < PIXELATED_BELOW:  # a map at one pixel per cell
         k = -(-PRINT_LONG_SIDE // max(img.size))  # ceil: at least PRINT_LONG_SIDE
         img = img.resize((img.width * k, img.height * k), Image.NEAREST)
         how = f"one cell = {k}×{k} px"

@@ -844,12 +844,13 @@ def write_data(analysed: Analysed, site: Path) -> list[str]:
     (:mod:`dinoreport.downloads`). Returns where the results
     held a value that is not a finite number (written as ``null``), as "analysis: key path"."""
     found: list[str] = []
-    _json_dump(finite_json(analysed.results, found=found), site / "data" / "results.json")
+    results = finite_json(analysed.results, found=found)
+    _json_dump(results, site / "data" / "results.json")
     _json_dump(finite_json(_figures_json(analysed.figures)), site / "data" / "figures.json")
     from .downloads import write_downloads
     from .directives import kind_owner
 
-    write_downloads(site, analysed.figures, finite_json(analysed.results), analysed.owners, kind_owner)
+    write_downloads(site, analysed.figures, results, analysed.owners, kind_owner)
     owner = analysed.owners
     return [f"{owner.get(p.split('.')[0].split('[')[0], '?')}: {p}" for p in found]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Union
 
 import numpy as np
 
@@ -371,18 +371,25 @@ def resolve_options(cfg: "ReportConfig") -> dict[str, Any]:
 def contributed_helpers(page: Any, core: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """The narrative helpers every registered analysis contributes, in report order; a name
     that is already taken (by the renderer or another analysis) is an AnalysisLoadError."""
-    out: dict[str, Callable[..., Any]] = {}
-    owner = dict.fromkeys(core, "the renderer")
+    return _contributions(core, lambda a: a.helpers and a.helpers(page, core),
+                          lambda name: f"the narrative helper {name!r}")
+
+
+def _contributions(reserved: Iterable[str], contribute: Callable[[Analysis], Mapping[str, Any] | None],
+                   what: Callable[[str], str]) -> dict[str, Any]:
+    """Every registered analysis's contributions (``contribute(analysis)``: name -> value, or
+    None), in report order; a name in ``reserved`` (the renderer's) or contributed twice is an
+    AnalysisLoadError naming both owners and ``what(name)``."""
+    out: dict[str, Any] = {}
+    owner = dict.fromkeys(reserved, "the renderer")
     for n in list_analyses():
         a = _REGISTRY[n]
-        if a.helpers is None:
-            continue
-        for name, fn in a.helpers(page, core).items():
+        for name, value in (contribute(a) or {}).items():
             if name in owner:
-                raise AnalysisLoadError(f"analysis {n} ({defined_in(a.run)}) contributes the narrative "
-                                        f"helper {name!r}, which {owner[name]} has already; rename it")
+                raise AnalysisLoadError(f"analysis {n} ({defined_in(a.run)}) contributes {what(name)}, "
+                                        f"which {owner[name]} has already; rename it")
             owner[name] = f"analysis {n}"
-            out[name] = fn
+            out[name] = value
     return out
 
 
@@ -395,16 +402,5 @@ def contributed_directives(page: Any) -> dict[str, Any]:
     """The block directives every registered analysis contributes for rendering ``page``, in
     report order; a name that is already taken (by the renderer or another analysis) is an
     AnalysisLoadError."""
-    out: dict[str, Any] = {}
-    owner = dict.fromkeys(RENDERER_DIRECTIVES, "the renderer")
-    for n in list_analyses():
-        a = _REGISTRY[n]
-        if a.directives is None:
-            continue
-        for name, d in a.directives(page).items():
-            if name in owner:
-                raise AnalysisLoadError(f"analysis {n} ({defined_in(a.run)}) contributes the directive "
-                                        f"'::: {name}', which {owner[name]} has already; rename it")
-            owner[name] = f"analysis {n}"
-            out[name] = d
-    return out
+    return _contributions(RENDERER_DIRECTIVES, lambda a: a.directives and a.directives(page),
+                          lambda name: f"the directive '::: {name}'")
